@@ -1,0 +1,39 @@
+# Two commands do all set-up: `make run` starts the shop, `make test` runs the test suite.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+VENV := .venv
+PROTOS := $(wildcard protos/sagashop/v1/*.proto)
+STUBS := libs/sagashop/v1/.generated
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: run test setup stubs lint clean
+
+run: setup
+	$(VENV)/bin/sagashop up
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+setup: $(VENV)/.synced $(STUBS)
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --locked --python $(PYTHON)
+	touch $@
+
+$(STUBS): $(VENV)/.synced $(PROTOS)
+	$(VENV)/bin/python -m grpc_tools.protoc -I protos --python_out=libs --grpc_python_out=libs --pyi_out=libs $(PROTOS)
+	touch $@
+
+stubs: $(STUBS)
+
+lint: setup
+	$(UV) run --no-sync ruff check .
+
+clean:
+	rm -rf $(VENV) .tools .data libs/sagashop/v1/*_pb2*.py libs/sagashop/v1/*_pb2*.pyi $(STUBS)

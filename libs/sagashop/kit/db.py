@@ -1,0 +1,99 @@
+"""One database per service: a SQLite file under the data dir, or a schema of its own on a PostgreSQL server.
+
+The schema is versioned with alembic: each service keeps its revisions in `services/<name>/migrations/`, and
+`database()` upgrades to the newest before the service answers a call.
+"""
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from .settings import Settings
+
+SERVICES_DIR = Path(__file__).resolve().parents[3] / "services"
+ENV_DIR = Path(__file__).resolve().parent / "migrations"
+T = TypeVar("T")
+
+
+def server_url(url: str) -> str:
+    """Accept `postgresql://...` as users write it; SQLAlchemy needs the asyncpg driver named."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg2", "postgresql+psycopg"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def engine_for(settings: Settings, service: str) -> AsyncEngine:
+    if settings.database_url:
+        return create_async_engine(
+            server_url(settings.database_url),
+            pool_size=10,
+            max_overflow=10,
+            pool_pre_ping=True,
+            connect_args={"server_settings": {"search_path": service}},
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(f"sqlite+aiosqlite:///{settings.data_dir / service}.db", pool_size=5)
+    _serialize_sqlite_writers(engine)
+    return engine
+
+
+def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
+    """WAL + BEGIN IMMEDIATE: a transaction takes the write lock when it starts, so two writers queue (for up
+    to the busy timeout) instead of one failing with 'database is locked' when it upgrades a read lock."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def database(settings: Settings, service: str) -> AsyncEngine:
+    """The service's engine, its schema created if missing and migrated to the newest revision."""
+    engine = engine_for(settings, service)
+    async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # one migrator at a time when several replicas start together
+            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": f"sagashop:{service}"})
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{service}"'))
+        await conn.run_sync(_upgrade, service)
+    return engine
+
+
+def _upgrade(connection: Connection, service: str) -> None:
+    config = Config()
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("script_location", str(ENV_DIR))
+    config.set_main_option("version_locations", str(SERVICES_DIR / service / "migrations"))
+    config.attributes["connection"] = connection
+    config.attributes["schema"] = service if connection.dialect.name == "postgresql" else None
+    command.upgrade(config, "head")
+
+
+async def transaction(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]], *, tries: int = 3) -> T:
+    """Runs `work` in one transaction. Two requests with one idempotency key can both find no record and both
+    insert one: the loser's transaction rolls back on the unique key and runs again, now finding the winner's."""
+    for attempt in range(tries):
+        try:
+            async with engine.begin() as conn:
+                return await work(conn)
+        except IntegrityError:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")

@@ -1,0 +1,48 @@
+"""Domain errors: what a service refuses and why, with a stable code. No transport here."""
+
+
+class DomainError(Exception):
+    code = "error"
+
+    def __init__(self, detail: str = "", *, code: str | None = None) -> None:
+        super().__init__(detail or (code or self.code).replace("_", " "))
+        self.code = code or self.code
+        self.detail = str(self)
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Invalid(DomainError):
+    code = "validation_error"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class Rejected(DomainError):
+    """A business refusal: final, never retried (out_of_stock, payment_declined, ...)."""
+
+    code = "rejected"
+
+
+class Compensated(DomainError):
+    """The action's key was already compensated (a tombstone): the late action must not take effect."""
+
+    code = "compensated"
+
+
+class Unauthenticated(DomainError):
+    code = "unauthorized"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class Unavailable(DomainError):
+    """A dependency did not answer in time: transient from the caller's view."""
+
+    code = "service_unavailable"

@@ -1,0 +1,86 @@
+"""One way to call another service: a long-lived channel, a deadline per attempt, retries of transient failures
+within an overall deadline, and failed calls turned into domain errors."""
+
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from .status import ERROR_CODE, SERVED_BY, TRANSIENT, error_from
+
+StubT = TypeVar("StubT")
+R = TypeVar("R")
+
+CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 0)]
+
+
+@dataclass
+class CallRecord:
+    """What the calls made within one unit of work (a saga step) saw: how many attempts, and who answered."""
+
+    attempts: int = 0
+    handled_by: str = ""
+
+
+current_record: ContextVar[CallRecord | None] = ContextVar("sagashop_call_record", default=None)
+
+
+def is_transient(error: BaseException) -> bool:
+    return isinstance(error, grpc.aio.AioRpcError) and error.code() in TRANSIENT
+
+
+def _metadata_value(metadata: Any, key: str) -> str | None:
+    for k, v in metadata or ():
+        if k == key:
+            return str(v)
+    return None
+
+
+class Dependency(Generic[StubT]):
+    def __init__(self, name: str, address: str, stub: Callable[[grpc.aio.Channel], StubT],
+                 *, attempt_timeout: float = 2.0) -> None:
+        self.name, self.address, self.attempt_timeout = name, address, attempt_timeout
+        self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.stub = stub(self.channel)
+
+    async def call(self, rpc: Callable[..., Any], request: Any, *, within: float = 0.0,
+                   timeout: float | None = None) -> Any:
+        """Calls `rpc`; retries UNAVAILABLE/DEADLINE_EXCEEDED/RESOURCE_EXHAUSTED with jittered backoff until
+        `within` seconds have passed (0: one attempt). Raises the DomainError the answer stands for."""
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(is_transient), reraise=True,
+                wait=wait_random_exponential(multiplier=0.05, max=1.0), stop=stop_after_delay(within),
+            ):
+                with attempt:
+                    return await self._attempt(rpc, request, timeout or self.attempt_timeout)
+            raise AssertionError("unreachable: reraise=True")
+        except grpc.aio.AioRpcError as e:
+            raise error_from(e.code(), e.details() or "", _metadata_value(e.trailing_metadata(), ERROR_CODE),
+                             self.name) from e
+
+    async def _attempt(self, rpc: Callable[..., Any], request: Any, timeout: float) -> Any:
+        record = current_record.get()
+        if record is not None:
+            record.attempts += 1
+        call = rpc(request, timeout=timeout)
+        try:
+            return await call
+        finally:
+            if record is not None:
+                record.handled_by = _metadata_value(await call.initial_metadata(), SERVED_BY) or record.handled_by
+
+    async def is_serving(self, timeout: float = 1.0) -> bool:
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return False
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    async def close(self) -> None:
+        await self.channel.close()

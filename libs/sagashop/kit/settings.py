@@ -1,0 +1,44 @@
+"""Every SAGASHOP_* variable, read in one place; the port and host of each part."""
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("user", "order", "inventory", "payment", "shipping", "orchestrator")
+PARTS = ("gateway", *SERVICES)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SAGASHOP_", extra="ignore")
+
+    database_url: str | None = None  # None: SQLite files under data_dir
+    data_dir: Path = Path(".data")
+    redis_url: str | None = None  # None: in-process stores
+    bind: str = "127.0.0.1"
+    gateway_port: int = 8080
+    user_port: int = 50051
+    order_port: int = 50052
+    inventory_port: int = 50053
+    payment_port: int = 50054
+    shipping_port: int = 50055
+    orchestrator_port: int = 50056
+    user_host: str = "127.0.0.1"
+    order_host: str = "127.0.0.1"
+    inventory_host: str = "127.0.0.1"
+    payment_host: str = "127.0.0.1"
+    shipping_host: str = "127.0.0.1"
+    orchestrator_host: str = "127.0.0.1"
+    admin_email: str = "admin@sagashop.local"
+    admin_password: str | None = None  # None: `serve user` generates one and logs it
+    faults_enabled: bool = True
+    version: str = "v1"
+    jwt_secret: str | None = None
+    token_ttl_seconds: int = 3600
+    step_deadline_seconds: float = 20.0  # how long a saga step may keep retrying a service that is down
+    log_level: str = "INFO"
+
+    def port(self, part: str) -> int:
+        return int(getattr(self, f"{part}_port"))
+
+    def address(self, service: str) -> str:
+        return f"{getattr(self, f'{service}_host')}:{self.port(service)}"

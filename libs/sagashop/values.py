@@ -1,0 +1,57 @@
+"""Value objects more than one context speaks of: order lines and addresses, with their rules."""
+
+import re
+from dataclasses import dataclass
+
+from .kit.errors import Invalid
+
+MAX_LINES = 50
+MAX_QUANTITY = 1000
+SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+@dataclass(frozen=True)
+class Line:
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class Address:
+    name: str
+    line1: str
+    city: str
+    postal_code: str
+    country: str
+
+
+def valid_sku(sku: str) -> str:
+    if not SKU.match(sku):
+        raise Invalid(f"sku {sku!r} must be 1-64 letters, digits, '-', '_' or '.'")
+    return sku
+
+
+def valid_lines(lines: list[Line] | tuple[Line, ...]) -> tuple[Line, ...]:
+    """1 to 50 lines of distinct SKUs, each for 1 to 1000 units."""
+    if not 1 <= len(lines) <= MAX_LINES:
+        raise Invalid(f"an order has 1 to {MAX_LINES} lines, not {len(lines)}")
+    seen: set[str] = set()
+    for line in lines:
+        valid_sku(line.sku)
+        if not 1 <= line.quantity <= MAX_QUANTITY:
+            raise Invalid(f"{line.sku}: quantity must be 1 to {MAX_QUANTITY}, not {line.quantity}")
+        if line.sku in seen:
+            raise Invalid(f"{line.sku} appears on two lines")
+        seen.add(line.sku)
+    return tuple(lines)
+
+
+def valid_address(address: Address) -> Address:
+    for field in ("name", "line1", "city", "postal_code"):
+        value = getattr(address, field)
+        if not value.strip() or len(value) > 200:
+            raise Invalid(f"address {field} must be 1 to 200 characters")
+    if not COUNTRY.match(address.country):
+        raise Invalid(f"country must be two capital letters, not {address.country!r}")
+    return address

@@ -1,0 +1,48 @@
+"""Inventory rules: what a valid product is, and why stock cannot be taken."""
+
+from dataclasses import dataclass
+
+from sagashop.kit.errors import Invalid, Rejected
+from sagashop.values import Line, valid_sku
+
+CURRENCIES = frozenset({"EUR", "USD", "GBP"})
+MAX_PRICE_CENTS = 100_000_000
+
+
+@dataclass(frozen=True)
+class Product:
+    sku: str
+    name: str
+    price_cents: int
+    currency: str
+    available: int
+    reserved: int = 0
+    sold: int = 0
+
+
+class OutOfStock(Rejected):
+    code = "out_of_stock"
+
+
+class UnknownProduct(Rejected):
+    code = "unknown_product"
+
+
+def valid_product(product: Product) -> Product:
+    valid_sku(product.sku)
+    if not product.name.strip() or len(product.name) > 200:
+        raise Invalid("name must be 1 to 200 characters")
+    if not 0 <= product.price_cents <= MAX_PRICE_CENTS:
+        raise Invalid(f"price_cents must be 0 to {MAX_PRICE_CENTS}")
+    if product.currency not in CURRENCIES:
+        raise Invalid(f"currency must be one of {', '.join(sorted(CURRENCIES))}")
+    if not 0 <= product.available <= 1_000_000_000:
+        raise Invalid("available must be 0 to 1000000000")
+    return product
+
+
+def why_not_taken(product: Product | None, line: Line) -> Rejected:
+    """The refusal for a line whose units could not be taken from `product` (None: no such product)."""
+    if product is None:
+        return UnknownProduct(f"{line.sku}: no such product")
+    return OutOfStock(f"{line.sku}: {product.available} left, {line.quantity} asked")

@@ -1,0 +1,100 @@
+"""Inventory tables and the queries on them; every function runs inside the caller's transaction."""
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sagashop.kit.clock import now
+from sagashop.values import Line
+
+from .domain import Product
+
+metadata = sa.MetaData()
+products = sa.Table(
+    "products", metadata,
+    sa.Column("sku", sa.String, primary_key=True), sa.Column("name", sa.String),
+    sa.Column("price_cents", sa.BigInteger), sa.Column("currency", sa.String),
+    sa.Column("available", sa.Integer), sa.Column("reserved", sa.Integer), sa.Column("sold", sa.Integer),
+)
+reservations = sa.Table(
+    "reservations", metadata,
+    sa.Column("idempotency_key", sa.String, primary_key=True), sa.Column("order_id", sa.String),
+    sa.Column("state", sa.String), sa.Column("lines", sa.JSON),
+    sa.Column("created_at", sa.DateTime(timezone=True)), sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+
+HELD, COMMITTED, RELEASED, TOMBSTONE = "HELD", "COMMITTED", "RELEASED", "TOMBSTONE"
+# where the units of a reservation sit in each state it can leave
+COUNTER = {HELD: "reserved", COMMITTED: "sold"}
+
+
+@dataclass(frozen=True)
+class Reservation:
+    key: str
+    order_id: str
+    state: str
+    lines: tuple[Line, ...]
+
+
+class Inventory:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def products(self, skus: list[str] | None = None) -> list[Product]:
+        query = sa.select(products).order_by(products.c.sku)
+        if skus:
+            query = query.where(products.c.sku.in_(skus))
+        return [Product(**row._mapping) for row in await self.conn.execute(query)]
+
+    async def product(self, sku: str) -> Product | None:
+        found = await self.products([sku])
+        return found[0] if found else None
+
+    async def upsert(self, p: Product, *, only_if_absent: bool) -> Product:
+        current = await self.product(p.sku)
+        fields = {"name": p.name, "price_cents": p.price_cents, "currency": p.currency, "available": p.available}
+        if current is None:
+            await self.conn.execute(products.insert().values(sku=p.sku, reserved=0, sold=0, **fields))
+        elif not only_if_absent:
+            await self.conn.execute(products.update().where(products.c.sku == p.sku).values(**fields))
+        return await self.product(p.sku)  # type: ignore[return-value]
+
+    async def take(self, line: Line) -> bool:
+        """Moves units available -> reserved if enough are available: one conditional statement, so two
+        concurrent takes can never both pass the check."""
+        result = await self.conn.execute(
+            products.update()
+            .where(products.c.sku == line.sku, products.c.available >= line.quantity)
+            .values(available=products.c.available - line.quantity, reserved=products.c.reserved + line.quantity)
+        )
+        return result.rowcount == 1
+
+    async def move(self, lines: tuple[Line, ...], source: str, target: str) -> None:
+        for line in sorted(lines, key=lambda x: x.sku):  # one lock order: no deadlock between two movers
+            await self.conn.execute(
+                products.update().where(products.c.sku == line.sku).values(
+                    {source: products.c[source] - line.quantity, target: products.c[target] + line.quantity}
+                )
+            )
+
+    async def reservation(self, key: str) -> Reservation | None:
+        row = (await self.conn.execute(sa.select(reservations).where(reservations.c.idempotency_key == key))).first()
+        if row is None:
+            return None
+        lines = tuple(Line(sku, quantity) for sku, quantity in row.lines)
+        return Reservation(row.idempotency_key, row.order_id, row.state, lines)
+
+    async def add_reservation(self, r: Reservation) -> Reservation:
+        moment = now()
+        await self.conn.execute(reservations.insert().values(
+            idempotency_key=r.key, order_id=r.order_id, state=r.state,
+            lines=[[line.sku, line.quantity] for line in r.lines], created_at=moment, updated_at=moment,
+        ))
+        return r
+
+    async def set_state(self, r: Reservation, state: str) -> Reservation:
+        await self.conn.execute(
+            reservations.update().where(reservations.c.idempotency_key == r.key).values(state=state, updated_at=now())
+        )
+        return Reservation(r.key, r.order_id, state, r.lines)

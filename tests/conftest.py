@@ -1,0 +1,75 @@
+"""Fixtures on real servers: PostgreSQL and Redis must answer on CI (CI=true); elsewhere their tests skip."""
+
+import asyncio
+import os
+import uuid
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis
+
+from sagashop.kit.settings import Settings
+
+POSTGRES_URL = os.environ.get("SAGASHOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("SAGASHOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def unreachable(what: str, error: Exception) -> None:
+    message = f"{what} is unreachable ({error})"
+    if ON_CI:
+        pytest.fail(f"{message}; CI needs it", pytrace=False)
+    pytest.skip(f"{message}; start it to run this test")
+
+
+def run_aside(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Runs admin SQL on a loop of its own, so sync fixtures need not share the tests' loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    try:
+        run_aside(_admin("SELECT 1"))
+    except (OSError, asyncpg.PostgresError) as e:
+        unreachable(f"PostgreSQL at {POSTGRES_URL}", e)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_database(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the server, dropped afterwards."""
+    name = f"sagashop_test_{uuid.uuid4().hex[:12]}"
+    run_aside(_admin(f'CREATE DATABASE "{name}"'))
+    yield f"{postgres_server.rsplit('/', 1)[0]}/{name}"
+    run_aside(_admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def redis_server() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=3).ping()
+    except redis.RedisError as e:
+        unreachable(f"Redis at {REDIS_URL}", e)
+    return REDIS_URL
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings for one database kind: a SQLite data dir of its own, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return Settings(data_dir=tmp_path / "data")
+    return Settings(database_url=request.getfixturevalue("postgres_database"))

@@ -1,0 +1,32 @@
+"""Servicers behind a real gRPC server on a free loopback port, called through a real channel."""
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from sagashop.kit.db import database
+from sagashop.kit.grpcclient import Dependency
+from sagashop.kit.grpcserver import start
+from sagashop.kit.settings import Settings
+
+
+@pytest.fixture
+async def grpc_service(settings: Settings) -> AsyncIterator[Callable[..., Any]]:
+    """`await grpc_service("inventory", add_fn, Servicer, Stub, full_name)` -> a Dependency on that service,
+    its servicer given the service's own migrated database."""
+    started: list[Any] = []
+
+    async def make(service: str, add_fn: Any, servicer_cls: Any, stub_cls: Any, name: str) -> Dependency:
+        db = await database(settings, service)
+        server, port, _ = await start((add_fn, servicer_cls(db), name), host="127.0.0.1", port=0,
+                                      served_by=f"{service}@test")
+        client = Dependency(service, f"127.0.0.1:{port}", stub_cls)
+        started.append((server, db, client))
+        return client
+
+    yield make
+    for server, db, client in started:
+        await client.close()
+        await server.stop(0)
+        await db.dispose()

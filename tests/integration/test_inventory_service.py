@@ -1,0 +1,101 @@
+import asyncio
+
+import pytest
+
+from sagashop.kit.errors import Compensated, Invalid, NotFound, Rejected
+from sagashop.v1 import inventory_pb2 as pb
+from sagashop.v1 import inventory_pb2_grpc
+from services.inventory.main import SERVICE
+from services.inventory.servicer import InventoryServicer
+
+
+@pytest.fixture
+async def inventory(grpc_service):
+    return await grpc_service("inventory", inventory_pb2_grpc.add_InventoryServiceServicer_to_server,
+                              InventoryServicer, inventory_pb2_grpc.InventoryServiceStub, SERVICE)
+
+
+async def put(inventory, sku: str, available: int, price: int = 1000) -> pb.Product:
+    product = pb.Product(sku=sku, name=sku.title(), price_cents=price, currency="EUR", available=available)
+    return await inventory.call(inventory.stub.UpsertProduct, pb.UpsertProductRequest(product=product))
+
+
+async def stock(inventory, sku: str) -> tuple[int, int, int]:
+    p = await inventory.call(inventory.stub.GetProduct, pb.GetProductRequest(sku=sku))
+    return p.available, p.reserved, p.sold
+
+
+def reserve(key: str, **lines: int) -> pb.ReserveStockRequest:
+    return pb.ReserveStockRequest(idempotency_key=key, order_id=f"order-{key}",
+                                  lines=[{"sku": sku, "quantity": q} for sku, q in lines.items()])
+
+
+async def test_a_reservation_holds_units_until_committed_or_released(inventory):
+    await put(inventory, "LAMP", 5)
+    await inventory.call(inventory.stub.ReserveStock, reserve("k1", LAMP=2))
+    assert await stock(inventory, "LAMP") == (3, 2, 0)
+
+    await inventory.call(inventory.stub.CommitStock, pb.CommitStockRequest(idempotency_key="k1", order_id="order-k1"))
+    assert await stock(inventory, "LAMP") == (3, 0, 2)
+
+    await inventory.call(inventory.stub.ReleaseStock, pb.ReleaseStockRequest(idempotency_key="k1", order_id="o"))
+    assert await stock(inventory, "LAMP") == (5, 0, 0)
+
+
+async def test_a_repeated_reserve_replays_the_first_answer_and_takes_nothing_more(inventory):
+    await put(inventory, "LAMP", 5)
+    first = await inventory.call(inventory.stub.ReserveStock, reserve("k1", LAMP=2))
+    again = await inventory.call(inventory.stub.ReserveStock, reserve("k1", LAMP=2))
+    assert (again.idempotency_key, again.state) == (first.idempotency_key, "HELD")
+    assert await stock(inventory, "LAMP") == (3, 2, 0)
+
+
+async def test_refused_lines_take_nothing_from_the_lines_before_them(inventory):
+    await put(inventory, "LAMP", 5)
+    await put(inventory, "SOFA", 1)
+    with pytest.raises(Rejected) as refused:
+        await inventory.call(inventory.stub.ReserveStock, reserve("k1", LAMP=2, SOFA=3))
+    assert refused.value.code == "out_of_stock"
+    assert await stock(inventory, "LAMP") == (5, 0, 0)
+
+    with pytest.raises(Rejected) as unknown:
+        await inventory.call(inventory.stub.ReserveStock, reserve("k2", LAMP=1, NOPE=1))
+    assert unknown.value.code == "unknown_product"
+
+
+async def test_a_release_before_its_reserve_leaves_a_tombstone_that_refuses_the_late_reserve(inventory):
+    await put(inventory, "LAMP", 5)
+    await inventory.call(inventory.stub.ReleaseStock, pb.ReleaseStockRequest(idempotency_key="k1", order_id="o"))
+    with pytest.raises(Compensated):
+        await inventory.call(inventory.stub.ReserveStock, reserve("k1", LAMP=2))
+    assert await stock(inventory, "LAMP") == (5, 0, 0)
+
+
+async def test_bad_requests_get_precise_statuses(inventory):
+    with pytest.raises(Invalid):
+        await inventory.call(inventory.stub.ReserveStock, reserve("k1", LAMP=0))
+    with pytest.raises(Invalid):
+        await inventory.call(inventory.stub.ReserveStock, reserve("", LAMP=1))
+    with pytest.raises(Invalid):
+        await put(inventory, "LAMP", -1)
+    with pytest.raises(NotFound):
+        await stock(inventory, "NOPE")
+
+
+async def test_concurrent_reservations_never_oversell(inventory):
+    await put(inventory, "LAMP", 5)
+    outcomes = await asyncio.gather(
+        *(inventory.call(inventory.stub.ReserveStock, reserve(f"k{i}", LAMP=1)) for i in range(20)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(o, pb.Reservation) for o in outcomes) == 5
+    assert all(isinstance(o, pb.Reservation) or getattr(o, "code", "") == "out_of_stock" for o in outcomes)
+    assert await stock(inventory, "LAMP") == (0, 5, 0)
+
+
+async def test_seeding_leaves_an_existing_product_untouched(inventory):
+    await put(inventory, "LAMP", 5)
+    seed = pb.Product(sku="LAMP", name="Other", price_cents=1, currency="EUR", available=99)
+    request = pb.UpsertProductRequest(product=seed, only_if_absent=True)
+    kept = await inventory.call(inventory.stub.UpsertProduct, request)
+    assert (kept.name, kept.available) == ("Lamp", 5)
