@@ -7,6 +7,7 @@ from .kit.errors import Invalid
 
 MAX_LINES = 50
 MAX_QUANTITY = 1000
+MAX_PRICE_CENTS = 100_000_000  # keeps any order total far inside int64
 SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 COUNTRY = re.compile(r"^[A-Z]{2}$")
 
@@ -55,3 +56,11 @@ def valid_address(address: Address) -> Address:
     if not COUNTRY.match(address.country):
         raise Invalid(f"country must be two capital letters, not {address.country!r}")
     return address
+
+
+def valid_step_keys(idempotency_key: str, order_id: str) -> None:
+    """Every saga step and undo names its idempotency key and its order."""
+    if not idempotency_key or not order_id:
+        raise Invalid("idempotency_key and order_id are required")
+    if len(idempotency_key) > 200 or len(order_id) > 64:
+        raise Invalid("idempotency_key is at most 200 characters, order_id at most 64")

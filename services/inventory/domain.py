@@ -3,10 +3,9 @@
 from dataclasses import dataclass
 
 from sagashop.kit.errors import Invalid, Rejected
-from sagashop.values import Line, valid_sku
+from sagashop.values import MAX_PRICE_CENTS, Line, valid_sku
 
 CURRENCIES = frozenset({"EUR", "USD", "GBP"})
-MAX_PRICE_CENTS = 100_000_000
 
 
 @dataclass(frozen=True)

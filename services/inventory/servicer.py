@@ -4,10 +4,10 @@ import grpc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sagashop.kit.db import transaction
-from sagashop.kit.errors import Compensated, Invalid, NotFound
+from sagashop.kit.errors import Compensated, NotFound
 from sagashop.v1 import inventory_pb2 as pb
 from sagashop.v1 import inventory_pb2_grpc
-from sagashop.values import Line, valid_lines
+from sagashop.values import Line, valid_lines, valid_step_keys
 
 from .domain import Product, valid_product, why_not_taken
 from .repository import COMMITTED, COUNTER, HELD, RELEASED, TOMBSTONE, Inventory, Reservation
@@ -21,11 +21,6 @@ def product_pb(p: Product) -> pb.Product:
 def reservation_pb(r: Reservation) -> pb.Reservation:
     return pb.Reservation(idempotency_key=r.key, order_id=r.order_id, state=r.state,
                           lines=[{"sku": line.sku, "quantity": line.quantity} for line in r.lines])
-
-
-def required(key: str, order_id: str) -> None:
-    if not key or not order_id:
-        raise Invalid("idempotency_key and order_id are required")
 
 
 class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
@@ -53,7 +48,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         return product_pb(await transaction(self.db, work))
 
     async def ReserveStock(self, request: pb.ReserveStockRequest, context: grpc.aio.ServicerContext) -> pb.Reservation:
-        required(request.idempotency_key, request.order_id)
+        valid_step_keys(request.idempotency_key, request.order_id)
         lines = valid_lines([Line(line.sku, line.quantity) for line in request.lines])
 
         async def work(conn: AsyncConnection) -> Reservation:
@@ -70,7 +65,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         return reservation_pb(await transaction(self.db, work))
 
     async def ReleaseStock(self, request: pb.ReleaseStockRequest, context: grpc.aio.ServicerContext) -> pb.Reservation:
-        required(request.idempotency_key, request.order_id)
+        valid_step_keys(request.idempotency_key, request.order_id)
 
         async def work(conn: AsyncConnection) -> Reservation:
             inventory = Inventory(conn)
@@ -86,7 +81,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         return reservation_pb(await transaction(self.db, work))
 
     async def CommitStock(self, request: pb.CommitStockRequest, context: grpc.aio.ServicerContext) -> pb.Reservation:
-        required(request.idempotency_key, request.order_id)
+        valid_step_keys(request.idempotency_key, request.order_id)
 
         async def work(conn: AsyncConnection) -> Reservation:
             inventory = Inventory(conn)

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     jwt_secret: str | None = None
     token_ttl_seconds: int = 3600
     step_deadline_seconds: float = 20.0  # how long a saga step may keep retrying a service that is down
+    saga_lease_seconds: float = 10.0  # an orchestrator that stops renewing loses its sagas to another this late
     log_level: str = "INFO"
 
     def port(self, part: str) -> int:

@@ -1,0 +1,64 @@
+"""A saga is steps run forward in order, each with the undo that compensates it. No I/O here."""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import TypeAdapter
+
+I = TypeVar("I")  # noqa: E741 - the saga's input
+
+RUNNING, COMPENSATING, SUCCEEDED, COMPENSATED = "RUNNING", "COMPENSATING", "SUCCEEDED", "COMPENSATED"
+TERMINAL = frozenset({SUCCEEDED, COMPENSATED})
+EXECUTE, COMPENSATE = "execute", "compensate"
+
+
+@dataclass(frozen=True)
+class Run(Generic[I]):
+    """What a step sees: the saga's input, its own idempotency key, what earlier steps returned, and (for the
+    rejection handler) why the saga failed."""
+
+    saga_id: str
+    input: I
+    step: str
+    results: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+    @property
+    def key(self) -> str:
+        """Deterministic per saga and step: a retried or resumed step sends the same key, and so does its undo."""
+        return self.key_of(self.step)
+
+    def key_of(self, step: str) -> str:
+        return f"{self.saga_id}:{step}"
+
+
+Action = Callable[[Run[Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    action: Action
+    undo: Action | None = None
+
+
+@dataclass(frozen=True)
+class Saga:
+    name: str
+    steps: tuple[Step, ...]
+    on_rejected: Step  # runs last on the compensation path, with Run.reason set; it has no undo
+    input_type: type
+
+    def __init__(self, name: str, *steps: Step, on_rejected: Step, input_type: type) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "on_rejected", on_rejected)
+        object.__setattr__(self, "input_type", input_type)
+
+    def encode(self, input_: Any) -> Any:
+        """The input as JSON, for the saga log."""
+        return TypeAdapter(self.input_type).dump_python(input_, mode="json")
+
+    def decode(self, data: Any) -> Any:
+        return TypeAdapter(self.input_type).validate_python(data)

@@ -1,0 +1,40 @@
+"""What a route can ask for: the backends, the settings, and who is calling."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from sagashop.backends import Backends as BackendClients
+from sagashop.kit.errors import Forbidden, Unauthenticated
+
+from .tokens import Principal, Tokens
+
+bearer = HTTPBearer(auto_error=False)
+
+
+def backends(request: Request) -> BackendClients:
+    return request.app.state.backends  # type: ignore[no-any-return]
+
+
+def tokens(request: Request) -> Tokens:
+    return request.app.state.tokens  # type: ignore[no-any-return]
+
+
+def current_user(request: Request,
+                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    if credentials is None:
+        raise Unauthenticated("an Authorization: Bearer token is required")
+    return tokens(request).verify(credentials.credentials)
+
+
+def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Principal:
+    if not user.is_admin:
+        raise Forbidden("this needs the admin role")
+    return user
+
+
+Backends = Annotated[BackendClients, Depends(backends)]
+TokenIssuer = Annotated[Tokens, Depends(tokens)]
+CurrentUser = Annotated[Principal, Depends(current_user)]
+AdminUser = Annotated[Principal, Depends(admin_user)]

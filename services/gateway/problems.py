@@ -1,0 +1,73 @@
+"""Every error leaves the gateway as application/problem+json (RFC 9457) with a stable `code`."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from sagashop.kit.errors import (
+    Compensated,
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Rejected,
+    Unauthenticated,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+HTTP_STATUS: dict[type[DomainError], int] = {
+    Invalid: 422, NotFound: 404, Conflict: 409, Rejected: 409, Compensated: 409,
+    Unauthenticated: 401, Forbidden: 403, Unavailable: 503,
+}
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 406: "not_acceptable", 413: "payload_too_large",
+              415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited"}
+
+
+def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None,
+            **extra: Any) -> JSONResponse:
+    body = {"type": f"/problems/{code}", "title": code.replace("_", " ").capitalize(), "status": status,
+            "detail": detail, "code": code, **extra}
+    return JSONResponse(body, status, headers=headers, media_type="application/problem+json")
+
+
+async def domain_error(request: Request, e: Exception) -> JSONResponse:
+    assert isinstance(e, DomainError)
+    status = next(HTTP_STATUS[kind] for kind in type(e).__mro__ if kind in HTTP_STATUS)
+    if isinstance(e, Unavailable):  # which backend is down is ours to know, not the client's
+        log.warning("%s %s: %s", request.method, request.url.path, e.code)
+        return problem(503, "service_unavailable", "a service is unavailable; try again", {"Retry-After": "1"})
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return problem(status, e.code, e.detail, headers)
+
+
+async def validation_error(request: Request, e: Exception) -> JSONResponse:
+    assert isinstance(e, RequestValidationError)
+    errors = [{"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]} for err in e.errors()]
+    detail = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in errors)
+    return problem(422, "validation_error", detail, errors=errors)
+
+
+async def http_error(request: Request, e: Exception) -> JSONResponse:
+    assert isinstance(e, HTTPException)
+    code = HTTP_CODES.get(e.status_code, "error")
+    detail = e.detail if isinstance(e.detail, str) else code.replace("_", " ")
+    return problem(e.status_code, code, detail, dict(e.headers) if e.headers else None)
+
+
+async def unexpected(request: Request, e: Exception) -> JSONResponse:
+    log.exception("%s %s failed", request.method, request.url.path)
+    return problem(500, "internal_error", "the request failed on our side; it has been logged")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

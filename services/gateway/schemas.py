@@ -1,0 +1,138 @@
+"""The JSON the gateway takes and gives, as the public contract describes it. Requests are strict: unknown
+fields and wrong types are refused with 422."""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NewUser(Request):
+    email: EmailStr
+    password: str = Field(min_length=8, max_length=256)
+    name: Text
+
+
+class Credentials(Request):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=256)
+
+
+class ProductIn(Request):
+    name: Text
+    price_cents: int = Field(ge=0, le=100_000_000)
+    currency: Literal["EUR", "USD", "GBP"]
+    available: int = Field(ge=0, le=1_000_000_000)
+
+
+class LineIn(Request):
+    sku: Sku
+    quantity: int = Field(ge=1, le=1000)
+
+
+class AddressIn(Request):
+    name: Text
+    line1: Text
+    city: Text
+    postal_code: Text
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+
+
+class OrderIn(Request):
+    items: list[LineIn] = Field(min_length=1, max_length=50)
+    payment_token: str = Field(min_length=1, max_length=64)
+    shipping_address: AddressIn
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    name: str
+
+
+class Me(UserOut):
+    roles: list[str]
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class Product(BaseModel):
+    sku: str
+    name: str
+    price_cents: int
+    currency: str
+    available: int
+
+
+class ProductList(BaseModel):
+    items: list[Product]
+
+
+class OrderLine(BaseModel):
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+class PaymentOut(BaseModel):
+    status: Literal["NONE", "CHARGED", "REFUNDED"]
+    amount_cents: int
+
+
+class ShipmentOut(BaseModel):
+    tracking_number: str
+
+
+class Order(BaseModel):
+    id: str
+    status: Literal["PENDING", "APPROVED", "REJECTED", "CANCELLED"]
+    failure_reason: str | None
+    items: list[OrderLine]
+    total_cents: int
+    currency: str
+    payment: PaymentOut
+    shipment: ShipmentOut | None
+    created_at: str
+    updated_at: str
+
+
+class OrderList(BaseModel):
+    items: list[Order]
+
+
+class SagaStep(BaseModel):
+    name: str
+    action: Literal["execute", "compensate"]
+    status: str
+    attempts: int
+    handled_by: str
+    error: str | None
+    started_at: str
+    finished_at: str | None
+
+
+class Saga(BaseModel):
+    saga_id: str
+    state: str
+    failure_reason: str | None
+    steps: list[SagaStep]
+
+
+class LedgerLine(BaseModel):
+    kind: Literal["charge", "refund"]
+    amount_cents: int
+    created_at: str
+
+
+class Ledger(BaseModel):
+    items: list[LedgerLine]

@@ -1,0 +1,48 @@
+"""The sagas this process runs, and the lease that keeps any other orchestrator from running them too.
+A saga whose owner stopped renewing its lease (it crashed, or was killed) is claimed and resumed here."""
+
+import asyncio
+import logging
+
+from sagashop.saga import Saga, SagaRunner, SagaStore
+
+log = logging.getLogger(__name__)
+
+
+class SagaRuns:
+    def __init__(self, store: SagaStore, runner: SagaRunner, saga: Saga, owner: str, lease: float) -> None:
+        self.store, self.runner, self.saga = store, runner, saga
+        self.owner, self.lease = owner, lease
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def start(self, saga_id: str) -> None:
+        if saga_id not in self.tasks:
+            task = asyncio.create_task(self._run(saga_id), name=f"saga-{saga_id}")
+            self.tasks[saga_id] = task
+            task.add_done_callback(lambda _: self.tasks.pop(saga_id, None))
+
+    async def _run(self, saga_id: str) -> None:
+        record = await self.store.get(saga_id)
+        if record is None:
+            return
+        try:
+            await self.runner.run(self.saga, record)
+        except Exception:  # the lease lapses and the saga is claimed again, by us or another orchestrator
+            log.exception("saga %s stopped; it resumes once its lease runs out", saga_id)
+
+    async def keep_leases(self) -> None:
+        """Renews the leases of the sagas running here and claims expired ones, every third of a lease."""
+        while True:
+            try:
+                await self.store.renew(self.owner, list(self.tasks), lease=self.lease)
+                for saga_id in await self.store.claim(self.owner, lease=self.lease):
+                    log.info("resuming saga %s", saga_id)
+                    self.start(saga_id)
+            except Exception:  # a database hiccup: try again at the next tick
+                log.exception("lease upkeep failed")
+            await asyncio.sleep(self.lease / 3)
+
+    async def stop(self) -> None:
+        for task in list(self.tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)

@@ -1,0 +1,104 @@
+"""The Order aggregate: lines priced once at creation, and the moves the checkout saga makes on it.
+
+PENDING -> APPROVED | REJECTED, APPROVED -> CANCELLED. Repeating the move that already happened returns the order
+as it is; any other move is refused and changes nothing.
+"""
+
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sagashop.kit.errors import Invalid, Rejected
+from sagashop.values import MAX_PRICE_CENTS, Address, Line, valid_address, valid_lines
+
+PENDING, APPROVED, REJECTED, CANCELLED = "PENDING", "APPROVED", "REJECTED", "CANCELLED"
+NONE, CHARGED, REFUNDED = "NONE", "CHARGED", "REFUNDED"
+MAX_ID = 64
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class InvalidTransition(Rejected):
+    code = "invalid_transition"
+
+
+@dataclass(frozen=True)
+class PricedLine:
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+@dataclass(frozen=True)
+class Order:
+    id: str
+    user_id: str
+    items: tuple[PricedLine, ...]
+    currency: str
+    address: Address
+    created_at: datetime
+    updated_at: datetime
+    status: str = PENDING
+    failure_reason: str = ""
+    payment_status: str = NONE
+    payment_amount_cents: int = 0
+    tracking_number: str = ""
+
+    @classmethod
+    def create(cls, id: str, user_id: str, items: list[PricedLine], currency: str, address: Address,
+               *, at: datetime) -> "Order":
+        """A PENDING order, or Invalid saying which rule the request breaks."""
+        _valid_id("id", id)
+        _valid_id("user_id", user_id)
+        return cls(id, user_id, _valid_items(items), _valid_currency(currency), valid_address(address), at, at)
+
+    @property
+    def total_cents(self) -> int:
+        return sum(line.quantity * line.unit_price_cents for line in self.items)
+
+    def approve(self, tracking_number: str, charged_cents: int) -> "Order":
+        if not tracking_number or charged_cents < 0:
+            raise Invalid("approving needs a tracking number and a charged amount of at least 0")
+        if self._already(APPROVED, allowed_from=PENDING):
+            return self
+        return replace(self, status=APPROVED, payment_status=CHARGED, payment_amount_cents=charged_cents,
+                       tracking_number=tracking_number)
+
+    def reject(self, reason: str, refunded: bool, refunded_cents: int) -> "Order":
+        if not reason or refunded_cents < 0:
+            raise Invalid("rejecting needs a failure reason and a refunded amount of at least 0")
+        if self._already(REJECTED, allowed_from=PENDING):
+            return self
+        return replace(self, status=REJECTED, failure_reason=reason, payment_status=REFUNDED if refunded else NONE,
+                       payment_amount_cents=refunded_cents if refunded else 0)
+
+    def cancel(self) -> "Order":
+        if self._already(CANCELLED, allowed_from=APPROVED):
+            return self
+        return replace(self, status=CANCELLED, payment_status=REFUNDED, tracking_number="")
+
+    def _already(self, target: str, *, allowed_from: str) -> bool:
+        """True if the order already is in `target`; refuses the move unless it stands in `allowed_from`."""
+        if self.status == target:
+            return True
+        if self.status != allowed_from:
+            raise InvalidTransition(f"order {self.id} is {self.status}; it cannot become {target}")
+        return False
+
+
+def _valid_id(field: str, value: str) -> None:
+    if not 1 <= len(value) <= MAX_ID:
+        raise Invalid(f"{field} must be 1 to {MAX_ID} characters")
+
+
+def _valid_items(items: list[PricedLine]) -> tuple[PricedLine, ...]:
+    valid_lines([Line(line.sku, line.quantity) for line in items])
+    for line in items:
+        if not 0 <= line.unit_price_cents <= MAX_PRICE_CENTS:
+            raise Invalid(f"{line.sku}: unit_price_cents must be 0 to {MAX_PRICE_CENTS}")
+    return tuple(items)
+
+
+def _valid_currency(currency: str) -> str:
+    if not CURRENCY.match(currency):
+        raise Invalid(f"currency must be three capital letters, not {currency!r}")
+    return currency

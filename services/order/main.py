@@ -1,0 +1,16 @@
+"""Composition root of the order service."""
+
+from sagashop.kit.db import database
+from sagashop.kit.grpcserver import serve
+from sagashop.kit.settings import Settings
+from sagashop.v1 import order_pb2, order_pb2_grpc
+
+from .servicer import OrderServicer
+
+SERVICE = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
+
+
+async def main(settings: Settings) -> None:
+    db = await database(settings, "order")
+    await serve((order_pb2_grpc.add_OrderServiceServicer_to_server, OrderServicer(db), SERVICE),
+                host=settings.bind, port=settings.order_port, served_by=f"order@{settings.version}")

@@ -1,0 +1,65 @@
+"""The orders table and the queries on it; every function runs inside the caller's transaction."""
+
+from dataclasses import asdict, replace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sagashop.kit.clock import now
+from sagashop.values import Address
+
+from .domain import Order, PricedLine
+
+MAX_LISTED = 100
+
+metadata = sa.MetaData()
+orders = sa.Table(
+    "orders", metadata,
+    sa.Column("id", sa.String, primary_key=True), sa.Column("user_id", sa.String),
+    sa.Column("status", sa.String), sa.Column("failure_reason", sa.String),
+    sa.Column("items", sa.JSON), sa.Column("currency", sa.String), sa.Column("address", sa.JSON),
+    sa.Column("payment_status", sa.String), sa.Column("payment_amount_cents", sa.BigInteger),
+    sa.Column("tracking_number", sa.String),
+    sa.Column("created_at", sa.DateTime(timezone=True)), sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+# what a move may change; lines, currency and address are fixed at creation
+MOVABLE = ("status", "failure_reason", "payment_status", "payment_amount_cents", "tracking_number", "updated_at")
+
+
+def _order(row: sa.Row[Any]) -> Order:
+    fields = dict(row._mapping)
+    fields["items"] = tuple(PricedLine(**line) for line in row.items)
+    fields["address"] = Address(**row.address)
+    return Order(**fields)
+
+
+class Orders:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def get(self, order_id: str, *, lock: bool = False) -> Order | None:
+        query = sa.select(orders).where(orders.c.id == order_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await self.conn.execute(query)).first()
+        return _order(row) if row else None
+
+    async def of_user(self, user_id: str) -> list[Order]:
+        """The user's newest orders first."""
+        query = (sa.select(orders).where(orders.c.user_id == user_id)
+                 .order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(MAX_LISTED))
+        return [_order(row) for row in await self.conn.execute(query)]
+
+    async def add(self, order: Order) -> Order:
+        row = asdict(order)  # items and address become plain dicts: their JSON form
+        await self.conn.execute(orders.insert().values(**row))
+        return order
+
+    async def save(self, order: Order) -> Order:
+        """Writes the outcome of a move and stamps it."""
+        saved = replace(order, updated_at=now())
+        await self.conn.execute(
+            orders.update().where(orders.c.id == order.id).values({name: getattr(saved, name) for name in MOVABLE})
+        )
+        return saved

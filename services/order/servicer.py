@@ -1,0 +1,85 @@
+"""OrderService: protobuf in and out, one transaction per call, the rules in domain.py."""
+
+from collections.abc import Callable
+
+import grpc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sagashop.kit.clock import now, rfc3339
+from sagashop.kit.db import transaction
+from sagashop.kit.errors import NotFound
+from sagashop.v1 import order_pb2 as pb
+from sagashop.v1 import order_pb2_grpc
+from sagashop.values import Address
+
+from .domain import Order, PricedLine
+from .repository import Orders
+
+
+def order_pb(o: Order) -> pb.Order:
+    return pb.Order(
+        id=o.id, user_id=o.user_id, status=o.status, failure_reason=o.failure_reason,
+        items=[{"sku": i.sku, "quantity": i.quantity, "unit_price_cents": i.unit_price_cents} for i in o.items],
+        total_cents=o.total_cents, currency=o.currency, payment_status=o.payment_status,
+        payment_amount_cents=o.payment_amount_cents, tracking_number=o.tracking_number,
+        address={"name": o.address.name, "line1": o.address.line1, "city": o.address.city,
+                 "postal_code": o.address.postal_code, "country": o.address.country},
+        created_at=rfc3339(o.created_at), updated_at=rfc3339(o.updated_at),
+    )
+
+
+def order_from(request: pb.CreateOrderRequest) -> Order:
+    a = request.address
+    return Order.create(
+        request.id, request.user_id, [PricedLine(i.sku, i.quantity, i.unit_price_cents) for i in request.items],
+        request.currency, Address(a.name, a.line1, a.city, a.postal_code, a.country), at=now(),
+    )
+
+
+class OrderServicer(order_pb2_grpc.OrderServiceServicer):
+    def __init__(self, db: AsyncEngine) -> None:
+        self.db = db
+
+    async def CreateOrder(self, request: pb.CreateOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
+        wanted = order_from(request)
+
+        async def work(conn: AsyncConnection) -> Order:
+            orders = Orders(conn)
+            if (done := await orders.get(wanted.id)) is not None:
+                return done  # a repeat gets the order first created
+            return await orders.add(wanted)
+
+        return order_pb(await transaction(self.db, work))
+
+    async def GetOrder(self, request: pb.GetOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
+        async with self.db.connect() as conn:
+            if (found := await Orders(conn).get(request.id)) is None:
+                raise NotFound(f"no order {request.id!r}")
+        return order_pb(found)
+
+    async def ListOrders(self, request: pb.ListOrdersRequest, context: grpc.aio.ServicerContext) -> pb.OrderList:
+        async with self.db.connect() as conn:
+            found = await Orders(conn).of_user(request.user_id)
+        return pb.OrderList(items=[order_pb(o) for o in found])
+
+    async def ApproveOrder(self, request: pb.ApproveOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
+        return await self._move(request.id, lambda o: o.approve(request.tracking_number, request.charged_cents))
+
+    async def RejectOrder(self, request: pb.RejectOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
+        return await self._move(
+            request.id, lambda o: o.reject(request.failure_reason, request.refunded, request.refunded_cents))
+
+    async def CancelOrder(self, request: pb.CancelOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
+        return await self._move(request.id, Order.cancel)
+
+    async def _move(self, order_id: str, move: Callable[[Order], Order]) -> pb.Order:
+        """Loads the order under a row lock, lets the domain move it and saves it if it changed."""
+
+        async def work(conn: AsyncConnection) -> Order:
+            orders = Orders(conn)
+            if (before := await orders.get(order_id, lock=True)) is None:
+                raise NotFound(f"no order {order_id!r}")
+            after = move(before)
+            return before if after is before else await orders.save(after)
+
+        return order_pb(await transaction(self.db, work))

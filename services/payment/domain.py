@@ -1,0 +1,55 @@
+"""Payment rules: what a chargeable amount is, which test tokens pay, and when a repeated charge is refused."""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sagashop.kit.errors import Compensated, Invalid, Rejected
+
+CHARGED, REFUNDED, TOMBSTONE = "CHARGED", "REFUNDED", "TOMBSTONE"
+CHARGE, REFUND = "charge", "refund"
+TOKEN_OK, TOKEN_DECLINED = "tok_ok", "tok_declined"
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+@dataclass(frozen=True)
+class Payment:
+    key: str  # the idempotency key of the Charge
+    order_id: str
+    status: str
+    amount_cents: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    kind: str
+    amount_cents: int
+    currency: str
+    created_at: datetime
+
+
+class PaymentDeclined(Rejected):
+    code = "payment_declined"
+
+
+def valid_amount(amount_cents: int, currency: str) -> None:
+    if amount_cents <= 0:
+        raise Invalid(f"amount_cents must be positive, not {amount_cents}")
+    if not CURRENCY.match(currency):
+        raise Invalid(f"currency must be three capital letters, not {currency!r}")
+
+
+def authorize(token: str) -> None:
+    """The test gateway: tok_ok pays, every other token is declined."""
+    if token == TOKEN_DECLINED:
+        raise PaymentDeclined("the card was declined")
+    if token != TOKEN_OK:
+        raise PaymentDeclined("unknown payment token")
+
+
+def replayed(p: Payment) -> Payment:
+    """A repeated Charge gets the first answer, unless the charge was refunded or a refund came first."""
+    if p.status != CHARGED:
+        raise Compensated(f"payment {p.key} was already compensated by a refund")
+    return p

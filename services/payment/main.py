@@ -1,0 +1,16 @@
+"""Composition root of the payment service."""
+
+from sagashop.kit.db import database
+from sagashop.kit.grpcserver import serve
+from sagashop.kit.settings import Settings
+from sagashop.v1 import payment_pb2, payment_pb2_grpc
+
+from .servicer import PaymentServicer
+
+SERVICE = payment_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
+
+
+async def main(settings: Settings) -> None:
+    db = await database(settings, "payment")
+    await serve((payment_pb2_grpc.add_PaymentServiceServicer_to_server, PaymentServicer(db), SERVICE),
+                host=settings.bind, port=settings.payment_port, served_by=f"payment@{settings.version}")

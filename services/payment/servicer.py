@@ -1,0 +1,64 @@
+"""PaymentService: protobuf in and out, one transaction per call, the rules in domain.py."""
+
+import grpc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sagashop.kit.clock import rfc3339
+from sagashop.kit.db import transaction
+from sagashop.kit.errors import Invalid
+from sagashop.v1 import payment_pb2 as pb
+from sagashop.v1 import payment_pb2_grpc
+from sagashop.values import valid_step_keys
+
+from .domain import CHARGE, CHARGED, REFUND, REFUNDED, TOMBSTONE, Payment, authorize, replayed, valid_amount
+from .repository import Payments
+
+
+def payment_pb(p: Payment) -> pb.Payment:
+    status = "NONE" if p.status == TOMBSTONE else p.status  # a refund of a charge that never happened
+    return pb.Payment(idempotency_key=p.key, order_id=p.order_id, status=status, amount_cents=p.amount_cents,
+                      currency=p.currency)
+
+
+class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
+    def __init__(self, db: AsyncEngine) -> None:
+        self.db = db
+
+    async def Charge(self, request: pb.ChargeRequest, context: grpc.aio.ServicerContext) -> pb.Payment:
+        valid_step_keys(request.idempotency_key, request.order_id)
+        valid_amount(request.amount_cents, request.currency)
+
+        async def work(conn: AsyncConnection) -> Payment:
+            payments = Payments(conn)
+            if (done := await payments.payment(request.idempotency_key)) is not None:
+                return replayed(done)  # a retry gets the first answer
+            authorize(request.payment_token)  # a refusal records nothing
+            charged = await payments.add(Payment(request.idempotency_key, request.order_id, CHARGED,
+                                                 request.amount_cents, request.currency))
+            await payments.record(charged, CHARGE)
+            return charged
+
+        return payment_pb(await transaction(self.db, work))
+
+    async def Refund(self, request: pb.RefundRequest, context: grpc.aio.ServicerContext) -> pb.Payment:
+        valid_step_keys(request.idempotency_key, request.order_id)
+
+        async def work(conn: AsyncConnection) -> Payment:
+            payments = Payments(conn)
+            done = await payments.payment(request.idempotency_key)
+            if done is None:  # the charge never landed (or has not yet): make sure it never will
+                return await payments.add(Payment(request.idempotency_key, request.order_id, TOMBSTONE, 0, ""))
+            if done.status == CHARGED:
+                await payments.record(done, REFUND)
+                return await payments.set_status(done, REFUNDED)
+            return done
+
+        return payment_pb(await transaction(self.db, work))
+
+    async def ListLedger(self, request: pb.ListLedgerRequest, context: grpc.aio.ServicerContext) -> pb.Ledger:
+        if not request.order_id:
+            raise Invalid("order_id is required")
+        async with self.db.connect() as conn:
+            lines = await Payments(conn).ledger(request.order_id)
+        return pb.Ledger(items=[pb.LedgerEntry(kind=line.kind, amount_cents=line.amount_cents, currency=line.currency,
+                                               created_at=rfc3339(line.created_at)) for line in lines])

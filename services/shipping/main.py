@@ -1,0 +1,16 @@
+"""Composition root of the shipping service."""
+
+from sagashop.kit.db import database
+from sagashop.kit.grpcserver import serve
+from sagashop.kit.settings import Settings
+from sagashop.v1 import shipping_pb2, shipping_pb2_grpc
+
+from .servicer import ShippingServicer
+
+SERVICE = shipping_pb2.DESCRIPTOR.services_by_name["ShippingService"].full_name
+
+
+async def main(settings: Settings) -> None:
+    db = await database(settings, "shipping")
+    await serve((shipping_pb2_grpc.add_ShippingServiceServicer_to_server, ShippingServicer(db), SERVICE),
+                host=settings.bind, port=settings.shipping_port, served_by=f"shipping@{settings.version}")

@@ -1,0 +1,55 @@
+"""The shipments table and the queries on it; every function runs inside the caller's transaction."""
+
+from dataclasses import replace
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sagashop.kit.clock import now
+from sagashop.values import Line
+
+from .domain import CREATED, Shipment
+
+metadata = sa.MetaData()
+shipments = sa.Table(
+    "shipments", metadata,
+    sa.Column("idempotency_key", sa.String, primary_key=True), sa.Column("order_id", sa.String),
+    sa.Column("status", sa.String), sa.Column("tracking_number", sa.String), sa.Column("country", sa.String),
+    sa.Column("lines", sa.JSON),
+    sa.Column("created_at", sa.DateTime(timezone=True)), sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+
+
+def _shipment(row: sa.Row) -> Shipment:
+    lines = tuple(Line(sku, quantity) for sku, quantity in row.lines)
+    return Shipment(row.idempotency_key, row.order_id, row.status, row.tracking_number or "", row.country, lines)
+
+
+class Shipments:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def shipment(self, key: str) -> Shipment | None:
+        row = (await self.conn.execute(sa.select(shipments).where(shipments.c.idempotency_key == key))).first()
+        return _shipment(row) if row else None
+
+    async def live(self, order_id: str) -> list[Shipment]:
+        query = (sa.select(shipments).where(shipments.c.order_id == order_id, shipments.c.status == CREATED)
+                 .order_by(shipments.c.created_at))
+        return [_shipment(row) for row in await self.conn.execute(query)]
+
+    async def add(self, s: Shipment) -> Shipment:
+        moment = now()
+        await self.conn.execute(shipments.insert().values(
+            idempotency_key=s.key, order_id=s.order_id, status=s.status,
+            tracking_number=s.tracking_number or None,  # tombstones have none; the unique index skips NULLs
+            country=s.country, lines=[[line.sku, line.quantity] for line in s.lines],
+            created_at=moment, updated_at=moment,
+        ))
+        return s
+
+    async def set_status(self, s: Shipment, status: str) -> Shipment:
+        await self.conn.execute(
+            shipments.update().where(shipments.c.idempotency_key == s.key).values(status=status, updated_at=now())
+        )
+        return replace(s, status=status)

@@ -1,0 +1,61 @@
+"""ShippingService: protobuf in and out, one transaction per call, the rules in domain.py."""
+
+import grpc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sagashop.kit.db import transaction
+from sagashop.kit.errors import Invalid
+from sagashop.v1 import shipping_pb2 as pb
+from sagashop.v1 import shipping_pb2_grpc
+from sagashop.values import Address, Line, valid_address, valid_lines, valid_step_keys
+
+from .domain import CANCELLED, CREATED, TOMBSTONE, Shipment, new_tracking_number, replayed, serviceable
+from .repository import Shipments
+
+
+def shipment_pb(s: Shipment) -> pb.Shipment:
+    status = "NONE" if s.status == TOMBSTONE else s.status  # a cancel of a shipment that never existed
+    return pb.Shipment(idempotency_key=s.key, order_id=s.order_id, status=status, tracking_number=s.tracking_number)
+
+
+class ShippingServicer(shipping_pb2_grpc.ShippingServiceServicer):
+    def __init__(self, db: AsyncEngine) -> None:
+        self.db = db
+
+    async def CreateShipment(self, request: pb.CreateShipmentRequest, context: grpc.aio.ServicerContext) -> pb.Shipment:
+        valid_step_keys(request.idempotency_key, request.order_id)
+        lines = valid_lines([Line(line.sku, line.quantity) for line in request.lines])
+        a = request.address
+        address = valid_address(Address(a.name, a.line1, a.city, a.postal_code, a.country))
+
+        async def work(conn: AsyncConnection) -> Shipment:
+            shipments = Shipments(conn)
+            if (done := await shipments.shipment(request.idempotency_key)) is not None:
+                return replayed(done)  # a retry gets the first answer
+            serviceable(address)
+            return await shipments.add(Shipment(request.idempotency_key, request.order_id, CREATED,
+                                                new_tracking_number(), address.country, lines))
+
+        return shipment_pb(await transaction(self.db, work))
+
+    async def CancelShipment(self, request: pb.CancelShipmentRequest, context: grpc.aio.ServicerContext) -> pb.Shipment:
+        valid_step_keys(request.idempotency_key, request.order_id)
+
+        async def work(conn: AsyncConnection) -> Shipment:
+            shipments = Shipments(conn)
+            done = await shipments.shipment(request.idempotency_key)
+            if done is None:  # the shipment never landed (or has not yet): make sure it never will
+                return await shipments.add(Shipment(request.idempotency_key, request.order_id, TOMBSTONE, "", "", ()))
+            if done.status == CREATED:
+                return await shipments.set_status(done, CANCELLED)
+            return done
+
+        return shipment_pb(await transaction(self.db, work))
+
+    async def ListShipments(self, request: pb.ListShipmentsRequest,
+                            context: grpc.aio.ServicerContext) -> pb.ShipmentList:
+        if not request.order_id:
+            raise Invalid("order_id is required")
+        async with self.db.connect() as conn:
+            live = await Shipments(conn).live(request.order_id)
+        return pb.ShipmentList(items=[shipment_pb(s) for s in live])

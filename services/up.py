@@ -1,0 +1,77 @@
+"""`sagashop up`: every part under one supervisor, ready, seeded, and stopped cleanly."""
+
+import asyncio
+import secrets
+import sys
+
+import httpx
+
+from sagashop.backends import Backends
+from sagashop.kit.errors import DomainError
+from sagashop.kit.settings import PARTS, Settings
+from sagashop.v1 import inventory_pb2
+
+from .supervisor import Supervisor, child_env, serve_command
+
+READY_WITHIN = 120.0
+DEMO_CATALOG = [  # sku, name, price in cents, stock
+    ("LAMP", "Desk lamp", 3_900, 50),
+    ("SOFA", "Three-seat sofa", 89_900, 5),
+    ("MUG", "Stoneware mug", 1_200, 200),
+    ("RUG", "Wool rug", 24_900, 10),
+    ("CHAIR", "Oak chair", 12_900, 20),
+]
+
+
+async def run(settings: Settings) -> None:
+    password = settings.admin_password or secrets.token_urlsafe(12)
+    env = {"SAGASHOP_ADMIN_PASSWORD": password, "SAGASHOP_JWT_SECRET": settings.jwt_secret or secrets.token_urlsafe(32)}
+    supervisor = Supervisor({part: serve_command(part) for part in PARTS}, child_env(env))
+    supervisor.start()
+    try:
+        url = f"http://127.0.0.1:{settings.gateway_port}"
+        if await until_ready(url, supervisor.stopping):
+            await seed(settings)
+            banner(url, settings.admin_email, password)
+        await supervisor.stopping.wait()
+    finally:
+        await supervisor.stop()
+
+
+async def until_ready(url: str, stopping: asyncio.Event) -> bool:
+    """Polls the gateway's /readyz (every backend's gRPC health) until it answers 200."""
+    deadline = asyncio.get_running_loop().time() + READY_WITHIN
+    async with httpx.AsyncClient(timeout=2) as client:
+        while not stopping.is_set():
+            try:
+                if (await client.get(f"{url}/readyz")).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                print(f"sagashop: not ready after {READY_WITHIN:.0f}s; see the logs above", file=sys.stderr)
+                stopping.set()
+                return False
+            await asyncio.sleep(0.25)
+    return False
+
+
+async def seed(settings: Settings) -> None:
+    """Adds the demo products that are missing; never touches stock an earlier run changed."""
+    backends = Backends(settings, ("inventory",))
+    inventory = backends.inventory
+    try:
+        for sku, name, price, stock in DEMO_CATALOG:
+            product = inventory_pb2.Product(sku=sku, name=name, price_cents=price, currency="EUR", available=stock)
+            await inventory.call(inventory.stub.UpsertProduct, inventory_pb2.UpsertProductRequest(
+                product=product, only_if_absent=True), within=10)
+    except DomainError as e:
+        print(f"sagashop: seeding the catalog failed: {e}", file=sys.stderr)
+    finally:
+        await backends.close()
+
+
+def banner(url: str, email: str, password: str) -> None:
+    print(f"\nsagashop is ready at {url}  (API docs: {url}/docs)\n"
+          f"admin: {email} / {password}\n"
+          f"Ctrl-C stops everything.\n", flush=True)

@@ -1,0 +1,17 @@
+"""Composition root of the user service."""
+
+from sagashop.kit.db import database
+from sagashop.kit.grpcserver import serve
+from sagashop.kit.settings import Settings
+from sagashop.v1 import user_pb2, user_pb2_grpc
+
+from .servicer import UserServicer, ensure_admin
+
+SERVICE = user_pb2.DESCRIPTOR.services_by_name["UserService"].full_name
+
+
+async def main(settings: Settings) -> None:
+    db = await database(settings, "user")
+    await ensure_admin(db, settings.admin_email, settings.admin_password)
+    await serve((user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(db), SERVICE),
+                host=settings.bind, port=settings.user_port, served_by=f"user@{settings.version}")

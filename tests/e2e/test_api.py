@@ -1,0 +1,90 @@
+"""The REST contract's answers: accounts, catalog, orders' visibility and every refusal as problem+json."""
+
+import pytest
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(reply, status: int, code: str) -> None:
+    assert reply.status_code == status, reply.text
+    assert reply.headers["content-type"].startswith(PROBLEM)
+    body = reply.json()
+    assert (body["status"], body["code"]) == (status, code)
+    assert body["title"] and body["type"] and body["detail"]
+
+
+def test_a_new_user_can_log_in_and_see_who_they_are(shop):
+    user = shop.customer()
+    me = shop.http.get("/v1/users/me", headers=user).json()
+    assert me["roles"] == ["customer"] and me["email"].endswith("@example.com")
+    assert "admin" in shop.http.get("/v1/users/me", headers=shop.admin).json()["roles"]
+
+
+def test_account_refusals(shop):
+    body = {"email": "dup@example.com", "password": "password-1", "name": "Dup"}
+    shop.http.post("/v1/users", json=body)
+    assert_problem(shop.http.post("/v1/users", json=body), 409, "email_taken")
+    assert_problem(shop.http.post("/v1/users", json={**body, "email": "not-an-email"}), 422, "validation_error")
+    assert_problem(shop.http.post("/v1/users", json={**body, "password": "short"}), 422, "validation_error")
+    assert_problem(shop.http.post("/v1/users", json={**body, "name": ""}), 422, "validation_error")
+    wrong = {"email": "dup@example.com", "password": "wrong-password"}
+    assert_problem(shop.http.post("/v1/auth/token", json=wrong), 401, "invalid_credentials")
+    assert_problem(shop.http.get("/v1/users/me"), 401, "unauthorized")
+    assert_problem(shop.http.get("/v1/users/me", headers={"Authorization": "Bearer nonsense"}), 401, "unauthorized")
+
+
+def test_the_catalog_is_public_and_only_admins_change_it(shop):
+    sku = shop.product(stock=7, price_cents=990)
+    assert shop.http.get(f"/v1/products/{sku}").json() == {
+        "sku": sku, "name": f"Test {sku}", "price_cents": 990, "currency": "EUR", "available": 7}
+    assert sku in [p["sku"] for p in shop.http.get("/v1/products").json()["items"]]
+    assert "LAMP" in [p["sku"] for p in shop.http.get("/v1/products").json()["items"]]  # the seeded demo catalog
+    assert_problem(shop.http.get("/v1/products/NOPE-404"), 404, "not_found")
+    body = {"name": "X", "price_cents": 1, "currency": "EUR", "available": 1}
+    assert_problem(shop.http.put(f"/v1/admin/products/{sku}", json=body, headers=shop.customer()), 403, "forbidden")
+    assert_problem(shop.http.put(f"/v1/admin/products/{sku}", json={**body, "available": -1}, headers=shop.admin),
+                   422, "validation_error")
+
+
+@pytest.mark.parametrize("change", [
+    {"items": []},
+    {"items": [{"sku": "LAMP", "quantity": 1}] * 51},
+    {"items": [{"sku": "LAMP", "quantity": 0}]},
+    {"items": [{"sku": "LAMP", "quantity": "2"}]},
+    {"items": [{"sku": "LAMP", "quantity": 1, "color": "red"}]},
+    {"payment_token": None},
+    {"shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Paris", "postal_code": "1", "country": "FRA"}},
+    {"shipping_address": {"name": "Ada", "city": "Paris", "postal_code": "75001", "country": "FR"}},
+])
+def test_an_invalid_order_is_refused_with_a_validation_problem(shop, change):
+    body = {**shop.order_body({"LAMP": 1}), **change}
+    assert_problem(shop.http.post("/v1/orders", json=body, headers=shop.customer()), 422, "validation_error")
+
+
+def test_an_order_is_visible_to_its_owner_and_admins_only(shop):
+    owner, stranger = shop.customer(), shop.customer()
+    order = shop.place_order({shop.product(stock=3): 1}, user=owner)
+
+    assert shop.http.get(f"/v1/orders/{order['id']}", headers=owner).json()["id"] == order["id"]
+    assert shop.http.get(f"/v1/orders/{order['id']}", headers=shop.admin).status_code == 200
+    assert_problem(shop.http.get(f"/v1/orders/{order['id']}", headers=stranger), 404, "not_found")
+    assert_problem(shop.http.get(f"/v1/orders/{order['id']}/saga", headers=stranger), 404, "not_found")
+    assert_problem(shop.http.get(f"/v1/admin/orders/{order['id']}/payments", headers=owner), 403, "forbidden")
+    assert [o["id"] for o in shop.http.get("/v1/orders", headers=owner).json()["items"]] == [order["id"]]
+    assert shop.http.get("/v1/orders", headers=stranger).json()["items"] == []
+
+
+def test_a_users_orders_are_listed_newest_first(shop):
+    user = shop.customer()
+    sku = shop.product(stock=5)
+    placed = [shop.place_order({sku: 1}, user=user)["id"] for _ in range(3)]
+    assert [o["id"] for o in shop.http.get("/v1/orders", headers=user).json()["items"]] == placed[::-1]
+
+
+def test_operations_endpoints_answer(shop):
+    assert shop.http.get("/healthz").status_code == 200
+    assert shop.http.get("/readyz").status_code == 200
+    assert "python_info" in shop.http.get("/metrics").text
+    assert shop.http.get("/docs").status_code == 200
+    assert "/v1/orders" in shop.http.get("/openapi.json").json()["paths"]
+    assert_problem(shop.http.get("/v1/no-such-route"), 404, "not_found")

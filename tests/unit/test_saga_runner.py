@@ -1,0 +1,112 @@
+"""The saga engine with fake steps and a real (SQLite) saga log."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sagashop.kit.db import database
+from sagashop.kit.errors import Rejected, Unavailable
+from sagashop.kit.settings import Settings
+from sagashop.saga import COMPENSATED, SUCCEEDED, Run, Saga, SagaRunner, SagaStore, Step, new_record
+
+
+@dataclass(frozen=True)
+class Order:
+    id: str
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    engine = await database(Settings(data_dir=tmp_path), "orchestrator")
+    yield SagaStore(engine)
+    await engine.dispose()
+
+
+def recorder(log: list[str]):
+    def record(name: str, result: object = None, fail: Exception | None = None):
+        async def step(run: Run[Order]) -> object:
+            log.append(f"{name}({run.reason})" if run.reason else name)
+            if fail:
+                raise fail
+            return result
+        return step
+    return record
+
+
+def shop(record, *, charge_fails: Exception | None = None) -> Saga:
+    return Saga("t",
+                Step("reserve", record("reserve"), undo=record("release")),
+                Step("charge", record("charge", 100, charge_fails), undo=record("refund")),
+                Step("ship", record("ship")),
+                on_rejected=Step("reject", record("reject")), input_type=Order)
+
+
+async def start(store: SagaStore, saga: Saga, saga_id: str = "s1"):
+    record, _ = await store.create(new_record(saga.name, saga_id, saga_id, None, "f", saga.encode(Order(saga_id))),
+                                   owner="me", lease=10)
+    return record
+
+
+async def test_a_saga_without_failures_runs_every_step_once_in_order(store):
+    log: list[str] = []
+    saga = shop(recorder(log))
+    assert await SagaRunner(store).run(saga, await start(store, saga)) == SUCCEEDED
+    assert log == ["reserve", "charge", "ship"]
+    assert [(s.name, s.action, s.status) for s in await store.steps("s1")] == [
+        ("reserve", "execute", "SUCCEEDED"), ("charge", "execute", "SUCCEEDED"), ("ship", "execute", "SUCCEEDED")]
+
+
+async def test_a_refusal_undoes_every_started_step_in_reverse_and_rejects_with_its_code(store):
+    log: list[str] = []
+    saga = shop(recorder(log), charge_fails=Rejected(code="payment_declined"))
+    assert await SagaRunner(store).run(saga, await start(store, saga)) == COMPENSATED
+    assert log == ["reserve", "charge", "refund(payment_declined)", "release(payment_declined)",
+                   "reject(payment_declined)"]
+    assert (await store.get("s1")).failure_reason == "payment_declined"
+
+
+async def test_an_unavailable_service_fails_the_step_with_its_reason(store):
+    log: list[str] = []
+    saga = shop(recorder(log), charge_fails=Unavailable(code="payment_unavailable"))
+    await SagaRunner(store).run(saga, await start(store, saga))
+    charge = next(s for s in await store.steps("s1") if s.name == "charge")
+    assert (charge.status, charge.error.split(":")[0]) == ("FAILED", "payment_unavailable")
+
+
+async def test_a_resumed_saga_skips_finished_steps_and_repeats_the_one_in_doubt(store):
+    log: list[str] = []
+    saga = shop(recorder(log))
+    record = await start(store, saga)
+    await store.start_step("s1", "reserve", "execute")
+    await store.finish_step("s1", "reserve", "execute", status="SUCCEEDED", attempts=1, handled_by="x")
+    await store.start_step("s1", "charge", "execute")  # the orchestrator died during this call
+
+    assert await SagaRunner(store).run(saga, record) == SUCCEEDED
+    assert log == ["charge", "ship"]
+
+
+async def test_a_failing_undo_is_retried_until_it_succeeds(store):
+    log: list[str] = []
+    record = recorder(log)
+    failures = [Unavailable(code="inventory_unavailable")] * 2
+
+    async def flaky_release(run: Run[Order]) -> None:
+        log.append("release")
+        if failures:
+            raise failures.pop()
+
+    saga = Saga("t", Step("reserve", record("reserve"), undo=flaky_release),
+                Step("charge", record("charge", fail=Rejected(code="payment_declined")), undo=record("refund")),
+                on_rejected=Step("reject", record("reject")), input_type=Order)
+    assert await SagaRunner(store).run(saga, await start(store, saga)) == COMPENSATED
+    assert log.count("release") == 3
+    release = next(s for s in await store.steps("s1") if s.action == "compensate" and s.name == "reserve")
+    assert (release.status, release.attempts) == ("SUCCEEDED", 3)
+
+
+async def test_one_business_key_holds_one_saga(store):
+    first, created = await store.create(new_record("t", "a", "a", "user:key", "f1", {"id": "a"}), owner="me", lease=1)
+    again, created_again = await store.create(new_record("t", "b", "b", "user:key", "f2", {"id": "b"}),
+                                              owner="me", lease=1)
+    assert (created, created_again, again.id, again.fingerprint) == (True, False, "a", "f1")
