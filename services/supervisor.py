@@ -13,7 +13,8 @@ import time
 from collections.abc import Mapping
 
 COLORS = ("36", "33", "35", "32", "34", "31", "96")
-RESTART_DELAYS = (0.5, 1, 2, 5, 10)  # seconds before restarting a part that died; reset after a minute up
+RESTART_DELAYS = (0.5, 1, 2, 5, 10)  # seconds before restarting a part that died again and again
+HEALTHY_AFTER = 5.0  # a part that ran this long before dying is restarted without delay growth
 STOP_GRACE = 10.0
 
 
@@ -56,7 +57,7 @@ class Supervisor:
             code = await part.process.wait()
             if self.stopping.is_set():
                 return
-            failures = 0 if time.monotonic() - started > 60 else failures + 1
+            failures = 0 if time.monotonic() - started > HEALTHY_AFTER else failures + 1
             delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS)) - 1] if failures else RESTART_DELAYS[0]
             part.say(f"exited with code {code}; restarting in {delay}s")
             part.restarts += 1

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from sagashop.kit.settings import Settings
+from tests.shop import Shop, start_shop, stop_shop, wait_ready
 
 POSTGRES_URL = os.environ.get("SAGASHOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("SAGASHOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -73,3 +74,23 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "sqlite":
         return Settings(data_dir=tmp_path / "data")
     return Settings(database_url=request.getfixturevalue("postgres_database"))
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def shop(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    database_url = None
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_server")
+        name = f"sagashop_e2e_{uuid.uuid4().hex[:10]}"
+        run_aside(_admin(f'CREATE DATABASE "{name}"'))
+        database_url = f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
+    process, env, log = start_shop(tmp_path_factory.mktemp(f"shop-{request.param}"), database_url)
+    url = f"http://127.0.0.1:{env['SAGASHOP_GATEWAY_PORT']}"
+    try:
+        wait_ready(url, process, log)
+        with Shop(url, env, process.pid, log) as shop:
+            yield shop
+    finally:
+        stop_shop(process)
+        if database_url:
+            run_aside(_admin(f'DROP DATABASE "{database_url.rsplit("/", 1)[1]}" WITH (FORCE)'))

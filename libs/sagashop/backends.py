@@ -5,6 +5,7 @@ from typing import Any
 from sagashop.kit.grpcclient import Dependency
 from sagashop.kit.settings import SERVICES, Settings
 from sagashop.v1 import (
+    faults_pb2_grpc,
     inventory_pb2_grpc,
     orchestrator_pb2_grpc,
     order_pb2_grpc,
@@ -26,6 +27,7 @@ STUBS: dict[str, Any] = {
 class Backends:
     def __init__(self, settings: Settings, names: tuple[str, ...] = SERVICES) -> None:
         self.deps = {name: Dependency(name, settings.address(name), STUBS[name]) for name in names}
+        self.faults = {name: faults_pb2_grpc.FaultServiceStub(dep.channel) for name, dep in self.deps.items()}
 
     @property
     def user(self) -> Dependency[user_pb2_grpc.UserServiceStub]:

@@ -12,7 +12,7 @@ from sagashop.kit.settings import Settings
 
 from . import problems
 from .problems import problem
-from .routes import admin, catalog, orders, users
+from .routes import admin, catalog, faults, orders, sagas, users
 from .tokens import Tokens
 
 
@@ -27,8 +27,10 @@ def create_app(settings: Settings, jwt_secret: str) -> FastAPI:
     app = FastAPI(title="sagashop", version=settings.version, lifespan=lifespan,
                   description="Orders placed here run a checkout saga across gRPC services.")
     problems.install(app)
-    for module in (users, catalog, orders, admin):
+    for module in (users, catalog, orders, sagas, admin):
         app.include_router(module.router, prefix="/v1")
+    if settings.faults_enabled:
+        app.include_router(faults.router, prefix="/v1")
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -78,6 +78,22 @@ class ProductList(BaseModel):
     items: list[Product]
 
 
+class Stock(Product):
+    """A product with where its units are: available + reserved + sold is all the shop ever had of it."""
+
+    reserved: int
+    sold: int
+
+
+class Shipment(BaseModel):
+    tracking_number: str
+    status: str
+
+
+class ShipmentList(BaseModel):
+    items: list[Shipment]
+
+
 class OrderLine(BaseModel):
     sku: str
     quantity: int
@@ -121,11 +137,59 @@ class SagaStep(BaseModel):
     finished_at: str | None
 
 
+class AuditEntry(BaseModel):
+    action: str
+    reason: str
+    actor: str
+    at: str
+
+
 class Saga(BaseModel):
     saga_id: str
+    name: str
+    order_id: str
     state: str
     failure_reason: str | None
     steps: list[SagaStep]
+    audit: list[AuditEntry]
+    created_at: str
+    updated_at: str
+
+
+class SagaList(BaseModel):
+    items: list[Saga]
+
+
+class OperatorAction(Request):
+    reason: str = Field(default="", max_length=500)
+
+
+class FaultIn(Request):
+    service: Literal["user", "order", "inventory", "payment", "shipping", "orchestrator"]
+    method: str = Field(min_length=1, max_length=64)
+    error: str | None = Field(default=None, max_length=32)
+    rate: float = Field(default=1.0, ge=0, le=1)
+    count: int | None = Field(default=None, ge=1)
+    delay_ms: int = Field(default=0, ge=0, le=60_000)
+    after_commit: bool = False
+    crash: Literal["before", "after"] | None = None
+
+
+class Fault(BaseModel):
+    service: str
+    id: str
+    method: str
+    error: str | None
+    rate: float
+    count: int | None
+    delay_ms: int
+    after_commit: bool
+    crash: str | None
+    fired: int
+
+
+class FaultList(BaseModel):
+    items: list[Fault]
 
 
 class LedgerLine(BaseModel):

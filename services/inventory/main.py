@@ -1,4 +1,6 @@
-"""Composition root of the inventory service."""
+"""Composition root of the inventory service: the servicer, and the sweeper that releases expired reservations."""
+
+import asyncio
 
 from sagashop.kit.db import database
 from sagashop.kit.grpcserver import serve
@@ -6,11 +8,19 @@ from sagashop.kit.settings import Settings
 from sagashop.v1 import inventory_pb2, inventory_pb2_grpc
 
 from .servicer import InventoryServicer
+from .sweeper import Sweeper
 
 SERVICE = inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name
 
 
 async def main(settings: Settings) -> None:
     db = await database(settings, "inventory")
-    await serve((inventory_pb2_grpc.add_InventoryServiceServicer_to_server, InventoryServicer(db), SERVICE),
-                host=settings.bind, port=settings.inventory_port, served_by=f"inventory@{settings.version}")
+    servicer = (inventory_pb2_grpc.add_InventoryServiceServicer_to_server, InventoryServicer(db), SERVICE)
+    sweeper = Sweeper(db, settings.reservation_ttl_seconds)
+    sweeping = asyncio.create_task(sweeper.sweep_forever(settings.sweep_interval_seconds))
+    try:
+        await serve(settings, "inventory", servicer)
+    finally:
+        sweeping.cancel()
+        await asyncio.gather(sweeping, return_exceptions=True)  # a cancelled sweep rolls back first
+        await db.dispose()

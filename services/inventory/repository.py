@@ -1,6 +1,7 @@
 """Inventory tables and the queries on them; every function runs inside the caller's transaction."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,6 +26,7 @@ reservations = sa.Table(
 )
 
 HELD, COMMITTED, RELEASED, TOMBSTONE = "HELD", "COMMITTED", "RELEASED", "TOMBSTONE"
+EXPIRED = "EXPIRED"  # released by the sweeper: held longer than the TTL, its saga presumed gone
 # where the units of a reservation sit in each state it can leave
 COUNTER = {HELD: "reserved", COMMITTED: "sold"}
 
@@ -98,3 +100,30 @@ class Inventory:
             reservations.update().where(reservations.c.idempotency_key == r.key).values(state=state, updated_at=now())
         )
         return Reservation(r.key, r.order_id, state, r.lines)
+
+    async def held_since_before(self, cutoff: datetime, limit: int) -> list[str]:
+        """Keys of the reservations still HELD that were made before `cutoff`, oldest first."""
+        query = (sa.select(reservations.c.idempotency_key)
+                 .where(reservations.c.state == HELD, reservations.c.created_at < cutoff)
+                 .order_by(reservations.c.created_at).limit(limit))
+        return list((await self.conn.scalars(query)).all())
+
+    async def expire(self, key: str, cutoff: datetime) -> Reservation | None:
+        """Marks the reservation EXPIRED if it is still HELD and was made before `cutoff`; None if it was not.
+        One conditional statement, so of two sweepers only one wins; commit and release lock the row first
+        (`reservation_for_update`), so they either finish before this or see EXPIRED."""
+        result = await self.conn.execute(
+            reservations.update()
+            .where(reservations.c.idempotency_key == key, reservations.c.state == HELD,
+                   reservations.c.created_at < cutoff)
+            .values(state=EXPIRED, updated_at=now())
+        )
+        return await self.reservation(key) if result.rowcount == 1 else None
+
+    async def reservation_for_update(self, key: str) -> Reservation | None:
+        """The reservation, its row locked until the transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE
+        already serializes writers), so a decision taken on its state still holds when the units move."""
+        row = (await self.conn.execute(
+            sa.select(reservations.c.idempotency_key).where(reservations.c.idempotency_key == key).with_for_update()
+        )).first()
+        return await self.reservation(key) if row else None

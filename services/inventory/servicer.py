@@ -10,7 +10,7 @@ from sagashop.v1 import inventory_pb2_grpc
 from sagashop.values import Line, valid_lines, valid_step_keys
 
 from .domain import Product, valid_product, why_not_taken
-from .repository import COMMITTED, COUNTER, HELD, RELEASED, TOMBSTONE, Inventory, Reservation
+from .repository import COMMITTED, COUNTER, EXPIRED, HELD, RELEASED, TOMBSTONE, Inventory, Reservation
 
 
 def product_pb(p: Product) -> pb.Product:
@@ -54,7 +54,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         async def work(conn: AsyncConnection) -> Reservation:
             inventory = Inventory(conn)
             if (done := await inventory.reservation(request.idempotency_key)) is not None:
-                if done.state in (RELEASED, TOMBSTONE):
+                if done.state in (RELEASED, TOMBSTONE, EXPIRED):
                     raise Compensated(f"reservation {done.key} was already released")
                 return done  # a retry gets the first answer
             for line in sorted(lines, key=lambda x: x.sku):
@@ -69,7 +69,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
         async def work(conn: AsyncConnection) -> Reservation:
             inventory = Inventory(conn)
-            done = await inventory.reservation(request.idempotency_key)
+            done = await inventory.reservation_for_update(request.idempotency_key)
             if done is None:  # the reserve never landed (or has not yet): make sure it never will
                 return await inventory.add_reservation(
                     Reservation(request.idempotency_key, request.order_id, TOMBSTONE, ()))
@@ -85,10 +85,10 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
         async def work(conn: AsyncConnection) -> Reservation:
             inventory = Inventory(conn)
-            done = await inventory.reservation(request.idempotency_key)
+            done = await inventory.reservation_for_update(request.idempotency_key)
             if done is None:
                 raise NotFound(f"no reservation {request.idempotency_key!r}")
-            if done.state in (RELEASED, TOMBSTONE):
+            if done.state in (RELEASED, TOMBSTONE, EXPIRED):
                 raise Compensated(f"reservation {done.key} was already released")
             if done.state == HELD:
                 await inventory.move(done.lines, "reserved", "sold")

@@ -1,8 +1,8 @@
-"""The checkout saga, as the business runs it: each step beside the undo that compensates it."""
+"""The sagas of an order, as the business runs them: each step beside the undo that compensates it."""
 
 from sagashop.saga import Saga, Step
 
-from .steps import Checkout, CheckoutSteps
+from .steps import Checkout, CheckoutSteps, undo_of_checkout
 
 
 def checkout_saga(steps: CheckoutSteps) -> Saga:
@@ -15,5 +15,18 @@ def checkout_saga(steps: CheckoutSteps) -> Saga:
         Step("commit_stock", steps.commit_stock),
         Step("approve_order", steps.approve_order),
         on_rejected=Step("reject_order", steps.reject_order),  # gets the reason: out_of_stock, payment_declined..
+        input_type=Checkout,
+    )
+
+
+def cancellation_saga(steps: CheckoutSteps) -> Saga:
+    """Cancelling an approved order has no way back: every step is retried until it is done."""
+    return Saga(
+        "cancellation",
+        Step("cancel_shipment", undo_of_checkout(steps.cancel_shipment, "create_shipment")),
+        Step("refund_payment", undo_of_checkout(steps.refund_payment, "charge_payment")),
+        Step("release_stock", undo_of_checkout(steps.release_stock, "reserve_stock")),
+        Step("cancel_order", steps.cancel_order),
+        on_rejected=None,
         input_type=Checkout,
     )

@@ -1,4 +1,4 @@
-"""Composition root of the orchestrator: the saga log, the checkout saga, and the lease upkeep."""
+"""Composition root of the orchestrator: the saga log, the order sagas, and the lease upkeep."""
 
 import asyncio
 import os
@@ -7,12 +7,12 @@ import uuid
 
 from sagashop.backends import Backends
 from sagashop.kit.db import database
-from sagashop.kit.grpcserver import serve
+from sagashop.kit.grpcserver import fault_rules, serve
 from sagashop.kit.settings import Settings
 from sagashop.saga import SagaRunner, SagaStore
 from sagashop.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
-from .checkout import checkout_saga
+from .checkout import cancellation_saga, checkout_saga
 from .runs import SagaRuns
 from .servicer import OrchestratorServicer
 from .steps import CheckoutSteps
@@ -23,19 +23,21 @@ SERVICE = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].fu
 async def main(settings: Settings) -> None:
     db = await database(settings, "orchestrator")
     backends = Backends(settings, ("order", "inventory", "payment", "shipping"))
-    store = SagaStore(db)
-    saga = checkout_saga(CheckoutSteps(backends, settings.step_deadline_seconds))
+    steps = CheckoutSteps(backends, settings.step_deadline_seconds)
+    sagas = checkout_saga(steps), cancellation_saga(steps)
+    step_names = tuple({step.name for saga in sagas for step in saga.steps})
+    faults = fault_rules(settings, SERVICE, extra=step_names)  # saga steps are crash points
     owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    runs = SagaRuns(store, SagaRunner(store), saga, owner, settings.saga_lease_seconds)
+    store = SagaStore(db, owner, settings.saga_lease_seconds)
+    runner = SagaRunner(store, park_after=settings.park_after_attempts,
+                        crash_point=faults.crash_point if faults else None)
+    runs = SagaRuns(store, runner, *sagas)
     upkeep = asyncio.create_task(runs.keep_leases())
     try:
-        await serve((orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
-                     OrchestratorServicer(store, runs, backends), SERVICE),
-                    host=settings.bind, port=settings.orchestrator_port,
-                    served_by=f"orchestrator@{settings.version}")
+        await serve(settings, "orchestrator", (orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
+                                               OrchestratorServicer(store, runs, backends), SERVICE), faults=faults)
     finally:
         upkeep.cancel()
         await runs.stop()
-        await store.release(owner)
         await backends.close()
         await db.dispose()

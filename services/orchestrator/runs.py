@@ -4,15 +4,15 @@ A saga whose owner stopped renewing its lease (it crashed, or was killed) is cla
 import asyncio
 import logging
 
-from sagashop.saga import Saga, SagaRunner, SagaStore
+from sagashop.saga import LeaseLost, Saga, SagaRunner, SagaStore
 
 log = logging.getLogger(__name__)
 
 
 class SagaRuns:
-    def __init__(self, store: SagaStore, runner: SagaRunner, saga: Saga, owner: str, lease: float) -> None:
-        self.store, self.runner, self.saga = store, runner, saga
-        self.owner, self.lease = owner, lease
+    def __init__(self, store: SagaStore, runner: SagaRunner, *sagas: Saga) -> None:
+        self.store, self.runner = store, runner
+        self.sagas = {saga.name: saga for saga in sagas}
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
     def start(self, saga_id: str) -> None:
@@ -26,7 +26,9 @@ class SagaRuns:
         if record is None:
             return
         try:
-            await self.runner.run(self.saga, record)
+            await self.runner.run(self.sagas[record.name], record)
+        except LeaseLost:
+            log.warning("saga %s: another orchestrator took it over; stopping here", saga_id)
         except Exception:  # the lease lapses and the saga is claimed again, by us or another orchestrator
             log.exception("saga %s stopped; it resumes once its lease runs out", saga_id)
 
@@ -34,15 +36,16 @@ class SagaRuns:
         """Renews the leases of the sagas running here and claims expired ones, every third of a lease."""
         while True:
             try:
-                await self.store.renew(self.owner, list(self.tasks), lease=self.lease)
-                for saga_id in await self.store.claim(self.owner, lease=self.lease):
+                await self.store.renew(list(self.tasks))
+                for saga_id in await self.store.claim():
                     log.info("resuming saga %s", saga_id)
                     self.start(saga_id)
             except Exception:  # a database hiccup: try again at the next tick
                 log.exception("lease upkeep failed")
-            await asyncio.sleep(self.lease / 3)
+            await asyncio.sleep(self.store.lease / 3)
 
     async def stop(self) -> None:
         for task in list(self.tasks.values()):
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        await self.store.release()

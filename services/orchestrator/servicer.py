@@ -1,31 +1,23 @@
-"""OrchestratorService: starts checkouts (once per idempotency key) and reports their sagas."""
+"""OrchestratorService: starts checkouts (once per idempotency key) and cancellations, reports and operates
+sagas. The sagas themselves run in SagaRuns."""
 
 import asyncio
 import contextlib
-import hashlib
-import uuid
+from collections.abc import AsyncIterator
 
 import grpc
 
 from sagashop.backends import Backends
-from sagashop.kit.clock import rfc3339
-from sagashop.kit.errors import Conflict, Invalid, NotFound
-from sagashop.saga import TERMINAL, SagaStore, new_record
-from sagashop.v1 import inventory_pb2, orchestrator_pb2_grpc
+from sagashop.kit.errors import Conflict, Invalid, NotFound, Rejected
+from sagashop.saga import ABORTED, ACTIVE, COMPENSATING, RUNNING, SagaRecord, SagaStore, new_record
 from sagashop.v1 import orchestrator_pb2 as pb
-from sagashop.values import Address, Line, valid_address, valid_lines
+from sagashop.v1 import orchestrator_pb2_grpc, order_pb2
 
+from .intake import checkout_of, fingerprint
 from .runs import SagaRuns
-from .steps import Checkout, PricedLine
+from .views import saga_pb
 
-PRICING_WITHIN = 3.0  # seconds to get prices before the request fails as unavailable
-
-
-def fingerprint(request: pb.StartCheckoutRequest) -> str:
-    """What makes two requests the same order: everything but the key and the wait."""
-    body = pb.StartCheckoutRequest(user_id=request.user_id, lines=request.lines,
-                                   payment_token=request.payment_token, address=request.address)
-    return hashlib.sha256(body.SerializeToString(deterministic=True)).hexdigest()
+WATCH_POLL = 1.0  # seconds between reads of a watched saga that another orchestrator runs
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
@@ -34,63 +26,100 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
 
     async def StartCheckout(self, request: pb.StartCheckoutRequest,
                             context: grpc.aio.ServicerContext) -> pb.StartCheckoutReply:
-        checkout = await self._checkout(request)
+        checkout = await checkout_of(request, self.backends)
         key = f"checkout:{request.user_id}:{request.idempotency_key}" if request.idempotency_key else None
-        record, created = await self.store.create(
-            new_record("checkout", checkout.order_id, checkout.order_id, key, fingerprint(request),
-                       self.runs.saga.encode(checkout)), owner=self.runs.owner, lease=self.runs.lease)
+        saga = self.runs.sagas["checkout"]
+        record, created = await self.store.create(new_record(
+            saga.name, checkout.order_id, checkout.order_id, key, fingerprint(request), saga.encode(checkout)))
         if not created and record.fingerprint != fingerprint(request):
             raise Conflict("this Idempotency-Key was used for another order", code="idempotency_conflict")
         if created:
             self.runs.start(record.id)
-        state = await self._wait(record.id, max(request.wait_ms, 0) / 1000)
+        state = await self._wait(record.id, max(request.wait_ms, 0) / 1000, until_order_exists=True)
         return pb.StartCheckoutReply(order_id=record.correlation_id, created=created, state=state)
 
+    async def CancelOrder(self, request: pb.CancellationRequest, context: grpc.aio.ServicerContext) -> pb.Saga:
+        order = await self.backends.order.call(self.backends.order.stub.GetOrder,
+                                               order_pb2.GetOrderRequest(id=request.order_id), within=2.0)
+        checkout = await self.store.get(order.id)
+        if order.status not in ("APPROVED", "CANCELLED") or checkout is None:
+            raise Rejected(f"an order that is {order.status} cannot be cancelled", code="not_cancellable")
+        saga_id = f"{order.id}-cancel"
+        _, created = await self.store.create(new_record("cancellation", saga_id, order.id, f"cancel:{order.id}",
+                                                        "", checkout.input))
+        if created:
+            self.runs.start(saga_id)
+        await self._wait(saga_id, max(request.wait_ms, 0) / 1000)
+        return await self._saga(saga_id)
+
     async def GetSaga(self, request: pb.GetSagaRequest, context: grpc.aio.ServicerContext) -> pb.Saga:
-        record = await self.store.get(request.order_id) if request.order_id else None
+        return await self._saga(request.saga_id or request.order_id)
+
+    async def WatchSaga(self, request: pb.GetSagaRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Saga]:
+        saga_id = request.saga_id or request.order_id
+        while True:
+            changed = self.runs.runner.watch(saga_id)
+            saga = await self._saga(saga_id)
+            yield saga
+            if saga.state not in ACTIVE:
+                self.runs.runner.unwatch(saga_id)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), WATCH_POLL)
+
+    async def ListSagas(self, request: pb.ListSagasRequest, context: grpc.aio.ServicerContext) -> pb.SagaList:
+        if not 0 <= request.limit <= 500:
+            raise Invalid("limit is 1 to 500")
+        return pb.SagaList(items=[saga_pb(r) for r in await self.store.recent(request.state, request.limit or 100)])
+
+    async def OperateSaga(self, request: pb.OperateSagaRequest, context: grpc.aio.ServicerContext) -> pb.Saga:
+        record = await self._record(request.saga_id)
+        state, reason = self._operated(record, request)
+        if not await self.store.take_over(record.id, state, reason, action=request.action, note=request.reason,
+                                          actor=request.actor or "operator"):
+            raise Rejected(f"saga {record.id} is {record.state}, not parked", code="not_parked")
+        if state in ACTIVE:
+            self.runs.start(record.id)
+        return await self._saga(record.id)
+
+    def _operated(self, record: SagaRecord, request: pb.OperateSagaRequest) -> tuple[str, str]:
+        """The state and failure reason an operator's action gives a parked saga."""
+        if request.action == "retry":  # a saga parked while compensating has a failure reason
+            return (COMPENSATING if record.failure_reason else RUNNING), record.failure_reason
+        if request.action == "compensate":
+            if self.runs.sagas[record.name].on_rejected is None:
+                raise Invalid(f"a {record.name} saga has no compensation; retry or abort it")
+            return COMPENSATING, record.failure_reason or request.reason or "operator_compensated"
+        if request.action == "abort":
+            return ABORTED, request.reason or "operator_aborted"
+        raise Invalid("action is retry, compensate or abort")
+
+    async def _record(self, saga_id: str) -> SagaRecord:
+        record = await self.store.get(saga_id) if saga_id else None
         if record is None:
-            raise NotFound(f"no saga for order {request.order_id!r}")
-        steps = [pb.SagaStep(name=s.name, action=s.action, status=s.status, attempts=s.attempts,
-                             handled_by=s.handled_by, error=s.error, started_at=rfc3339(s.started_at),
-                             finished_at=rfc3339(s.finished_at)) for s in await self.store.steps(record.id)]
-        return pb.Saga(saga_id=record.id, state=record.state, failure_reason=record.failure_reason, steps=steps)
+            raise NotFound(f"no saga {saga_id!r}")
+        return record
 
-    async def _checkout(self, request: pb.StartCheckoutRequest) -> Checkout:
-        """Validates the request and captures today's prices (an unknown SKU is priced 0: its reservation
-        fails with unknown_product, so the order is rejected, not lost)."""
-        if not request.user_id:
-            raise Invalid("user_id is required")
-        if not 1 <= len(request.payment_token) <= 64:
-            raise Invalid("payment_token must be 1 to 64 characters")
-        lines = valid_lines([Line(x.sku, x.quantity) for x in request.lines])
-        a = request.address
-        address = valid_address(Address(a.name, a.line1, a.city, a.postal_code, a.country))
-        inventory = self.backends.inventory
-        products = await inventory.call(inventory.stub.ListProducts, inventory_pb2.ListProductsRequest(
-            skus=[line.sku for line in lines]), within=PRICING_WITHIN)
-        prices = {p.sku: (p.price_cents, p.currency) for p in products.items}
-        currencies = {currency for _, currency in prices.values()}
-        if len(currencies) > 1:
-            raise Invalid(f"an order is paid in one currency, these lines are in {', '.join(sorted(currencies))}")
-        return Checkout(
-            order_id=uuid.uuid4().hex, user_id=request.user_id, currency=currencies.pop() if currencies else "EUR",
-            lines=tuple(PricedLine(x.sku, x.quantity, prices.get(x.sku, (0, ""))[0]) for x in lines),
-            payment_token=request.payment_token, address=address)
+    async def _saga(self, saga_id: str) -> pb.Saga:
+        record = await self._record(saga_id)
+        return saga_pb(record, await self.store.steps(record.id), await self.store.audit(record.id))
 
-    async def _wait(self, saga_id: str, seconds: float) -> str:
-        """Waits until the saga ends or `seconds` pass, and in any case until its order exists."""
+    async def _wait(self, saga_id: str, seconds: float, *, until_order_exists: bool = False) -> str:
+        """Waits until the saga ends (or is parked) or `seconds` pass, and for a checkout in any case until its
+        order exists."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         while True:
             changed = self.runs.runner.watch(saga_id)
-            record = await self.store.get(saga_id)
-            assert record is not None
+            record = await self._record(saga_id)
             remaining = deadline - loop.time()
-            if record.state in TERMINAL or (remaining <= 0 and await self._order_created(saga_id)):
-                self.runs.runner.changed.pop(saga_id, None)  # no waiter left (a rare concurrent one times out)
+            if record.state not in ACTIVE:
+                self.runs.runner.unwatch(saga_id)
+                return record.state
+            if remaining <= 0 and (not until_order_exists or await self._ordered(saga_id)):
                 return record.state
             with contextlib.suppress(TimeoutError):  # a saga another orchestrator runs sends us no events
                 await asyncio.wait_for(changed.wait(), max(remaining, 0.05))
 
-    async def _order_created(self, saga_id: str) -> bool:
+    async def _ordered(self, saga_id: str) -> bool:
         return any(s.name == "create_order" and s.status == "SUCCEEDED" for s in await self.store.steps(saga_id))

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from sagashop.backends import Backends
 from sagashop.saga import Run
+from sagashop.saga.definition import Action
 from sagashop.v1 import inventory_pb2, order_pb2, payment_pb2, shipping_pb2
 from sagashop.values import Address
 
@@ -86,6 +87,10 @@ class CheckoutSteps:
             id=run.input.order_id, tracking_number=run.results["create_shipment"],
             charged_cents=run.results["charge_payment"]), within=self.deadline)
 
+    async def cancel_order(self, run: Run[Checkout]) -> None:
+        await self.order.call(self.order.stub.CancelOrder, order_pb2.CancelOrderRequest(id=run.input.order_id),
+                              within=self.deadline)
+
     async def reject_order(self, run: Run[Checkout]) -> None:
         """Rejects with the saga's reason; the ledger says whether a charge was made and refunded (a charge
         whose reply was lost counts too). The order is created first if the saga failed before it was."""
@@ -96,3 +101,13 @@ class CheckoutSteps:
         await self.order.call(self.order.stub.RejectOrder, order_pb2.RejectOrderRequest(
             id=run.input.order_id, failure_reason=run.reason, refunded=refunded > 0, refunded_cents=refunded,
         ), within=self.deadline)
+
+
+def undo_of_checkout(undo: Action, step: str) -> Action:
+    """The cancellation saga runs the checkout's undos with the checkout's own keys (its saga id is the order
+    id), so each service finds the action it is asked to undo."""
+
+    async def action(run: Run[Checkout]) -> None:
+        await undo(Run(run.input.order_id, run.input, step))
+
+    return action

@@ -12,5 +12,5 @@ SERVICE = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 
 async def main(settings: Settings) -> None:
     db = await database(settings, "order")
-    await serve((order_pb2_grpc.add_OrderServiceServicer_to_server, OrderServicer(db), SERVICE),
-                host=settings.bind, port=settings.order_port, served_by=f"order@{settings.version}")
+    servicer = (order_pb2_grpc.add_OrderServiceServicer_to_server, OrderServicer(db), SERVICE)
+    await serve(settings, "order", servicer)

@@ -12,5 +12,5 @@ SERVICE = payment_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
 
 async def main(settings: Settings) -> None:
     db = await database(settings, "payment")
-    await serve((payment_pb2_grpc.add_PaymentServiceServicer_to_server, PaymentServicer(db), SERVICE),
-                host=settings.bind, port=settings.payment_port, served_by=f"payment@{settings.version}")
+    servicer = (payment_pb2_grpc.add_PaymentServiceServicer_to_server, PaymentServicer(db), SERVICE)
+    await serve(settings, "payment", servicer)

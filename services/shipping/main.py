@@ -12,5 +12,5 @@ SERVICE = shipping_pb2.DESCRIPTOR.services_by_name["ShippingService"].full_name
 
 async def main(settings: Settings) -> None:
     db = await database(settings, "shipping")
-    await serve((shipping_pb2_grpc.add_ShippingServiceServicer_to_server, ShippingServicer(db), SERVICE),
-                host=settings.bind, port=settings.shipping_port, served_by=f"shipping@{settings.version}")
+    servicer = (shipping_pb2_grpc.add_ShippingServiceServicer_to_server, ShippingServicer(db), SERVICE)
+    await serve(settings, "shipping", servicer)

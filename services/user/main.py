@@ -13,5 +13,5 @@ SERVICE = user_pb2.DESCRIPTOR.services_by_name["UserService"].full_name
 async def main(settings: Settings) -> None:
     db = await database(settings, "user")
     await ensure_admin(db, settings.admin_email, settings.admin_password)
-    await serve((user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(db), SERVICE),
-                host=settings.bind, port=settings.user_port, served_by=f"user@{settings.version}")
+    servicer = (user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(db), SERVICE)
+    await serve(settings, "user", servicer)

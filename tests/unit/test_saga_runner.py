@@ -8,7 +8,7 @@ import pytest
 from sagashop.kit.db import database
 from sagashop.kit.errors import Rejected, Unavailable
 from sagashop.kit.settings import Settings
-from sagashop.saga import COMPENSATED, SUCCEEDED, Run, Saga, SagaRunner, SagaStore, Step, new_record
+from sagashop.saga import COMPENSATED, SUCCEEDED, LeaseLost, Run, Saga, SagaRunner, SagaStore, Step, new_record
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Order:
 @pytest.fixture
 async def store(tmp_path: Path):
     engine = await database(Settings(data_dir=tmp_path), "orchestrator")
-    yield SagaStore(engine)
+    yield SagaStore(engine, owner="me", lease=10)
     await engine.dispose()
 
 
@@ -43,8 +43,7 @@ def shop(record, *, charge_fails: Exception | None = None) -> Saga:
 
 
 async def start(store: SagaStore, saga: Saga, saga_id: str = "s1"):
-    record, _ = await store.create(new_record(saga.name, saga_id, saga_id, None, "f", saga.encode(Order(saga_id))),
-                                   owner="me", lease=10)
+    record, _ = await store.create(new_record(saga.name, saga_id, saga_id, None, "f", saga.encode(Order(saga_id))))
     return record
 
 
@@ -106,7 +105,65 @@ async def test_a_failing_undo_is_retried_until_it_succeeds(store):
 
 
 async def test_one_business_key_holds_one_saga(store):
-    first, created = await store.create(new_record("t", "a", "a", "user:key", "f1", {"id": "a"}), owner="me", lease=1)
-    again, created_again = await store.create(new_record("t", "b", "b", "user:key", "f2", {"id": "b"}),
-                                              owner="me", lease=1)
+    first, created = await store.create(new_record("t", "a", "a", "user:key", "f1", {"id": "a"}))
+    again, created_again = await store.create(new_record("t", "b", "b", "user:key", "f2", {"id": "b"}))
     assert (created, created_again, again.id, again.fingerprint) == (True, False, "a", "f1")
+
+
+async def test_an_undo_that_keeps_failing_parks_the_saga_and_an_operator_retry_finishes_it(store):
+    log: list[str] = []
+    record = recorder(log)
+    broken = [True]
+
+    async def release(run: Run[Order]) -> None:
+        log.append("release")
+        if broken[0]:
+            raise Unavailable(code="inventory_unavailable")
+
+    saga = Saga("t", Step("reserve", record("reserve"), undo=release),
+                Step("charge", record("charge", fail=Rejected(code="payment_declined"))),
+                on_rejected=Step("reject", record("reject")), input_type=Order)
+    runner = SagaRunner(store, park_after=3)
+    assert await runner.run(saga, await start(store, saga)) == "NEEDS_ATTENTION"
+    assert log.count("release") == 3 and "reject(payment_declined)" not in log
+    assert await store.claim() == []  # a parked saga is nobody's to resume
+
+    broken[0] = False
+    assert await store.take_over("s1", "COMPENSATING", "payment_declined", action="retry", note="fixed", actor="ops")
+    assert await runner.run(saga, await store.get("s1")) == COMPENSATED
+    assert log[-2:] == ["release", "reject(payment_declined)"]
+    assert [(a.action, a.reason, a.actor) for a in await store.audit("s1")] == [("retry", "fixed", "ops")]
+
+
+async def test_only_a_parked_saga_can_be_taken_over_by_an_operator(store):
+    saga = shop(recorder([]))
+    await start(store, saga)
+    assert not await store.take_over("s1", "ABORTED", "x", action="abort", note="", actor="ops")
+    assert (await store.get("s1")).state == "RUNNING"
+
+
+async def test_a_saga_without_a_way_back_retries_each_step_until_it_succeeds(store):
+    log: list[str] = []
+    failures = [Unavailable(code="payment_unavailable")]
+
+    async def refund(run: Run[Order]) -> None:
+        log.append("refund")
+        if failures:
+            raise failures.pop()
+
+    saga = Saga("cancel", Step("refund", refund), Step("cancel", recorder(log)("cancel")),
+                on_rejected=None, input_type=Order)
+    assert await SagaRunner(store).run(saga, await start(store, saga)) == SUCCEEDED
+    assert log == ["refund", "refund", "cancel"]
+
+
+async def test_an_orchestrator_that_lost_its_lease_cannot_write_the_sagas_log(store):
+    saga = shop(recorder([]))
+    record = await start(store, saga)
+    other = SagaStore(store.engine, owner="other", lease=10)
+    await store.release()  # our lease lapses ...
+    assert await other.claim() == ["s1"]  # ... and another orchestrator takes the saga over
+
+    with pytest.raises(LeaseLost):
+        await SagaRunner(store).run(saga, record)
+    assert await store.steps("s1") == []

@@ -1,5 +1,5 @@
-"""One way to call another service: a long-lived channel, a deadline per attempt, retries of transient failures
-within an overall deadline, and failed calls turned into domain errors."""
+"""One way to call another service: a long-lived channel, a deadline per attempt, a circuit breaker around each
+attempt, retries of transient failures within an overall deadline, and failed calls turned into domain errors."""
 
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -8,8 +8,11 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pybreaker import CircuitBreakerError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from .breaker import Breaker
+from .errors import Unavailable
 from .status import ERROR_CODE, SERVED_BY, TRANSIENT, error_from
 
 StubT = TypeVar("StubT")
@@ -33,6 +36,11 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, grpc.aio.AioRpcError) and error.code() in TRANSIENT
 
 
+def _worth_retrying(error: BaseException) -> bool:
+    """A transient failure, or an open circuit: tried again after the same wait, never at once."""
+    return is_transient(error) or isinstance(error, CircuitBreakerError)
+
+
 def _metadata_value(metadata: Any, key: str) -> str | None:
     for k, v in metadata or ():
         if k == key:
@@ -42,26 +50,31 @@ def _metadata_value(metadata: Any, key: str) -> str | None:
 
 class Dependency(Generic[StubT]):
     def __init__(self, name: str, address: str, stub: Callable[[grpc.aio.Channel], StubT],
-                 *, attempt_timeout: float = 2.0) -> None:
+                 *, attempt_timeout: float = 2.0, redis_url: str | None = None) -> None:
         self.name, self.address, self.attempt_timeout = name, address, attempt_timeout
+        self.breaker = Breaker(name, counts=is_transient, redis_url=redis_url)
         self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = stub(self.channel)
 
     async def call(self, rpc: Callable[..., Any], request: Any, *, within: float = 0.0,
                    timeout: float | None = None) -> Any:
         """Calls `rpc`; retries UNAVAILABLE/DEADLINE_EXCEEDED/RESOURCE_EXHAUSTED with jittered backoff until
-        `within` seconds have passed (0: one attempt). Raises the DomainError the answer stands for."""
+        `within` seconds have passed (0: one attempt); an open circuit fails an attempt without calling.
+        Raises the DomainError the answer stands for."""
         try:
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception(is_transient), reraise=True,
+                retry=retry_if_exception(_worth_retrying), reraise=True,
                 wait=wait_random_exponential(multiplier=0.05, max=1.0), stop=stop_after_delay(within),
             ):
                 with attempt:
-                    return await self._attempt(rpc, request, timeout or self.attempt_timeout)
+                    async with self.breaker.guard():
+                        return await self._attempt(rpc, request, timeout or self.attempt_timeout)
             raise AssertionError("unreachable: reraise=True")
         except grpc.aio.AioRpcError as e:
             raise error_from(e.code(), e.details() or "", _metadata_value(e.trailing_metadata(), ERROR_CODE),
                              self.name) from e
+        except CircuitBreakerError as e:
+            raise Unavailable(f"{self.name} is failing: {e}", code=f"{self.name}_unavailable") from e
 
     async def _attempt(self, rpc: Callable[..., Any], request: Any, timeout: float) -> Any:
         record = current_record.get()

@@ -7,23 +7,39 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from sagashop.v1 import faults_pb2, faults_pb2_grpc
+
+from .faults import FaultRules
 from .interceptors import ServiceEdge
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 AddFn = Callable[[Any, grpc.aio.Server], None]
 
 
+FAULTS = faults_pb2.DESCRIPTOR.services_by_name["FaultService"].full_name
+
+
+def methods_of(*service_names: str) -> list[str]:
+    pool = descriptor_pool.Default()
+    return [m.name for name in service_names for m in pool.FindServiceByName(name).methods]
+
+
 async def start(
-    *services: tuple[AddFn, object, str], host: str, port: int, served_by: str
+    *services: tuple[AddFn, object, str], host: str, port: int, served_by: str, faults: FaultRules | None = None
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """Starts a server for (add_to_server, servicer, full service name) triples; returns it with its bound port."""
-    server = grpc.aio.server(interceptors=[ServiceEdge(served_by)])
+    """Starts a server for (add_to_server, servicer, full service name) triples; returns it with its bound port.
+    With `faults`, their rules apply to every call and FaultService manages them."""
+    server = grpc.aio.server(interceptors=[ServiceEdge(served_by, faults)])
     status = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(status, server)
     names = [health.SERVICE_NAME, reflection.SERVICE_NAME]
+    if faults is not None:
+        services = (*services, (faults_pb2_grpc.add_FaultServiceServicer_to_server, faults, FAULTS))
     for add_to_server, servicer, name in services:
         add_to_server(servicer, server)
         names.append(name)
@@ -37,12 +53,20 @@ async def start(
     return server, bound, status
 
 
-async def serve(
-    *services: tuple[AddFn, object, str], host: str, port: int, served_by: str, grace: float = 5.0
-) -> None:
-    """Runs until SIGTERM/SIGINT, then reports NOT_SERVING (so no new calls are routed here) and lets the calls
-    in flight finish within `grace` seconds."""
-    server, bound, status = await start(*services, host=host, port=port, served_by=served_by)
+def fault_rules(settings: Settings, *service_names: str, extra: tuple[str, ...] = ()) -> FaultRules | None:
+    """The fault rules of a part serving these services, or None where faults are disabled."""
+    if not settings.faults_enabled:
+        return None
+    return FaultRules((*methods_of(*service_names), *extra), settings.faults_seed)
+
+
+async def serve(settings: Settings, part: str, *services: tuple[AddFn, object, str],
+                faults: FaultRules | None = None, grace: float = 5.0) -> None:
+    """Runs `part` until SIGTERM/SIGINT, then reports NOT_SERVING (so no new calls are routed here) and lets the
+    calls in flight finish within `grace` seconds. Fault rules default to ones for the services served."""
+    faults = faults or fault_rules(settings, *(name for _, _, name in services))
+    host, port, served_by = settings.bind, settings.port(part), f"{part}@{settings.version}"
+    server, bound, status = await start(*services, host=host, port=port, served_by=served_by, faults=faults)
     log.info("%s listening on %s:%d", served_by, host, bound)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,17 +7,20 @@ from typing import Any
 import grpc
 
 from .errors import DomainError
+from .faults import FaultRules
 from .status import ERROR_CODE, SERVED_BY, status_of
 
 log = logging.getLogger(__name__)
+FAULT_SERVICE = "/sagashop.v1.FaultService/"  # manages the rules; never subject to them
 
 
 class ServiceEdge(grpc.aio.ServerInterceptor):
-    """Sends `x-served-by: <service>@<version>` first; maps a DomainError to its status plus an `error-code`
-    trailer; an unexpected exception is logged and answered INTERNAL without its details."""
+    """Sends `x-served-by: <service>@<version>` first; applies the fault rules, if any; maps a DomainError to its
+    status plus an `error-code` trailer; an unexpected exception is logged and answered INTERNAL, no details."""
 
-    def __init__(self, served_by: str) -> None:
+    def __init__(self, served_by: str, faults: FaultRules | None = None) -> None:
         self.served_by = ((SERVED_BY, served_by),)
+        self.faults = faults
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -28,7 +31,8 @@ class ServiceEdge(grpc.aio.ServerInterceptor):
             return handler
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, details.method),
+                self._unary(handler.unary_unary, details.method,
+                            None if details.method.startswith(FAULT_SERVICE) else self.faults),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -40,11 +44,16 @@ class ServiceEdge(grpc.aio.ServerInterceptor):
             )
         return handler
 
-    def _unary(self, inner: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+    def _unary(self, inner: Callable[..., Awaitable[Any]], method: str,
+               faults: FaultRules | None) -> Callable[..., Awaitable[Any]]:
+        name = method.rsplit("/", 1)[-1]
+
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await context.send_initial_metadata(self.served_by)
             try:
-                return await inner(request, context)
+                if faults is None:
+                    return await inner(request, context)
+                return await faults.around(name, lambda: inner(request, context), context)
             except Exception as e:  # noqa: BLE001 - every failure leaves with a status
                 await _abort(context, e, method)
 

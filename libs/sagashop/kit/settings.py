@@ -31,11 +31,15 @@ class Settings(BaseSettings):
     admin_email: str = "admin@sagashop.local"
     admin_password: str | None = None  # None: `serve user` generates one and logs it
     faults_enabled: bool = True
+    faults_seed: int | None = None  # seeds the fault rules' random draws, to replay a run
     version: str = "v1"
     jwt_secret: str | None = None
     token_ttl_seconds: int = 3600
     step_deadline_seconds: float = 20.0  # how long a saga step may keep retrying a service that is down
+    park_after_attempts: int = 20  # a compensation failing this often parks its saga as NEEDS_ATTENTION
     saga_lease_seconds: float = 10.0  # an orchestrator that stops renewing loses its sagas to another this late
+    reservation_ttl_seconds: float = 900.0  # a HELD reservation this old has lost its saga: the sweeper releases it
+    sweep_interval_seconds: float = 30.0  # how often each inventory replica looks for expired reservations
     log_level: str = "INFO"
 
     def port(self, part: str) -> int:

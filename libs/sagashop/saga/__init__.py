@@ -1,8 +1,21 @@
 """The generic saga engine: steps and their undos, a persisted log, a runner that resumes from it."""
 
-from .definition import COMPENSATED, COMPENSATING, RUNNING, SUCCEEDED, TERMINAL, Run, Saga, Step
+from .definition import (
+    ABORTED,
+    ACTIVE,
+    COMPENSATED,
+    COMPENSATING,
+    NEEDS_ATTENTION,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL,
+    Run,
+    Saga,
+    Step,
+)
 from .runner import SagaRunner
-from .store import SagaRecord, SagaStore, StepRecord, new_record
+from .store import AuditRecord, LeaseLost, SagaRecord, SagaStore, StepRecord, new_record
 
-__all__ = ["COMPENSATED", "COMPENSATING", "RUNNING", "SUCCEEDED", "TERMINAL", "Run", "Saga", "SagaRecord",
-           "SagaRunner", "SagaStore", "Step", "StepRecord", "new_record"]
+__all__ = ["ABORTED", "ACTIVE", "COMPENSATED", "COMPENSATING", "NEEDS_ATTENTION", "RUNNING", "SUCCEEDED",
+           "TERMINAL", "AuditRecord", "LeaseLost", "Run", "Saga", "SagaRecord", "SagaRunner", "SagaStore", "Step",
+           "StepRecord", "new_record"]

@@ -9,7 +9,9 @@ from pydantic import TypeAdapter
 I = TypeVar("I")  # noqa: E741 - the saga's input
 
 RUNNING, COMPENSATING, SUCCEEDED, COMPENSATED = "RUNNING", "COMPENSATING", "SUCCEEDED", "COMPENSATED"
-TERMINAL = frozenset({SUCCEEDED, COMPENSATED})
+NEEDS_ATTENTION, ABORTED = "NEEDS_ATTENTION", "ABORTED"  # parked for an operator; ended by one
+ACTIVE = (RUNNING, COMPENSATING)  # an orchestrator holds a lease on it and drives it
+TERMINAL = frozenset({SUCCEEDED, COMPENSATED, ABORTED})
 EXECUTE, COMPENSATE = "execute", "compensate"
 
 
@@ -45,12 +47,15 @@ class Step:
 
 @dataclass(frozen=True)
 class Saga:
+    """Steps run in order. If one fails, the undos of the started steps run in reverse, then `on_rejected`.
+    A saga without `on_rejected` has no way back: each of its steps is retried until it succeeds."""
+
     name: str
     steps: tuple[Step, ...]
-    on_rejected: Step  # runs last on the compensation path, with Run.reason set; it has no undo
+    on_rejected: Step | None  # runs last on the compensation path, with Run.reason set; it has no undo
     input_type: type
 
-    def __init__(self, name: str, *steps: Step, on_rejected: Step, input_type: type) -> None:
+    def __init__(self, name: str, *steps: Step, on_rejected: Step | None, input_type: type) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "steps", steps)
         object.__setattr__(self, "on_rejected", on_rejected)

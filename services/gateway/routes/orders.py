@@ -9,7 +9,7 @@ from sagashop.kit.errors import NotFound
 from sagashop.v1 import orchestrator_pb2, order_pb2
 
 from ..deps import Backends, CurrentUser
-from ..schemas import Order, OrderIn, OrderList, Saga, SagaStep
+from ..schemas import Order, OrderIn, OrderList
 from ..tokens import Principal
 from . import READ_WITHIN
 
@@ -77,12 +77,15 @@ async def get_order(order_id: str, user: CurrentUser, b: Backends) -> Order:
     return order_out(await visible_order(b, order_id, user))
 
 
-@router.get("/orders/{order_id}/saga")
-async def get_saga(order_id: str, user: CurrentUser, b: Backends) -> Saga:
+@router.post("/orders/{order_id}/cancel", responses={202: {"model": Order}})
+async def cancel_order(order_id: str, user: CurrentUser, b: Backends, response: Response,
+                       prefer: Prefer = None) -> Order:
+    """Runs the cancellation saga of an APPROVED order: shipment cancelled, payment refunded, stock returned."""
     await visible_order(b, order_id, user)
-    saga = await b.orchestrator.call(b.orchestrator.stub.GetSaga, orchestrator_pb2.GetSagaRequest(order_id=order_id),
-                                     within=READ_WITHIN)
-    steps = [SagaStep(name=s.name, action=s.action, status=s.status, attempts=s.attempts, handled_by=s.handled_by,
-                      error=s.error or None, started_at=s.started_at, finished_at=s.finished_at or None)
-             for s in saga.steps]
-    return Saga(saga_id=saga.saga_id, state=saga.state, failure_reason=saga.failure_reason or None, steps=steps)
+    wait = wait_seconds(prefer)
+    await b.orchestrator.call(b.orchestrator.stub.CancelOrder, orchestrator_pb2.CancellationRequest(
+        order_id=order_id, wait_ms=int(wait * 1000)), timeout=wait + 5, within=READ_WITHIN)
+    order = order_out(await visible_order(b, order_id, user))
+    if order.status != "CANCELLED":
+        response.status_code = 202
+    return order

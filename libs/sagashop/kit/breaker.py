@@ -1,0 +1,116 @@
+"""A circuit breaker per dependency: pybreaker's counting, transitions and storage (in memory, or in Redis shared by
+replicas), made safe for asyncio: one trial call when half-open, cancellations never counted, the caller's own error
+re-raised, and Redis I/O kept off the event loop."""
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, nullcontext, suppress
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import redis
+from pybreaker import (
+    STATE_CLOSED,
+    STATE_HALF_OPEN,
+    STATE_OPEN,
+    CircuitBreaker,
+    CircuitBreakerError,
+    CircuitBreakerStorage,
+    CircuitMemoryStorage,
+    CircuitRedisStorage,
+)
+
+T = TypeVar("T")
+
+BREAKERS: dict[str, "Breaker"] = {}  # name -> the latest Breaker made with that name in this process
+
+
+class _Failed(Exception):
+    """What pybreaker is told of a counted failure, so it never re-raises, or replaces, the caller's own error."""
+
+
+def _outcome(failed: bool) -> None:
+    if failed:
+        raise _Failed
+
+
+class Breaker:
+    """`async with breaker.guard(): await call()`. While open, raises CircuitBreakerError without running the call;
+    after `reset_timeout` seconds one call of this process goes through as the trial (others fail fast meanwhile):
+    its success closes the circuit, its failure re-opens it. Only errors `counts` accepts are failures; any other
+    error is an answer, like a success. With `redis_url`, replicas share the state under the breaker's name
+    (pybreaker keeps `opened_at` there in whole seconds, so the open time may be up to 1 s short)."""
+
+    def __init__(self, name: str, *, counts: Callable[[BaseException], bool], fail_max: int = 5,
+                 reset_timeout: float = 10.0, redis_url: str | None = None) -> None:
+        self.name, self._counts, self._redis_url = name, counts, redis_url
+        self._limits = fail_max, reset_timeout
+        self._made: tuple[CircuitBreaker, CircuitBreakerStorage] | None = None
+        self._making = threading.Lock()
+        self._trial = asyncio.Lock()
+        self.state, self.failures = STATE_CLOSED, 0  # as this process last saw them
+        BREAKERS[name] = self
+
+    @asynccontextmanager
+    async def guard(self) -> AsyncIterator[None]:
+        trial = await self._io(self._admit)
+        if trial and self._trial.locked():
+            raise CircuitBreakerError(f"circuit {self.name} is half-open and its trial call is under way")
+        async with self._trial if trial else nullcontext():
+            try:
+                yield
+            except (asyncio.CancelledError, TimeoutError):
+                raise  # the caller gave up: neither a success nor a failure
+            except Exception as error:
+                await self._io(self._record, self._counts(error))
+                raise
+            await self._io(self._record, False)
+
+    async def _io(self, step: Callable[..., T], *args: Any) -> T:
+        """Runs one pybreaker step: in a thread when it talks to Redis."""
+        if self._redis_url is None:
+            return self._step(step, *args)
+        return await asyncio.to_thread(self._step, step, *args)
+
+    def _step(self, step: Callable[..., T], *args: Any) -> T:
+        breaker, _ = self._pybreaker()
+        try:
+            return step(*args)
+        finally:
+            self.state, self.failures = breaker.current_state, breaker.fail_counter
+
+    def _pybreaker(self) -> tuple[CircuitBreaker, CircuitBreakerStorage]:
+        """Made on first use, as making one on Redis already reads and writes there."""
+        with self._making:
+            if self._made is None:
+                storage = self._storage()
+                fail_max, reset_timeout = self._limits
+                breaker = CircuitBreaker(fail_max, reset_timeout, state_storage=storage, name=self.name)
+                self._made = breaker, storage
+            return self._made
+
+    def _storage(self) -> CircuitBreakerStorage:
+        if self._redis_url is None:
+            return CircuitMemoryStorage(STATE_CLOSED)
+        client = redis.Redis.from_url(self._redis_url, decode_responses=False,  # pybreaker decodes bytes itself
+                                      socket_timeout=0.5, socket_connect_timeout=0.5)
+        return CircuitRedisStorage(STATE_CLOSED, client, namespace=f"sagashop:breaker:{self.name}")
+
+    def _admit(self) -> bool:
+        """Whether the next call is the half-open trial; raises CircuitBreakerError while the circuit is open."""
+        breaker, storage = self._pybreaker()
+        state = breaker.current_state
+        if state == STATE_OPEN:
+            opened_at = storage.opened_at
+            if opened_at and datetime.now(UTC) < opened_at + timedelta(seconds=breaker.reset_timeout):
+                raise CircuitBreakerError(f"circuit {self.name} is open")
+            breaker.half_open()
+            return True
+        return state == STATE_HALF_OPEN
+
+    def _record(self, failed: bool) -> None:
+        """Lets pybreaker count the outcome, and trip or close. It re-raises a failure, and raises
+        CircuitBreakerError for an outcome arriving after another call opened the circuit: both are ignored."""
+        with suppress(_Failed, CircuitBreakerError):
+            self._pybreaker()[0].call(_outcome, failed)

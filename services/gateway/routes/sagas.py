@@ -1,0 +1,74 @@
+"""Sagas: the timeline of an order's saga, following it live, and the operators' view and actions."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from google.protobuf.json_format import MessageToDict
+
+from sagashop.v1 import orchestrator_pb2
+
+from ..deps import AdminUser, Backends, CurrentUser
+from ..schemas import OperatorAction, Saga, SagaList
+from . import READ_WITHIN
+from .orders import visible_order
+
+router = APIRouter(tags=["sagas"])
+States = Literal["RUNNING", "COMPENSATING", "SUCCEEDED", "COMPENSATED", "NEEDS_ATTENTION", "ABORTED"]
+
+
+def saga_out(saga: orchestrator_pb2.Saga) -> Saga:
+    return Saga.model_validate({
+        **MessageToDict(saga, preserving_proto_field_name=True, always_print_fields_with_no_presence=True),
+        "failure_reason": saga.failure_reason or None,
+        "steps": [{**MessageToDict(s, preserving_proto_field_name=True, always_print_fields_with_no_presence=True),
+                   "error": s.error or None, "finished_at": s.finished_at or None} for s in saga.steps],
+    })
+
+
+async def get(b: Backends, saga_id: str = "", order_id: str = "") -> Saga:
+    request = orchestrator_pb2.GetSagaRequest(saga_id=saga_id, order_id=order_id)
+    return saga_out(await b.orchestrator.call(b.orchestrator.stub.GetSaga, request, within=READ_WITHIN))
+
+
+@router.get("/orders/{order_id}/saga")
+async def order_saga(order_id: str, user: CurrentUser, b: Backends) -> Saga:
+    await visible_order(b, order_id, user)
+    return await get(b, order_id=order_id)
+
+
+@router.get("/orders/{order_id}/saga/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def follow_order_saga(order_id: str, user: CurrentUser, b: Backends) -> StreamingResponse:
+    """Server-sent events: the saga now, then again at each transition, until it ends or is parked."""
+    await visible_order(b, order_id, user)
+    stream = b.orchestrator.stub.WatchSaga(orchestrator_pb2.GetSagaRequest(order_id=order_id), timeout=600)
+
+    async def events() -> AsyncIterator[str]:
+        async for saga in stream:
+            yield f"event: saga\ndata: {saga_out(saga).model_dump_json()}\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/admin/sagas")
+async def list_sagas(admin: AdminUser, b: Backends, state: States | None = None,
+                     limit: Annotated[int, Query(ge=1, le=500)] = 100) -> SagaList:
+    found = await b.orchestrator.call(b.orchestrator.stub.ListSagas, orchestrator_pb2.ListSagasRequest(
+        state=state or "", limit=limit), within=READ_WITHIN)
+    return SagaList(items=[saga_out(s) for s in found.items])
+
+
+@router.get("/admin/sagas/{saga_id}")
+async def admin_saga(saga_id: str, admin: AdminUser, b: Backends) -> Saga:
+    return await get(b, saga_id=saga_id)
+
+
+@router.post("/admin/sagas/{saga_id}/{action}")
+async def operate_saga(saga_id: str, action: Literal["retry", "compensate", "abort"], admin: AdminUser,
+                       b: Backends, body: OperatorAction | None = None) -> Saga:
+    """On a parked saga (NEEDS_ATTENTION): retry where it stopped, compensate, or abort; audited."""
+    request = orchestrator_pb2.OperateSagaRequest(saga_id=saga_id, action=action, actor=admin.user_id,
+                                                  reason=body.reason if body else "")
+    return saga_out(await b.orchestrator.call(b.orchestrator.stub.OperateSaga, request))

@@ -1,0 +1,53 @@
+"""Releases the reservations whose saga is gone: a reservation still HELD after the TTL goes back to available
+and becomes EXPIRED, so a late commit is refused as if the saga had released it.
+
+Safe with several replicas sweeping at once and with sagas committing and releasing meanwhile: each reservation
+leaves HELD in a transaction of its own through one conditional UPDATE, and CommitStock/ReleaseStock lock its row
+before they decide, so exactly one of them moves its units.
+"""
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sagashop.kit.clock import now
+from sagashop.kit.db import transaction
+
+from .repository import Inventory
+
+log = logging.getLogger(__name__)
+
+
+class Sweeper:
+    def __init__(self, db: AsyncEngine, ttl_seconds: float, batch: int = 500) -> None:
+        self.db, self.ttl, self.batch = db, timedelta(seconds=ttl_seconds), batch
+
+    async def sweep(self) -> int:
+        """Releases up to `batch` expired reservations, oldest first; returns how many this call released."""
+        cutoff = now() - self.ttl
+        async with self.db.connect() as conn:
+            keys = await Inventory(conn).held_since_before(cutoff, self.batch)
+        released = 0
+        for key in keys:
+            released += await transaction(self.db, partial(self._expire, key=key, cutoff=cutoff))
+        return released
+
+    async def _expire(self, conn: AsyncConnection, key: str, cutoff: datetime) -> bool:
+        inventory = Inventory(conn)
+        if (expired := await inventory.expire(key, cutoff)) is None:
+            return False  # committed, released or expired by someone else since we listed it
+        await inventory.move(expired.lines, "reserved", "available")
+        log.info("released reservation %s of order %s: held longer than %s", key, expired.order_id, self.ttl)
+        return True
+
+    async def sweep_forever(self, interval_seconds: float) -> None:
+        """Sweeps every `interval_seconds` until cancelled; a failed sweep is logged and tried again next time."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweeping expired reservations failed; trying again in %ss", interval_seconds)
+            await asyncio.sleep(interval_seconds)

@@ -1,0 +1,44 @@
+"""Turning a checkout request into the saga's input: validated, with today's prices captured."""
+
+import hashlib
+import uuid
+
+from sagashop.backends import Backends
+from sagashop.kit.errors import Invalid
+from sagashop.v1 import inventory_pb2
+from sagashop.v1 import orchestrator_pb2 as pb
+from sagashop.values import Address, Line, valid_address, valid_lines
+
+from .steps import Checkout, PricedLine
+
+PRICING_WITHIN = 3.0  # seconds to get prices before the request fails as unavailable
+
+
+def fingerprint(request: pb.StartCheckoutRequest) -> str:
+    """What makes two requests the same order: everything but the key and the wait."""
+    body = pb.StartCheckoutRequest(user_id=request.user_id, lines=request.lines,
+                                   payment_token=request.payment_token, address=request.address)
+    return hashlib.sha256(body.SerializeToString(deterministic=True)).hexdigest()
+
+
+async def checkout_of(request: pb.StartCheckoutRequest, backends: Backends) -> Checkout:
+    """Validates the request and captures today's prices (an unknown SKU is priced 0: its reservation fails
+    with unknown_product, so the order is rejected, not lost)."""
+    if not request.user_id:
+        raise Invalid("user_id is required")
+    if not 1 <= len(request.payment_token) <= 64:
+        raise Invalid("payment_token must be 1 to 64 characters")
+    lines = valid_lines([Line(x.sku, x.quantity) for x in request.lines])
+    a = request.address
+    address = valid_address(Address(a.name, a.line1, a.city, a.postal_code, a.country))
+    inventory = backends.inventory
+    products = await inventory.call(inventory.stub.ListProducts, inventory_pb2.ListProductsRequest(
+        skus=[line.sku for line in lines]), within=PRICING_WITHIN)
+    prices = {p.sku: (p.price_cents, p.currency) for p in products.items}
+    currencies = {currency for _, currency in prices.values()}
+    if len(currencies) > 1:
+        raise Invalid(f"an order is paid in one currency, these lines are in {', '.join(sorted(currencies))}")
+    return Checkout(
+        order_id=uuid.uuid4().hex, user_id=request.user_id, currency=currencies.pop() if currencies else "EUR",
+        lines=tuple(PricedLine(x.sku, x.quantity, prices.get(x.sku, (0, ""))[0]) for x in lines),
+        payment_token=request.payment_token, address=address)

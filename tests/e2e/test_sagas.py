@@ -1,0 +1,32 @@
+"""Following a saga: its timeline says who handled each step, and a stream follows it live."""
+
+import json
+
+
+def events(shop, order_id: str, user: dict) -> list[dict]:
+    with shop.http.stream("GET", f"/v1/orders/{order_id}/saga/events", headers=user) as reply:
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        return [json.loads(line.removeprefix("data: ")) for line in reply.iter_lines() if line.startswith("data: ")]
+
+
+def test_each_step_says_which_service_and_version_handled_it(shop):
+    order = shop.place_order({shop.product(stock=1): 1})
+    handled = {s["name"]: s["handled_by"] for s in shop.saga(order["id"])["steps"]}
+    assert handled["reserve_stock"] == "inventory@v1"
+    assert handled["charge_payment"] == "payment@v1"
+    assert handled["create_shipment"] == "shipping@v1"
+
+
+def test_a_saga_can_be_followed_live_until_it_ends(shop):
+    sku, user = shop.product(stock=1), shop.customer()
+    shop.add_fault(service="payment", method="Charge", delay_ms=1_500, count=1)
+    try:
+        placed = shop.http.post("/v1/orders", json=shop.order_body({sku: 1}),
+                                headers={**user, "Prefer": "wait=0"}).json()
+        seen = events(shop, placed["id"], user)
+    finally:
+        shop.clear_faults()
+
+    assert len(seen) >= 2
+    assert seen[0]["state"] == "RUNNING" and seen[-1]["state"] == "SUCCEEDED"
+    assert len(seen[-1]["steps"]) > len(seen[0]["steps"])

@@ -1,0 +1,100 @@
+"""Breakers sharing their state in the real Redis, as the replicas of one service do."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from pybreaker import CircuitBreakerError
+
+from sagashop.kit.breaker import Breaker
+
+pytestmark = pytest.mark.redis
+
+# Keeps the Redis server busy (it serves one command at a time) for ARGV[1] seconds; DEBUG SLEEP is often disabled.
+BUSY = """local t = redis.call('TIME'); local stop = t[1] * 1000000 + t[2] + ARGV[1] * 1000000
+repeat local now = redis.call('TIME') until now[1] * 1000000 + now[2] >= stop"""
+
+
+class Transient(Exception):
+    pass
+
+
+@pytest.fixture
+def admin(redis_server: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server, socket_timeout=3)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def name(admin: redis.Redis) -> Iterator[str]:
+    """A breaker name of this run's own, its keys deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex}"
+    yield name
+    keys = list(admin.scan_iter(f"sagashop:breaker:{name}:*"))
+    if keys:
+        admin.delete(*keys)
+
+
+def replica(name: str, redis_url: str) -> Breaker:
+    return Breaker(name, counts=lambda e: isinstance(e, Transient), fail_max=2, reset_timeout=10, redis_url=redis_url)
+
+
+async def fail(b: Breaker) -> None:
+    with pytest.raises(Transient):
+        async with b.guard():
+            raise Transient()
+
+
+async def test_tripping_one_replica_makes_the_other_fail_fast(redis_server: str, name: str):
+    a, b = replica(name, redis_server), replica(name, redis_server)
+    await fail(a)
+    await fail(a)
+
+    ran = False
+    with pytest.raises(CircuitBreakerError):
+        async with b.guard():
+            ran = True
+    assert not ran
+    assert b.state == "open"
+
+
+async def test_failures_seen_by_two_replicas_add_up(redis_server: str, name: str):
+    a, b = replica(name, redis_server), replica(name, redis_server)
+    await fail(a)
+    await fail(b)
+    assert (a.state, b.state) == ("closed", "open")
+    with pytest.raises(CircuitBreakerError):
+        async with a.guard():
+            pass
+
+
+async def test_a_stalled_redis_does_not_block_the_event_loop(redis_server: str, name: str, admin: redis.Redis):
+    b = replica(name, redis_server)
+    async with b.guard():  # the first use sets the keys up
+        pass
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    stall = asyncio.create_task(asyncio.to_thread(admin.eval, BUSY, 0, 0.3))
+    await asyncio.sleep(0.05)  # Redis is busy from here
+    started = time.monotonic()
+    async with b.guard():
+        pass
+    took = time.monotonic() - started
+    await stall
+    ticker.cancel()
+
+    assert took > 0.15  # the call did wait for Redis...
+    assert max(gaps) < 0.1  # ...while the loop kept running
