@@ -32,10 +32,11 @@ class Part:
 
 
 class Supervisor:
-    def __init__(self, commands: Mapping[str, list[str]], env: Mapping[str, str]) -> None:
+    def __init__(self, commands: Mapping[str, list[str]], env: Mapping[str, str],
+                 env_of: Mapping[str, Mapping[str, str]] | None = None) -> None:
         width = max(len(name) for name in commands)
         self.parts = [Part(name, cmd, COLORS[i % len(COLORS)], width) for i, (name, cmd) in enumerate(commands.items())]
-        self.env = dict(env)
+        self.env = {name: {**env, **(env_of or {}).get(name, {})} for name in commands}
         self.stopping = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -50,7 +51,8 @@ class Supervisor:
         while not self.stopping.is_set():
             started = time.monotonic()
             part.process = await asyncio.create_subprocess_exec(
-                *part.command, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                *part.command, env=self.env[part.name],
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop the parts in order
             )
             await self._relay(part)

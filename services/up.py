@@ -8,12 +8,13 @@ import httpx
 
 from sagashop.backends import Backends
 from sagashop.kit.errors import DomainError
-from sagashop.kit.settings import PARTS, Settings
+from sagashop.kit.settings import PARTS, SERVICES, Settings
 from sagashop.v1 import inventory_pb2
 
 from .supervisor import Supervisor, child_env, serve_command
 
 READY_WITHIN = 120.0
+METRICS_OFFSET = 1000  # each gRPC part serves its metrics on its port + 1000 (user 51051, ...)
 DEMO_CATALOG = [  # sku, name, price in cents, stock
     ("LAMP", "Desk lamp", 3_900, 50),
     ("SOFA", "Three-seat sofa", 89_900, 5),
@@ -26,7 +27,8 @@ DEMO_CATALOG = [  # sku, name, price in cents, stock
 async def run(settings: Settings) -> None:
     password = settings.admin_password or secrets.token_urlsafe(12)
     env = {"SAGASHOP_ADMIN_PASSWORD": password, "SAGASHOP_JWT_SECRET": settings.jwt_secret or secrets.token_urlsafe(32)}
-    supervisor = Supervisor({part: serve_command(part) for part in PARTS}, child_env(env))
+    metrics = {part: {"SAGASHOP_METRICS_PORT": str(settings.port(part) + METRICS_OFFSET)} for part in SERVICES}
+    supervisor = Supervisor({part: serve_command(part) for part in PARTS}, child_env(env), metrics)
     supervisor.start()
     try:
         url = f"http://127.0.0.1:{settings.gateway_port}"

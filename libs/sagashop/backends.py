@@ -26,7 +26,9 @@ STUBS: dict[str, Any] = {
 
 class Backends:
     def __init__(self, settings: Settings, names: tuple[str, ...] = SERVICES) -> None:
-        self.deps = {name: Dependency(name, settings.address(name), STUBS[name]) for name in names}
+        self.deps = {name: Dependency(name, settings.address(name), STUBS[name], fail_max=settings.breaker_fail_max,
+                                      reset_timeout=settings.breaker_reset_seconds, redis_url=settings.redis_url)
+                     for name in names}
         self.faults = {name: faults_pb2_grpc.FaultServiceStub(dep.channel) for name, dep in self.deps.items()}
 
     @property

@@ -8,11 +8,12 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sagashop.backends import Backends
+from sagashop.kit import metrics
 from sagashop.kit.settings import Settings
 
 from . import problems
 from .problems import problem
-from .routes import admin, catalog, faults, orders, sagas, users
+from .routes import admin, breakers, catalog, faults, orders, sagas, users
 from .tokens import Tokens
 
 
@@ -27,7 +28,8 @@ def create_app(settings: Settings, jwt_secret: str) -> FastAPI:
     app = FastAPI(title="sagashop", version=settings.version, lifespan=lifespan,
                   description="Orders placed here run a checkout saga across gRPC services.")
     problems.install(app)
-    for module in (users, catalog, orders, sagas, admin):
+    metrics.install(settings.model_copy(update={"metrics_port": None}))  # served on /metrics below
+    for module in (users, catalog, orders, sagas, admin, breakers):
         app.include_router(module.router, prefix="/v1")
     if settings.faults_enabled:
         app.include_router(faults.router, prefix="/v1")
@@ -46,7 +48,7 @@ def create_app(settings: Settings, jwt_secret: str) -> FastAPI:
         return Response('{"status":"ready"}', media_type="application/json")
 
     @app.get("/metrics", tags=["operations"])
-    async def metrics() -> Response:
+    async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

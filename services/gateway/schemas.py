@@ -200,3 +200,14 @@ class LedgerLine(BaseModel):
 
 class Ledger(BaseModel):
     items: list[LedgerLine]
+
+
+class Breaker(BaseModel):
+    part: str  # whose breaker: gateway | orchestrator
+    name: str  # the service it guards calls to
+    state: Literal["closed", "open", "half-open"]
+    failures: int
+
+
+class BreakerList(BaseModel):
+    items: list[Breaker]

@@ -10,8 +10,8 @@ import grpc
 from sagashop.backends import Backends
 from sagashop.kit.errors import Conflict, Invalid, NotFound, Rejected
 from sagashop.saga import ABORTED, ACTIVE, COMPENSATING, RUNNING, SagaRecord, SagaStore, new_record
+from sagashop.v1 import common_pb2, orchestrator_pb2_grpc, order_pb2
 from sagashop.v1 import orchestrator_pb2 as pb
-from sagashop.v1 import orchestrator_pb2_grpc, order_pb2
 
 from .intake import checkout_of, fingerprint
 from .runs import SagaRuns
@@ -81,6 +81,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if state in ACTIVE:
             self.runs.start(record.id)
         return await self._saga(record.id)
+
+    async def ListBreakers(self, request: common_pb2.Empty, context: grpc.aio.ServicerContext) -> pb.BreakerList:
+        return pb.BreakerList(items=[pb.Breaker(name=dep.name, state=dep.breaker.state, failures=dep.breaker.failures)
+                                     for dep in self.backends.deps.values()])
 
     def _operated(self, record: SagaRecord, request: pb.OperateSagaRequest) -> tuple[str, str]:
         """The state and failure reason an operator's action gives a parked saga."""

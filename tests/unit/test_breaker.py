@@ -95,7 +95,9 @@ async def test_after_reset_timeout_one_trial_goes_through_while_ten_concurrent_c
             await release.wait()
 
     trial_task = asyncio.create_task(trial())
-    await entered.wait()
+    await asyncio.wait([trial_task, asyncio.create_task(entered.wait())], timeout=5,
+                       return_when=asyncio.FIRST_COMPLETED)
+    assert entered.is_set(), f"the trial call did not go through: {trial_task}"
     others = await asyncio.gather(*(ran_through(b) for _ in range(10)), return_exceptions=True)
     release.set()
     await trial_task

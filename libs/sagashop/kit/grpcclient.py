@@ -50,9 +50,11 @@ def _metadata_value(metadata: Any, key: str) -> str | None:
 
 class Dependency(Generic[StubT]):
     def __init__(self, name: str, address: str, stub: Callable[[grpc.aio.Channel], StubT],
-                 *, attempt_timeout: float = 2.0, redis_url: str | None = None) -> None:
+                 *, attempt_timeout: float = 2.0, fail_max: int = 5, reset_timeout: float = 10.0,
+                 redis_url: str | None = None) -> None:
         self.name, self.address, self.attempt_timeout = name, address, attempt_timeout
-        self.breaker = Breaker(name, counts=is_transient, redis_url=redis_url)
+        self.breaker = Breaker(name, counts=is_transient, fail_max=fail_max, reset_timeout=reset_timeout,
+                               redis_url=redis_url)
         self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = stub(self.channel)
 

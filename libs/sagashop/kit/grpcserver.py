@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from sagashop.v1 import faults_pb2, faults_pb2_grpc
 
+from . import metrics
 from .faults import FaultRules
 from .interceptors import ServiceEdge
 from .settings import Settings
@@ -65,6 +66,7 @@ async def serve(settings: Settings, part: str, *services: tuple[AddFn, object, s
     """Runs `part` until SIGTERM/SIGINT, then reports NOT_SERVING (so no new calls are routed here) and lets the
     calls in flight finish within `grace` seconds. Fault rules default to ones for the services served."""
     faults = faults or fault_rules(settings, *(name for _, _, name in services))
+    metrics.install(settings)
     host, port, served_by = settings.bind, settings.port(part), f"{part}@{settings.version}"
     server, bound, status = await start(*services, host=host, port=port, served_by=served_by, faults=faults)
     log.info("%s listening on %s:%d", served_by, host, bound)

@@ -36,11 +36,14 @@ class Settings(BaseSettings):
     jwt_secret: str | None = None
     token_ttl_seconds: int = 3600
     step_deadline_seconds: float = 20.0  # how long a saga step may keep retrying a service that is down
+    breaker_fail_max: int = 5  # transient failures in a row that open a dependency's circuit
+    breaker_reset_seconds: float = 10.0  # how long an open circuit fails fast before one trial call
     park_after_attempts: int = 20  # a compensation failing this often parks its saga as NEEDS_ATTENTION
     saga_lease_seconds: float = 10.0  # an orchestrator that stops renewing loses its sagas to another this late
     reservation_ttl_seconds: float = 900.0  # a HELD reservation this old has lost its saga: the sweeper releases it
     sweep_interval_seconds: float = 30.0  # how often each inventory replica looks for expired reservations
     log_level: str = "INFO"
+    metrics_port: int | None = None  # serve Prometheus metrics of a gRPC part here (the gateway has /metrics)
 
     def port(self, part: str) -> int:
         return int(getattr(self, f"{part}_port"))

@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import Counter
+
 from sagashop.kit.errors import DomainError
 from sagashop.kit.grpcclient import CallRecord, current_record
 
@@ -26,6 +28,8 @@ from .store import STEP_FAILED, STEP_SUCCEEDED, SagaRecord, SagaStore, StepRecor
 
 log = logging.getLogger(__name__)
 RETRY_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts of an undo; the last repeats
+TRANSITIONS = Counter("sagashop_saga_transitions_total", "sagas that reached a state (NEEDS_ATTENTION: parked)",
+                      ["saga", "state"])
 CrashPoint = Callable[[str, str], None]  # (step name, "before" | "after"): a test hook that may end the process
 
 
@@ -55,14 +59,14 @@ class SagaRunner:
             if record.state == RUNNING:
                 try:
                     await self._forward(saga, record.id, input_, done, results)
-                    return await self._transition(record.id, SUCCEEDED)
+                    return await self._transition(saga, record.id, SUCCEEDED)
                 except StepFailed as failure:
                     reason = failure.reason
-                    await self._transition(record.id, COMPENSATING, reason)
+                    await self._transition(saga, record.id, COMPENSATING, reason)
             await self._compensate(saga, record.id, Run(record.id, input_, "", results, reason), done)
-            return await self._transition(record.id, COMPENSATED, reason)
+            return await self._transition(saga, record.id, COMPENSATED, reason)
         except Parked:
-            return await self._transition(record.id, NEEDS_ATTENTION)
+            return await self._transition(saga, record.id, NEEDS_ATTENTION)
 
     async def _forward(self, saga: Saga, saga_id: str, input_: Any, done: dict[tuple[str, str], StepRecord],
                        results: dict[str, Any]) -> None:
@@ -115,8 +119,9 @@ class SagaRunner:
             self._notify(saga_id)
             return result
 
-    async def _transition(self, saga_id: str, state: str, reason: str = "") -> str:
+    async def _transition(self, saga: Saga, saga_id: str, state: str, reason: str = "") -> str:
         await self.store.set_state(saga_id, state, reason)
+        TRANSITIONS.labels(saga.name, state).inc()
         self._notify(saga_id)
         return state
 
