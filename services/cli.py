@@ -9,7 +9,10 @@ import typer
 from sagashop.kit.logs import configure
 from sagashop.kit.settings import PARTS, Settings
 
+from . import canary
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Run and try the sagashop microservices.")
+app.add_typer(canary.app, name="canary")
 PartName = Enum("PartName", {p: p for p in PARTS}, type=str)  # type: ignore[misc]
 
 
@@ -36,6 +39,26 @@ def demo(url: str = typer.Option(None, help="gateway URL; default: this machine'
     from .demo import run
 
     asyncio.run(run(url or f"http://127.0.0.1:{Settings().gateway_port}"))
+
+
+@app.command()
+def chaos(
+    url: str = typer.Option(None, help="gateway URL; default: this machine's gateway port"),
+    orders: int = typer.Option(500, min=1), concurrency: int = typer.Option(32, min=1),
+    seed: int = typer.Option(7), duration: float = typer.Option(120.0, help="seconds of placing orders at most"),
+    replicas: int = typer.Option(2, min=0, help="orchestrator replicas to own and kill (same database settings)"),
+    json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Against a running shop: concurrent orders under random faults and orchestrator kills, then an audit of
+    stock, money and shipments. Exits 1 on any violation."""
+    from .chaos import campaign, report
+
+    settings = Settings()
+    plan = campaign.Plan(orders=orders, concurrency=concurrency, seed=seed, duration=duration, replicas=replicas)
+    admin = (settings.admin_email, settings.admin_password or "")
+    result = asyncio.run(campaign.run(url or f"http://127.0.0.1:{settings.gateway_port}", admin, plan))
+    print(report.as_json(plan, result) if json_out else report.text(plan, result))
+    raise typer.Exit(1 if result.violations else 0)
 
 
 def main() -> None:

@@ -1,44 +1,79 @@
-"""create_app(): the routers under /v1, problem+json errors, and the operations endpoints."""
+"""create_app(): the routers under /v1, problem+json errors, the operations endpoints, and around them all the
+middleware, outermost first: Edge (request id, security headers) > CORS > RateLimits > BodyRules."""
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
 
 from sagashop.backends import Backends
 from sagashop.kit import metrics
 from sagashop.kit.settings import Settings
 
-from . import problems
+from . import problems, security
+from .body import BodyRules
+from .idempotency import Idempotency, MemoryEntries, RedisEntries
+from .limits import Limit, MemoryBuckets, RateLimits, RedisBuckets
 from .problems import problem
 from .routes import admin, breakers, catalog, faults, orders, sagas, users
+from .stores import redis_client
 from .tokens import Tokens
+
+ANY_ROUTE = problems.responses(400, 413, 415, 422, 429, 503)  # what any /v1 route may answer
 
 
 def create_app(settings: Settings, jwt_secret: str) -> FastAPI:
+    client = redis_client(settings.redis_url) if settings.redis_url else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = Backends(settings)  # one long-lived channel per backend
-        app.state.tokens = Tokens(jwt_secret, settings.token_ttl_seconds)
         yield
         await app.state.backends.close()
+        if client is not None:
+            await client.aclose()
 
     app = FastAPI(title="sagashop", version=settings.version, lifespan=lifespan,
                   description="Orders placed here run a checkout saga across gRPC services.")
+    app.state.tokens = Tokens(jwt_secret, settings.token_ttl_seconds)
+    app.state.idempotency = Idempotency(RedisEntries(client) if client else MemoryEntries(),
+                                        settings.idempotency_ttl_seconds, settings.idempotency_wait_seconds)
     problems.install(app)
     metrics.install(settings.model_copy(update={"metrics_port": None}))  # served on /metrics below
-    for module in (users, catalog, orders, sagas, admin, breakers):
-        app.include_router(module.router, prefix="/v1")
-    if settings.faults_enabled:
-        app.include_router(faults.router, prefix="/v1")
+    for module in (users, catalog, orders, sagas, admin, breakers, *([faults] if settings.faults_enabled else [])):
+        app.include_router(module.router, prefix="/v1", responses=ANY_ROUTE)
+    _operations(app)
+    _guard(app, settings, client)
+    default_openapi = app.openapi
 
+    def openapi() -> dict[str, Any]:
+        return app.openapi_schema or problems.as_problem_json(default_openapi())
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _guard(app: FastAPI, settings: Settings, client: Redis | None) -> None:
+    """The middleware, added innermost first."""
+    app.add_middleware(BodyRules, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimits, buckets=RedisBuckets(client) if client else MemoryBuckets(),
+                       tokens=app.state.tokens,
+                       per_user=Limit(settings.rate_limit_user_per_second, settings.rate_limit_user_burst),
+                       per_address=Limit(settings.rate_limit_address_per_second, settings.rate_limit_address_burst))
+    security.install(app, settings)
+
+
+def _operations(app: FastAPI) -> None:
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
         return {"status": "alive"}
 
-    @app.get("/readyz", tags=["operations"], responses={503: {"description": "a backend is not serving"}})
+    @app.get("/readyz", tags=["operations"], responses=problems.responses(503))
     async def readyz() -> Response:
         deps = app.state.backends.deps
         serving = await asyncio.gather(*(dep.is_serving() for dep in deps.values()))
@@ -47,8 +82,6 @@ def create_app(settings: Settings, jwt_secret: str) -> FastAPI:
             return problem(503, "not_ready", f"not serving: {', '.join(down)}", {"Retry-After": "1"})
         return Response('{"status":"ready"}', media_type="application/json")
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    return app

@@ -8,6 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sagashop.backends import Backends as BackendClients
 from sagashop.kit.errors import Forbidden, Unauthenticated
 
+from .idempotency import Idempotency
 from .tokens import Principal, Tokens
 
 bearer = HTTPBearer(auto_error=False)
@@ -19,6 +20,10 @@ def backends(request: Request) -> BackendClients:
 
 def tokens(request: Request) -> Tokens:
     return request.app.state.tokens  # type: ignore[no-any-return]
+
+
+def idempotency(request: Request) -> Idempotency:
+    return request.app.state.idempotency  # type: ignore[no-any-return]
 
 
 def current_user(request: Request,
@@ -36,5 +41,6 @@ def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Principal:
 
 Backends = Annotated[BackendClients, Depends(backends)]
 TokenIssuer = Annotated[Tokens, Depends(tokens)]
+IdempotencyKeys = Annotated[Idempotency, Depends(idempotency)]
 CurrentUser = Annotated[Principal, Depends(current_user)]
 AdminUser = Annotated[Principal, Depends(admin_user)]

@@ -18,5 +18,6 @@ async def main(settings: Settings) -> None:
         secret = secrets.token_urlsafe(32)
         log.warning("SAGASHOP_JWT_SECRET is not set: tokens are signed with a key of this process only")
     config = uvicorn.Config(create_app(settings, secret), host=settings.bind, port=settings.gateway_port,
-                            log_config=None, access_log=False, timeout_graceful_shutdown=10)
+                            log_config=None, access_log=False, timeout_graceful_shutdown=10,
+                            forwarded_allow_ips=settings.forwarded_allow_ips)  # whose X-Forwarded-For is believed
     await uvicorn.Server(config).serve()

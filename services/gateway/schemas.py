@@ -3,10 +3,15 @@ fields and wrong types are refused with 422."""
 
 from typing import Annotated, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no control characters (a NUL cannot even be stored in PostgreSQL)
+SKU, ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=PRINTABLE)]
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SKU)]
+SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=SKU)]
+IdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=ID)]  # an order's or a saga's id
 
 
 class Request(BaseModel):
@@ -20,7 +25,7 @@ class NewUser(Request):
 
 
 class Credentials(Request):
-    email: str = Field(max_length=320)
+    email: str = Field(max_length=320, pattern=PRINTABLE)
     password: str = Field(max_length=256)
 
 
@@ -46,7 +51,7 @@ class AddressIn(Request):
 
 class OrderIn(Request):
     items: list[LineIn] = Field(min_length=1, max_length=50)
-    payment_token: str = Field(min_length=1, max_length=64)
+    payment_token: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
     shipping_address: AddressIn
 
 
@@ -161,13 +166,13 @@ class SagaList(BaseModel):
 
 
 class OperatorAction(Request):
-    reason: str = Field(default="", max_length=500)
+    reason: str = Field(default="", max_length=500, pattern=PRINTABLE)
 
 
 class FaultIn(Request):
     service: Literal["user", "order", "inventory", "payment", "shipping", "orchestrator"]
-    method: str = Field(min_length=1, max_length=64)
-    error: str | None = Field(default=None, max_length=32)
+    method: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
+    error: str | None = Field(default=None, max_length=32, pattern=PRINTABLE)
     rate: float = Field(default=1.0, ge=0, le=1)
     count: int | None = Field(default=None, ge=1)
     delay_ms: int = Field(default=0, ge=0, le=60_000)

@@ -36,8 +36,8 @@ class FaultRules(faults_pb2_grpc.FaultServiceServicer):
         return faults_pb2.FaultList(items=self.rules)
 
     async def ClearFaults(self, request: common_pb2.Empty, context: Any) -> faults_pb2.FaultList:
-        self.rules.clear()
-        return faults_pb2.FaultList()
+        cleared, self.rules = self.rules, []
+        return faults_pb2.FaultList(items=cleared)  # with what each one fired
 
     def _valid(self, rule: faults_pb2.FaultRule) -> faults_pb2.FaultRule:
         if rule.method not in self.methods:

@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = 30.0  # how often each inventory replica looks for expired reservations
     log_level: str = "INFO"
     metrics_port: int | None = None  # serve Prometheus metrics of a gRPC part here (the gateway has /metrics)
+    idempotency_ttl_seconds: int = 86_400  # how long the gateway remembers an Idempotency-Key's body and order
+    idempotency_wait_seconds: float = 2.0  # how long a repeat waits for the first request of its key to finish
+    rate_limit_user_per_second: float = 50.0  # sustained requests a signed-in user may make
+    rate_limit_user_burst: int = 100  # requests a signed-in user may make at once
+    rate_limit_address_per_second: float = 200.0  # sustained requests from one client address
+    rate_limit_address_burst: int = 400  # requests from one client address at once
+    max_body_bytes: int = 65_536  # largest request body the gateway reads (413 payload_too_large beyond)
+    cors_origins: str = ""  # comma-separated browser origins allowed to call the gateway; empty: none
+    forwarded_allow_ips: str = "127.0.0.1,::1"  # proxies trusted to name the client in X-Forwarded-For
 
     def port(self, part: str) -> int:
         return int(getattr(self, f"{part}_port"))

@@ -5,10 +5,11 @@ from fastapi import APIRouter
 from sagashop.v1 import common_pb2
 
 from ..deps import AdminUser, Backends
+from ..problems import responses
 from ..schemas import Breaker, BreakerList
 from . import READ_WITHIN
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(tags=["admin"], responses=responses(401, 403))
 
 
 @router.get("/admin/breakers")

@@ -5,7 +5,8 @@ from fastapi import APIRouter
 from sagashop.v1 import inventory_pb2
 
 from ..deps import AdminUser, Backends
-from ..schemas import Product, ProductIn, ProductList
+from ..problems import responses
+from ..schemas import Product, ProductIn, ProductList, SkuPath
 from . import READ_WITHIN
 
 router = APIRouter(tags=["catalog"])
@@ -22,15 +23,15 @@ async def list_products(b: Backends) -> ProductList:
     return ProductList(items=[product_out(p) for p in found.items])
 
 
-@router.get("/products/{sku}")
-async def get_product(sku: str, b: Backends) -> Product:
+@router.get("/products/{sku}", responses=responses(404))
+async def get_product(sku: SkuPath, b: Backends) -> Product:
     found = await b.inventory.call(b.inventory.stub.GetProduct, inventory_pb2.GetProductRequest(sku=sku),
                                    within=READ_WITHIN)
     return product_out(found)
 
 
-@router.put("/admin/products/{sku}")
-async def put_product(sku: str, body: ProductIn, admin: AdminUser, b: Backends) -> Product:
+@router.put("/admin/products/{sku}", responses=responses(401, 403))
+async def put_product(sku: SkuPath, body: ProductIn, admin: AdminUser, b: Backends) -> Product:
     product = inventory_pb2.Product(sku=sku, **body.model_dump())
     saved = await b.inventory.call(b.inventory.stub.UpsertProduct, inventory_pb2.UpsertProductRequest(
         product=product), within=READ_WITHIN)  # an absolute upsert: safe to repeat

@@ -7,10 +7,11 @@ from fastapi import APIRouter
 from sagashop.v1 import common_pb2, faults_pb2
 
 from ..deps import AdminUser, Backends
+from ..problems import responses
 from ..schemas import Fault, FaultIn, FaultList
 from . import READ_WITHIN
 
-router = APIRouter(tags=["faults"])
+router = APIRouter(tags=["faults"], responses=responses(401, 403))
 
 
 def fault_out(service: str, rule: faults_pb2.FaultRule) -> Fault:

@@ -8,13 +8,15 @@ from fastapi import APIRouter, Header, Response
 from sagashop.kit.errors import NotFound
 from sagashop.v1 import orchestrator_pb2, order_pb2
 
-from ..deps import Backends, CurrentUser
-from ..schemas import Order, OrderIn, OrderList
+from ..deps import Backends, CurrentUser, IdempotencyKeys
+from ..problems import responses
+from ..schemas import IdPath, Order, OrderIn, OrderList
 from ..tokens import Principal
 from . import READ_WITHIN
 
-router = APIRouter(tags=["orders"])
+router = APIRouter(tags=["orders"], responses=responses(401))
 DEFAULT_WAIT, MAX_WAIT = 10.0, 60.0
+LEASE_MARGIN = 10.0  # seconds a key stays claimed past the wait, should the gateway die holding it
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
 Prefer = Annotated[str | None, Header()]
 
@@ -44,25 +46,42 @@ async def visible_order(b: Backends, order_id: str, viewer: Principal) -> order_
     return found
 
 
-@router.post("/orders", status_code=201, responses={200: {"model": Order}, 202: {"model": Order}})
-async def place_order(body: OrderIn, user: CurrentUser, b: Backends, response: Response,
+@router.post("/orders", status_code=201, responses={200: {"model": Order}, 202: {"model": Order}, **responses(409)})
+async def place_order(body: OrderIn, user: CurrentUser, b: Backends, keys: IdempotencyKeys, response: Response,
                       idempotency_key: IdempotencyKey = None, prefer: Prefer = None) -> Order:
+    """Runs the checkout saga. A repeated Idempotency-Key answers the order it first placed (200), a key used for
+    another body 409 idempotency_conflict, and one whose first request is still running 409
+    idempotency_in_progress with Retry-After."""
     wait = wait_seconds(prefer)
-    request = orchestrator_pb2.StartCheckoutRequest(
-        user_id=user.user_id, idempotency_key=idempotency_key or "", payment_token=body.payment_token,
-        lines=[line.model_dump() for line in body.items], address=body.shipping_address.model_dump(),
-        wait_ms=int(wait * 1000))
-    # only a keyed request may be retried: the key makes a second delivery find the first saga
-    started = await b.orchestrator.call(b.orchestrator.stub.StartCheckout, request, timeout=wait + 5,
-                                        within=READ_WITHIN if idempotency_key else 0)
-    order = order_out(await b.order.call(b.order.stub.GetOrder, order_pb2.GetOrderRequest(id=started.order_id),
-                                         within=READ_WITHIN))
+    async with keys.keyed(user.user_id, idempotency_key, body, lease=wait + LEASE_MARGIN) as claim:
+        if claim.order_id and (earlier := await current_order(b, claim.order_id)).status != "PENDING":
+            response.status_code = 200
+            return earlier
+        started = await start_checkout(b, user, body, idempotency_key, wait)
+        claim.order_id = started.order_id
+    order = await current_order(b, started.order_id)
     if order.status == "PENDING":
         response.status_code = 202
         response.headers["Location"] = f"/v1/orders/{order.id}"
     elif not started.created:
         response.status_code = 200
     return order
+
+
+async def start_checkout(b: Backends, user: Principal, body: OrderIn, idempotency_key: str | None,
+                         wait: float) -> orchestrator_pb2.StartCheckoutReply:
+    request = orchestrator_pb2.StartCheckoutRequest(
+        user_id=user.user_id, idempotency_key=idempotency_key or "", payment_token=body.payment_token,
+        lines=[line.model_dump() for line in body.items], address=body.shipping_address.model_dump(),
+        wait_ms=int(wait * 1000))
+    # only a keyed request may be retried: the key makes a second delivery find the first saga
+    return await b.orchestrator.call(b.orchestrator.stub.StartCheckout, request, timeout=wait + 5,
+                                     within=READ_WITHIN if idempotency_key else 0)
+
+
+async def current_order(b: Backends, order_id: str) -> Order:
+    return order_out(await b.order.call(b.order.stub.GetOrder, order_pb2.GetOrderRequest(id=order_id),
+                                        within=READ_WITHIN))
 
 
 @router.get("/orders")
@@ -72,13 +91,13 @@ async def list_orders(user: CurrentUser, b: Backends) -> OrderList:
     return OrderList(items=[order_out(o) for o in found.items])
 
 
-@router.get("/orders/{order_id}")
-async def get_order(order_id: str, user: CurrentUser, b: Backends) -> Order:
+@router.get("/orders/{order_id}", responses=responses(404))
+async def get_order(order_id: IdPath, user: CurrentUser, b: Backends) -> Order:
     return order_out(await visible_order(b, order_id, user))
 
 
-@router.post("/orders/{order_id}/cancel", responses={202: {"model": Order}})
-async def cancel_order(order_id: str, user: CurrentUser, b: Backends, response: Response,
+@router.post("/orders/{order_id}/cancel", responses={202: {"model": Order}, **responses(404, 409)})
+async def cancel_order(order_id: IdPath, user: CurrentUser, b: Backends, response: Response,
                        prefer: Prefer = None) -> Order:
     """Runs the cancellation saga of an APPROVED order: shipment cancelled, payment refunded, stock returned."""
     await visible_order(b, order_id, user)

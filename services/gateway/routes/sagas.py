@@ -10,11 +10,12 @@ from google.protobuf.json_format import MessageToDict
 from sagashop.v1 import orchestrator_pb2
 
 from ..deps import AdminUser, Backends, CurrentUser
-from ..schemas import OperatorAction, Saga, SagaList
+from ..problems import responses
+from ..schemas import IdPath, OperatorAction, Saga, SagaList
 from . import READ_WITHIN
 from .orders import visible_order
 
-router = APIRouter(tags=["sagas"])
+router = APIRouter(tags=["sagas"], responses=responses(401))
 States = Literal["RUNNING", "COMPENSATING", "SUCCEEDED", "COMPENSATED", "NEEDS_ATTENTION", "ABORTED"]
 
 
@@ -32,15 +33,15 @@ async def get(b: Backends, saga_id: str = "", order_id: str = "") -> Saga:
     return saga_out(await b.orchestrator.call(b.orchestrator.stub.GetSaga, request, within=READ_WITHIN))
 
 
-@router.get("/orders/{order_id}/saga")
-async def order_saga(order_id: str, user: CurrentUser, b: Backends) -> Saga:
+@router.get("/orders/{order_id}/saga", responses=responses(404))
+async def order_saga(order_id: IdPath, user: CurrentUser, b: Backends) -> Saga:
     await visible_order(b, order_id, user)
     return await get(b, order_id=order_id)
 
 
 @router.get("/orders/{order_id}/saga/events", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
-async def follow_order_saga(order_id: str, user: CurrentUser, b: Backends) -> StreamingResponse:
+            responses={200: {"content": {"text/event-stream": {}}}, **responses(404)})
+async def follow_order_saga(order_id: IdPath, user: CurrentUser, b: Backends) -> StreamingResponse:
     """Server-sent events: the saga now, then again at each transition, until it ends or is parked."""
     await visible_order(b, order_id, user)
     stream = b.orchestrator.stub.WatchSaga(orchestrator_pb2.GetSagaRequest(order_id=order_id), timeout=600)
@@ -52,7 +53,7 @@ async def follow_order_saga(order_id: str, user: CurrentUser, b: Backends) -> St
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/admin/sagas")
+@router.get("/admin/sagas", responses=responses(403))
 async def list_sagas(admin: AdminUser, b: Backends, state: States | None = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 100) -> SagaList:
     found = await b.orchestrator.call(b.orchestrator.stub.ListSagas, orchestrator_pb2.ListSagasRequest(
@@ -60,13 +61,13 @@ async def list_sagas(admin: AdminUser, b: Backends, state: States | None = None,
     return SagaList(items=[saga_out(s) for s in found.items])
 
 
-@router.get("/admin/sagas/{saga_id}")
-async def admin_saga(saga_id: str, admin: AdminUser, b: Backends) -> Saga:
+@router.get("/admin/sagas/{saga_id}", responses=responses(403, 404))
+async def admin_saga(saga_id: IdPath, admin: AdminUser, b: Backends) -> Saga:
     return await get(b, saga_id=saga_id)
 
 
-@router.post("/admin/sagas/{saga_id}/{action}")
-async def operate_saga(saga_id: str, action: Literal["retry", "compensate", "abort"], admin: AdminUser,
+@router.post("/admin/sagas/{saga_id}/{action}", responses=responses(403, 404, 409))
+async def operate_saga(saga_id: IdPath, action: Literal["retry", "compensate", "abort"], admin: AdminUser,
                        b: Backends, body: OperatorAction | None = None) -> Saga:
     """On a parked saga (NEEDS_ATTENTION): retry where it stopped, compensate, or abort; audited."""
     request = orchestrator_pb2.OperateSagaRequest(saga_id=saga_id, action=action, actor=admin.user_id,

@@ -1,0 +1,169 @@
+"""`sagashop canary`: show and shift the Istio canary weights (v1 / v2) of each part.
+
+Each part's weights are the two destinations of the default route (the last route, the one without `match`) of its
+VirtualService in istio/<part>.yaml. `set` rewrites those two numbers in place: ruamel.yaml's round-trip mode keeps
+the file's comments, key order and flow style, so a diff shows only the weights.
+"""
+
+import json
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from io import StringIO
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from ruamel.yaml import YAML
+
+from sagashop.kit.settings import PARTS
+
+ISTIO_DIR = Path(__file__).resolve().parents[1] / "istio"
+NAMESPACE = "sagashop"
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Show and shift the Istio canary weights (v1 / v2) of each part: istio/<part>.yaml.")
+Dir = Annotated[Path, typer.Option("--dir", help="the istio directory to read and rewrite")]
+Context = Annotated[str | None, typer.Option("--context", help="kubectl context of the cluster")]
+Apply = Annotated[bool, typer.Option("--apply", help="then `kubectl apply -f` the file")]
+Percent = Annotated[int, typer.Argument(min=0, max=100, help="share of the calls for v2, 0..100")]
+
+
+class CanaryError(Exception):
+    """A request the files cannot satisfy; the command exits with code 2 and this message."""
+
+
+def round_trip_yaml() -> YAML:
+    yaml = YAML()  # round-trip mode: comments, order and flow style survive a load and dump
+    yaml.width = 4096
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=2, offset=0)
+    return yaml
+
+
+def file_of(service: str, istio_dir: Path) -> Path:
+    path = istio_dir / f"{service}.yaml"
+    if service not in PARTS or not path.is_file():
+        raise CanaryError(f"unknown service {service!r}: expected one of {', '.join(PARTS)} "
+                          f"with a file {istio_dir}/<service>.yaml")
+    return path
+
+
+def default_route(virtual_service: Mapping[str, Any]) -> Sequence[Any]:
+    """The v1 and v2 destinations of the route that takes every call no header pinned."""
+    routes = virtual_service.get("spec", {}).get("http") or []
+    if not routes or "match" in routes[-1]:
+        raise CanaryError(f"VirtualService {virtual_service['metadata']['name']!r} has no default (unmatched) route")
+    destinations = routes[-1].get("route") or []
+    if sorted(d["destination"].get("subset", "") for d in destinations) != ["v1", "v2"]:
+        raise CanaryError(f"the default route of {virtual_service['metadata']['name']!r} is not split v1 / v2")
+    return sorted(destinations, key=lambda d: d["destination"]["subset"])
+
+
+def weights_of(virtual_service: Mapping[str, Any]) -> tuple[int, int]:
+    v1, v2 = default_route(virtual_service)
+    return int(v1.get("weight", 0)), int(v2.get("weight", 0))
+
+
+def virtual_service_in(docs: Sequence[Any], path: Path) -> Any:
+    for doc in docs:
+        if doc and doc.get("kind") == "VirtualService":
+            return doc
+    raise CanaryError(f"{path} holds no VirtualService")
+
+
+def file_weights(service: str, istio_dir: Path) -> tuple[int, int]:
+    path = file_of(service, istio_dir)
+    return weights_of(virtual_service_in(list(round_trip_yaml().load_all(path.read_text())), path))
+
+
+def set_weights(service: str, v2_percent: int, istio_dir: Path) -> Path:
+    """Rewrites the default route of the service to v1 100-P / v2 P; returns the file."""
+    if not 0 <= v2_percent <= 100:
+        raise CanaryError(f"percent must be within 0..100, not {v2_percent}")
+    path = file_of(service, istio_dir)
+    yaml = round_trip_yaml()
+    docs = list(yaml.load_all(path.read_text()))
+    v1, v2 = default_route(virtual_service_in(docs, path))
+    v1["weight"], v2["weight"] = 100 - v2_percent, v2_percent
+    out = StringIO()
+    yaml.dump_all(docs, out)
+    path.write_text(out.getvalue())
+    return path
+
+
+def kubectl(*args: str, context: str | None = None) -> str:
+    if shutil.which("kubectl") is None:
+        raise CanaryError("kubectl is not on PATH")
+    command = ["kubectl", *(["--context", context] if context else []), *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise CanaryError(f"{' '.join(command)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def cluster_weights(context: str | None) -> dict[str, tuple[int, int]]:
+    found = json.loads(kubectl("get", "virtualservice", "-n", NAMESPACE, "-o", "json", context=context))
+    weights = {}
+    for item in found.get("items", []):
+        if item["metadata"]["name"] in PARTS:
+            try:
+                weights[item["metadata"]["name"]] = weights_of(item)
+            except CanaryError:
+                continue
+    return weights
+
+
+def status_lines(istio_dir: Path, cluster: dict[str, tuple[int, int]] | None = None) -> list[str]:
+    header = f"{'SERVICE':<14}{'FILE v1/v2':<14}" + ("CLUSTER v1/v2" if cluster is not None else "")
+    lines = [header.rstrip()]
+    for service in PARTS:
+        if not (istio_dir / f"{service}.yaml").is_file():
+            continue
+        v1, v2 = file_weights(service, istio_dir)
+        line = f"{service:<14}{f'{v1}/{v2}':<14}"
+        if cluster is not None:
+            live = cluster.get(service)
+            line += "-" if live is None else f"{live[0]}/{live[1]}" + ("" if live == (v1, v2) else "  (differs)")
+        lines.append(line.rstrip())
+    return lines
+
+
+def shift(service: str, v2_percent: int, istio_dir: Path, apply: bool, context: str | None) -> None:
+    path = set_weights(service, v2_percent, istio_dir)
+    typer.echo(f"{service}: v1 {100 - v2_percent} / v2 {v2_percent} ({path})")
+    if apply:
+        typer.echo(kubectl("apply", "-f", str(path), context=context).rstrip())
+
+
+def run_cli(action: Any, *args: Any) -> None:
+    try:
+        action(*args)
+    except CanaryError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+
+
+@app.command()
+def status(context: Context = None, istio_dir: Dir = ISTIO_DIR) -> None:
+    """The v1 / v2 weights of every part in the files (and, with --context, in that cluster)."""
+    run_cli(lambda: typer.echo("\n".join(status_lines(istio_dir, cluster_weights(context) if context else None))))
+
+
+@app.command("set")
+def set_(service: str, percent: Percent, apply: Apply = False, context: Context = None,
+         istio_dir: Dir = ISTIO_DIR) -> None:
+    """Send PERCENT of the service's calls to v2 and the rest to v1."""
+    run_cli(shift, service, percent, istio_dir, apply, context)
+
+
+@app.command()
+def promote(service: str, apply: Apply = False, context: Context = None, istio_dir: Dir = ISTIO_DIR) -> None:
+    """Send every call of the service to v2."""
+    run_cli(shift, service, 100, istio_dir, apply, context)
+
+
+@app.command()
+def rollback(service: str, apply: Apply = False, context: Context = None, istio_dir: Dir = ISTIO_DIR) -> None:
+    """Send every call of the service back to v1."""
+    run_cli(shift, service, 0, istio_dir, apply, context)

@@ -1,0 +1,145 @@
+"""The campaign: products and customers, concurrent orders under changing fault rules and orchestrator kills,
+then quiet (faults cleared, parked sagas retried as an operator would) and the audit."""
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .audit import violations
+from .client import ShopClient
+from .faults import crash_rule, random_rule
+from .replicas import Replicas
+
+TERMINAL = {"APPROVED", "REJECTED", "CANCELLED"}
+
+
+@dataclass
+class Plan:
+    orders: int = 500
+    concurrency: int = 32
+    seed: int = 7
+    duration: float = 120.0  # seconds over which the orders are spread
+    replicas: int = 2  # orchestrator replicas the campaign owns and kills
+    skus: int = 6
+    stock: int = 60
+
+
+@dataclass
+class Report:
+    outcomes: Counter[str] = field(default_factory=Counter)
+    faults_fired: Counter[str] = field(default_factory=Counter)
+    kills: int = 0
+    crashes: int = 0
+    cancelled: int = 0
+    parked_retried: list[str] = field(default_factory=list)
+    quiesce_seconds: float = 0.0
+    violations: list[str] = field(default_factory=list)
+
+
+async def run(url: str, admin: tuple[str, str], plan: Plan) -> Report:
+    rng, report, shop = random.Random(plan.seed), Report(), ShopClient(url)
+    replicas = Replicas(plan.replicas, rng)
+    try:
+        shop.admin = await shop.login(*admin)
+        stock = {f"CHAOS-{uuid.uuid4().hex[:6].upper()}": plan.stock for _ in range(plan.skus)}
+        for sku, units in stock.items():
+            await shop.put_product(sku, units, rng.choice([500, 1_250, 9_900]))
+        customers = [await shop.customer() for _ in range(8)]
+        await replicas.start()
+        await shop.faults("PUT", random_rule(rng))
+        stop = asyncio.Event()
+        chaos = asyncio.create_task(_stir(shop, replicas, rng, report, stop))
+        placed = await _place(shop, plan, rng, customers, list(stock))
+        stop.set()
+        await chaos
+        report.kills = replicas.kills
+        orders = await _quiesce(shop, placed, rng, report)
+        report.outcomes = Counter(f"{o['status']} {o['failure_reason'] or ''}".strip() for o in orders.values())
+        report.violations += await violations(shop, orders, stock)
+        return report
+    finally:
+        await replicas.stop()
+        await shop.close()
+
+
+async def _place(shop: ShopClient, plan: Plan, rng: random.Random, customers: list[dict[str, str]],
+                 skus: list[str]) -> list[str]:
+    """`plan.orders` orders from `plan.concurrency` concurrent customers, spread over about `plan.duration`
+    seconds, so the faults change while they run."""
+    placed: list[str] = []
+    todo = iter(range(plan.orders))
+    pause = 0.8 * plan.duration * plan.concurrency / plan.orders  # mean seconds between one worker's orders
+    draws = [(rng.choice(customers), {s: rng.randint(1, 3) for s in rng.sample(skus, rng.randint(1, 3))},
+              rng.choices(["tok_ok", "tok_declined"], [9, 1])[0], rng.choices(["FR", "DE", "AQ"], [8, 1, 1])[0])
+             for _ in range(plan.orders)]
+
+    async def worker() -> None:
+        for i in todo:
+            placed.append(await shop.place(*draws[i]))
+            await asyncio.sleep(rng.uniform(0, 2 * pause))
+
+    await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
+    return placed
+
+
+async def _stir(shop: ShopClient, replicas: Replicas, rng: random.Random, report: Report,
+                stop: asyncio.Event) -> None:
+    """Every second or so: new random fault rules, now and then an orchestrator crash or a replica killed."""
+    while not stop.is_set():
+        await _tally(shop, report)
+        for _ in range(rng.randint(1, 3)):
+            await shop.faults("PUT", random_rule(rng))
+        if rng.random() < 0.15:
+            await shop.faults("PUT", crash_rule(rng))
+        if rng.random() < 0.2:
+            await replicas.kill_one()
+        try:
+            await asyncio.wait_for(stop.wait(), rng.uniform(0.5, 2.0))
+        except TimeoutError:
+            pass
+    await _tally(shop, report)
+
+
+async def _tally(shop: ShopClient, report: Report) -> None:
+    """Counts what the current rules fired, then clears them."""
+    for rule in (await shop.faults("DELETE"))["items"]:
+        report.faults_fired[f"{rule['service']}.{rule['method']}"] += rule["fired"]
+        if rule["crash"] and rule["fired"]:
+            report.crashes += 1
+
+
+async def _quiesce(shop: ShopClient, placed: list[str], rng: random.Random, report: Report,
+                   within: float = 300.0) -> dict[str, dict[str, Any]]:
+    """Waits until every order is terminal (retrying parked sagas, as an operator would), cancels some
+    approved ones, and waits again."""
+    started = time.monotonic()
+    orders = await _settled(shop, placed, report, started + within)
+    approved = [o for o, order in orders.items() if order["status"] == "APPROVED"]
+    for order_id in rng.sample(approved, len(approved) // 10):
+        await shop.cancel(order_id)
+        report.cancelled += 1
+    orders = await _settled(shop, placed, report, started + within)
+    report.quiesce_seconds = round(time.monotonic() - started, 1)
+    return orders
+
+
+async def _settled(shop: ShopClient, placed: list[str], report: Report, deadline: float) -> dict[str, Any]:
+    """Once no saga runs or compensates (parked ones are retried), the orders as they stand."""
+    while True:
+        for saga in (await shop.admin_get("/v1/admin/sagas", state="NEEDS_ATTENTION", limit=500))["items"]:
+            report.parked_retried.append(saga["saga_id"])
+            await shop.call("POST", f"/v1/admin/sagas/{saga['saga_id']}/retry", headers=shop.admin,
+                            json={"reason": "chaos campaign: faults cleared"})
+        busy = [s for state in ("RUNNING", "COMPENSATING", "NEEDS_ATTENTION")
+                for s in (await shop.admin_get("/v1/admin/sagas", state=state, limit=500))["items"]]
+        if not busy or time.monotonic() > deadline:
+            orders = {o: await shop.admin_get(f"/v1/orders/{o}") for o in placed}
+            pending = [o for o, order in orders.items() if order["status"] not in TERMINAL]
+            if busy or pending:
+                report.violations.append(f"not settled in time: {len(pending)} orders, {len(busy)} sagas active")
+            return orders
+        await asyncio.sleep(1.0)

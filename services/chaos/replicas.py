@@ -1,0 +1,47 @@
+"""Orchestrator replicas the campaign owns: extra `sagashop serve orchestrator` processes on the shop's database,
+SIGKILLed and restarted at random. They take over sagas whose owner died, by lease."""
+
+import asyncio
+import os
+import random
+import signal
+import socket
+import sys
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Replicas:
+    def __init__(self, count: int, rng: random.Random) -> None:
+        self.count, self.rng = count, rng
+        self.processes: list[asyncio.subprocess.Process] = []
+        self.kills = 0
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        env = {**os.environ, "SAGASHOP_ORCHESTRATOR_PORT": str(free_port())}
+        env.pop("SAGASHOP_METRICS_PORT", None)
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.cli", "serve", "orchestrator", env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+    async def start(self) -> None:
+        self.processes = [await self._spawn() for _ in range(self.count)]
+
+    async def kill_one(self) -> None:
+        """SIGKILLs a random replica and starts a new one in its place."""
+        if not self.processes:
+            return
+        victim = self.processes.pop(self.rng.randrange(len(self.processes)))
+        victim.send_signal(signal.SIGKILL)
+        await victim.wait()
+        self.kills += 1
+        self.processes.append(await self._spawn())
+
+    async def stop(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        await asyncio.gather(*(p.wait() for p in self.processes))

@@ -1,0 +1,109 @@
+"""Rendering and reading the deploy files: kustomize output and istio/ as plain dicts, plus small lookups."""
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sagashop.kit.settings import PARTS
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "sagashop"
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+Obj = dict[str, Any]
+
+
+def kubectl_or_skip() -> str:
+    """kubectl renders the overlays; without it the deploy tests skip locally and fail on CI."""
+    found = shutil.which("kubectl")
+    if found is None:
+        reason = "kubectl (with its built-in kustomize) is not on PATH"
+        if ON_CI:
+            pytest.fail(f"{reason}; CI needs it", pytrace=False)
+        pytest.skip(reason)
+    return found
+
+
+def render(kustomization_dir: Path) -> list[Obj]:
+    """`kubectl kustomize DIR`, parsed; raises with kustomize's message when it refuses the tree."""
+    done = subprocess.run([kubectl_or_skip(), "kustomize", str(kustomization_dir)],
+                          capture_output=True, text=True, check=False, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"kubectl kustomize {kustomization_dir} failed: {done.stderr.strip()}")
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def load_yaml_dir(directory: Path) -> list[Obj]:
+    """Every document of every *.yaml under the directory, each tagged with the file it came from."""
+    docs = []
+    for path in sorted(directory.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                docs.append({**doc, "_file": str(path.relative_to(directory))})
+    return docs
+
+
+def overlays(deploy_dir: Path) -> list[Path]:
+    return sorted(p for p in (deploy_dir / "k8s" / "overlays").iterdir() if (p / "kustomization.yaml").is_file())
+
+
+def of_kind(objs: list[Obj], *kinds: str) -> list[Obj]:
+    return [o for o in objs if o.get("kind") in kinds]
+
+
+def named(objs: list[Obj], kind: str, name: str) -> Obj | None:
+    return next((o for o in of_kind(objs, kind) if o["metadata"]["name"] == name), None)
+
+
+def ref(obj: Obj) -> str:
+    return f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+
+
+def workloads(objs: list[Obj]) -> list[Obj]:
+    return of_kind(objs, "Deployment", "StatefulSet")
+
+
+def pod_labels(workload: Obj) -> dict[str, str]:
+    return workload["spec"]["template"]["metadata"].get("labels", {})
+
+
+def containers(workload: Obj) -> Iterator[Obj]:
+    spec = workload["spec"]["template"]["spec"]
+    yield from spec.get("initContainers", [])
+    yield from spec.get("containers", [])
+
+
+def part_of(workload: Obj) -> str | None:
+    """The sagashop part a workload runs (`sagashop serve PART`), or None for PostgreSQL, Redis, ..."""
+    main = workload["spec"]["template"]["spec"]["containers"][0]
+    args = main.get("args") or []
+    return args[0] if args and args[0] in PARTS else None
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(key) == value for key, value in selector.items())
+
+
+def selected_workloads(objs: list[Obj], selector: dict[str, str]) -> list[Obj]:
+    return [w for w in workloads(objs) if selects(selector, pod_labels(w))]
+
+
+def container_ports(workload: Obj) -> dict[str | int, int]:
+    """name -> port and port -> port of the workload's containers, to resolve a targetPort or a probe's port."""
+    ports: dict[str | int, int] = {}
+    for container in containers(workload):
+        for port in container.get("ports", []):
+            ports[port["containerPort"]] = port["containerPort"]
+            if "name" in port:
+                ports[port["name"]] = port["containerPort"]
+    return ports
+
+
+def short_host(host: str) -> str:
+    """`payment`, `payment.sagashop` and `payment.sagashop.svc.cluster.local` all name the Service payment."""
+    return host.split(".")[0]

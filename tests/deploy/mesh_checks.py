@@ -1,0 +1,116 @@
+"""Semantic checks of istio/ against the rendered manifests, each returning a list of problems (empty: fine)."""
+
+import re
+
+from .manifests import NAMESPACE, Obj, named, of_kind, ref, selected_workloads, short_host
+
+ROUTE_HEADER = "x-sagashop-route"
+MIN_TIMEOUT_SECONDS = 60  # above every deadline of the app: 2 s a call, 20 s a saga step, 65 s a checkout wait
+EXTERNAL_PRINCIPALS = {"cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"}
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+def http_routes(istio: list[Obj]) -> list[tuple[Obj, Obj]]:
+    return [(vs, route) for vs in of_kind(istio, "VirtualService") for route in vs["spec"].get("http", [])]
+
+
+def where(obj: Obj, route: Obj | None = None) -> str:
+    name = f"{obj.get('_file', '')} {ref(obj)}".strip()
+    return f"{name} route {route.get('name', '?')}" if route is not None else name
+
+
+def subset_problems(istio: list[Obj]) -> list[str]:
+    """Every destination's subset is declared by the DestinationRule of its host."""
+    subsets = {short_host(dr["spec"]["host"]): {s["name"] for s in dr["spec"].get("subsets", [])}
+               for dr in of_kind(istio, "DestinationRule")}
+    problems = []
+    for vs, route in http_routes(istio):
+        for destination in (d["destination"] for d in route.get("route", [])):
+            host, subset = short_host(destination["host"]), destination.get("subset")
+            if subset is not None and subset not in subsets.get(host, set()):
+                problems.append(f"{where(vs, route)}: subset {subset!r} of {host} is in no DestinationRule")
+    return problems
+
+
+def selection_problems(istio: list[Obj], objs: list[Obj], versions: set[str]) -> list[str]:
+    """Each DestinationRule names a Service, and each subset (of these versions) selects pods of a workload."""
+    problems = []
+    for dr in of_kind(istio, "DestinationRule"):
+        service = named(objs, "Service", short_host(dr["spec"]["host"]))
+        if service is None:
+            problems.append(f"{where(dr)}: host {dr['spec']['host']} is no Service")
+            continue
+        for subset in dr["spec"].get("subsets", []):
+            labels = {**service["spec"].get("selector", {}), **subset.get("labels", {})}
+            if subset.get("labels", {}).get("version", subset["name"]) in versions and not selected_workloads(
+                    objs, labels):
+                problems.append(f"{where(dr)}: subset {subset['name']} ({labels}) selects no pods of any workload")
+    return problems
+
+
+def seconds(duration: str) -> float:
+    match = DURATION.match(duration)
+    return float(match.group(1)) * SECONDS[match.group(2)] if match else -1.0
+
+
+def route_problems(istio: list[Obj]) -> list[str]:
+    """Weights add up to 100, the mesh never retries, and the timeout outlasts the app's deadlines."""
+    problems = []
+    for vs, route in http_routes(istio):
+        weights = [d.get("weight") for d in route.get("route", [])]
+        if len(weights) > 1 and sum(w or 0 for w in weights) != 100:
+            problems.append(f"{where(vs, route)}: weights {weights} do not add up to 100")
+        if route.get("retries", {}).get("attempts") != 0:
+            problems.append(f"{where(vs, route)}: retries must be {{attempts: 0}}: the app owns retries")
+        if seconds(str(route.get("timeout", ""))) < MIN_TIMEOUT_SECONDS:
+            problems.append(f"{where(vs, route)}: timeout {route.get('timeout')} is not >= {MIN_TIMEOUT_SECONDS}s")
+    return problems
+
+
+def header_match(route: Obj) -> str | None:
+    matches = route.get("match") or [{}]
+    return matches[0].get("headers", {}).get(ROUTE_HEADER, {}).get("exact")
+
+
+def canary_layout_problems(vs: Obj) -> list[str]:
+    """Route 1 pins `x-sagashop-route: v2` to v2, route 2 pins v1, the last one (no match) splits v1 / v2."""
+    routes = vs["spec"].get("http", [])
+    pinned = [(header_match(r), [d["destination"].get("subset") for d in r.get("route", [])]) for r in routes[:2]]
+    problems = []
+    if pinned != [("v2", ["v2"]), ("v1", ["v1"])]:
+        problems.append(f"{where(vs)}: the first two routes must pin {ROUTE_HEADER} v2 then v1, not {pinned}")
+    last = routes[-1] if routes else {}
+    if "match" in last or sorted(d["destination"].get("subset") for d in last.get("route", [])) != ["v1", "v2"]:
+        problems.append(f"{where(vs)}: the last route must match everything and split between subsets v1 and v2")
+    return problems
+
+
+def principals(policy: Obj) -> list[str]:
+    return [p for rule in policy["spec"].get("rules", []) for source in rule.get("from", [])
+            for p in source.get("source", {}).get("principals", [])]
+
+
+def authorization_problems(istio: list[Obj], objs: list[Obj]) -> list[str]:
+    """Principals name ServiceAccounts of the namespace (or the ingress gateway); selectors select workloads."""
+    accounts = {f"cluster.local/ns/{NAMESPACE}/sa/{sa['metadata']['name']}" for sa in of_kind(objs, "ServiceAccount")}
+    problems = []
+    for policy in of_kind(istio, "AuthorizationPolicy"):
+        unknown = [p for p in principals(policy) if p not in accounts | EXTERNAL_PRINCIPALS]
+        problems += [f"{where(policy)}: principal {p} is no ServiceAccount" for p in unknown]
+        labels = policy["spec"].get("selector", {}).get("matchLabels")
+        if labels is not None and not selected_workloads(objs, labels):
+            problems.append(f"{where(policy)}: selector {labels} selects no workload")
+    return problems
+
+
+def namespace_problems(istio: list[Obj], objs: list[Obj]) -> list[str]:
+    """Everything lives in the one namespace the principals name."""
+    cluster_scoped = {"Namespace"}
+    return [f"{where(o)}: namespace {o['metadata'].get('namespace')!r}, not {NAMESPACE!r}" for o in [*istio, *objs]
+            if o.get("kind") not in cluster_scoped and o["metadata"].get("namespace") != NAMESPACE]
+
+
+def mesh_problems(istio: list[Obj], objs: list[Obj], versions: set[str]) -> list[str]:
+    return [*subset_problems(istio), *selection_problems(istio, objs, versions), *route_problems(istio),
+            *authorization_problems(istio, objs), *namespace_problems(istio, objs)]
