@@ -2,6 +2,7 @@
 
 import asyncio
 import importlib
+import sys
 from enum import Enum
 
 import typer
@@ -56,7 +57,11 @@ def chaos(
     settings = Settings()
     plan = campaign.Plan(orders=orders, concurrency=concurrency, seed=seed, duration=duration, replicas=replicas)
     admin = (settings.admin_email, settings.admin_password or "")
-    result = asyncio.run(campaign.run(url or f"http://127.0.0.1:{settings.gateway_port}", admin, plan))
+    try:
+        result = asyncio.run(campaign.run(url or f"http://127.0.0.1:{settings.gateway_port}", admin, plan))
+    except (RuntimeError, OSError) as e:  # the shop stopped answering: the campaign cannot judge it
+        print(f"sagashop chaos: {e}", file=sys.stderr)
+        raise typer.Exit(2) from e
     print(report.as_json(plan, result) if json_out else report.text(plan, result))
     raise typer.Exit(1 if result.violations else 0)
 

@@ -65,6 +65,18 @@ def stop_shop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def serving(port: int) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
 class Shop:
     def __init__(self, url: str, env: dict[str, str], pid: int, log: Path) -> None:
         self.url, self.env, self.pid, self.log = url, env, pid, log
@@ -199,3 +211,15 @@ class Shop:
         assert sold == (quantity if approved else 0)
         assert self.net_charged(order["id"]) == (order["total_cents"] if approved else 0)
         assert len(self.shipments(order["id"])) == (1 if approved else 0)
+
+    def spawn(self, part: str, log: Any, **env: str) -> tuple[subprocess.Popen[bytes], int]:
+        """Another `sagashop serve PART` process beside the shop (same databases), on a free port; once it serves."""
+        port = free_ports(1)[0]
+        overrides = {f"SAGASHOP_{part.upper()}_PORT": str(port), **env}
+        process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", part], env={**self.env, **overrides},
+                                   stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while not serving(port):
+            assert time.monotonic() < deadline and process.poll() is None, f"the extra {part} did not start"
+            time.sleep(0.2)
+        return process, port

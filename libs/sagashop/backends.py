@@ -25,9 +25,16 @@ STUBS: dict[str, Any] = {
 
 
 class Backends:
-    def __init__(self, settings: Settings, names: tuple[str, ...] = SERVICES) -> None:
-        self.deps = {name: Dependency(name, settings.address(name), STUBS[name], fail_max=settings.breaker_fail_max,
-                                      reset_timeout=settings.breaker_reset_seconds, redis_url=settings.redis_url)
+    """With `route`, every call is pinned to that version set: in a mesh the route header picks the version;
+    without one, SAGASHOP_CANARY_ADDRESSES names where a service's canary (v2) listens."""
+
+    def __init__(self, settings: Settings, names: tuple[str, ...] = SERVICES, route: str | None = None) -> None:
+        def address(name: str) -> str:
+            return settings.canary_addresses.get(name, "") if route == "v2" else ""
+
+        self.deps = {name: Dependency(name, address(name) or settings.address(name), STUBS[name],
+                                      fail_max=settings.breaker_fail_max, reset_timeout=settings.breaker_reset_seconds,
+                                      redis_url=settings.redis_url, route=route)
                      for name in names}
         self.faults = {name: faults_pb2_grpc.FaultServiceStub(dep.channel) for name, dep in self.deps.items()}
 

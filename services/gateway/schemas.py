@@ -153,6 +153,7 @@ class Saga(BaseModel):
     saga_id: str
     name: str
     order_id: str
+    route: str  # the version set it is pinned to: v1 (stable) or v2 (canary)
     state: str
     failure_reason: str | None
     steps: list[SagaStep]

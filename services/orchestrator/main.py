@@ -22,8 +22,9 @@ SERVICE = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].fu
 
 async def main(settings: Settings) -> None:
     db = await database(settings, "orchestrator")
-    backends = Backends(settings, ("order", "inventory", "payment", "shipping"))
-    steps = CheckoutSteps(backends, settings.step_deadline_seconds)
+    called = ("order", "inventory", "payment", "shipping")
+    routes = {route: Backends(settings, called, route=route) for route in ("v1", "v2")}
+    steps = CheckoutSteps(routes, settings.step_deadline_seconds)
     sagas = checkout_saga(steps), cancellation_saga(steps)
     step_names = tuple({step.name for saga in sagas for step in saga.steps})
     faults = fault_rules(settings, SERVICE, extra=step_names)  # saga steps are crash points
@@ -35,9 +36,11 @@ async def main(settings: Settings) -> None:
     upkeep = asyncio.create_task(runs.keep_leases())
     try:
         await serve(settings, "orchestrator", (orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
-                                               OrchestratorServicer(store, runs, backends), SERVICE), faults=faults)
+                                               OrchestratorServicer(store, runs, routes["v1"], settings.canary_percent),
+                                               SERVICE), faults=faults)
     finally:
         upkeep.cancel()
         await runs.stop()
-        await backends.close()
+        for backends in routes.values():
+            await backends.close()
         await db.dispose()

@@ -22,11 +22,9 @@ class SagaRuns:
             task.add_done_callback(lambda _: self.tasks.pop(saga_id, None))
 
     async def _run(self, saga_id: str) -> None:
-        record = await self.store.get(saga_id)
-        if record is None:
-            return
         try:
-            await self.runner.run(self.sagas[record.name], record)
+            if (record := await self.store.get(saga_id)) is not None:
+                await self.runner.run(self.sagas[record.name], record)
         except LeaseLost:
             log.warning("saga %s: another orchestrator took it over; stopping here", saga_id)
         except Exception:  # the lease lapses and the saga is claimed again, by us or another orchestrator

@@ -3,11 +3,13 @@ sagas. The sagas themselves run in SagaRuns."""
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator
 
 import grpc
 
 from sagashop.backends import Backends
+from sagashop.kit.breaker import BREAKERS
 from sagashop.kit.errors import Conflict, Invalid, NotFound, Rejected
 from sagashop.saga import ABORTED, ACTIVE, COMPENSATING, RUNNING, SagaRecord, SagaStore, new_record
 from sagashop.v1 import common_pb2, orchestrator_pb2_grpc, order_pb2
@@ -21,8 +23,15 @@ WATCH_POLL = 1.0  # seconds between reads of a watched saga that another orchest
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    def __init__(self, store: SagaStore, runs: SagaRuns, backends: Backends) -> None:
+    def __init__(self, store: SagaStore, runs: SagaRuns, backends: Backends, canary_percent: float = 0.0) -> None:
+        """`backends` serve the reads outside sagas: prices, and the order to cancel."""
         self.store, self.runs, self.backends = store, runs, backends
+        self.canary_percent = canary_percent
+
+    def pick_route(self) -> str:
+        """A new saga's version set, once: the canary (v2) for `canary_percent` of them. Every step and undo of
+        the saga is then sent to it, whatever the weights become meanwhile."""
+        return "v2" if random.uniform(0, 100) < self.canary_percent else "v1"
 
     async def StartCheckout(self, request: pb.StartCheckoutRequest,
                             context: grpc.aio.ServicerContext) -> pb.StartCheckoutReply:
@@ -30,7 +39,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         key = f"checkout:{request.user_id}:{request.idempotency_key}" if request.idempotency_key else None
         saga = self.runs.sagas["checkout"]
         record, created = await self.store.create(new_record(
-            saga.name, checkout.order_id, checkout.order_id, key, fingerprint(request), saga.encode(checkout)))
+            saga.name, checkout.order_id, checkout.order_id, key, fingerprint(request), saga.encode(checkout),
+            route=self.pick_route()))
         if not created and record.fingerprint != fingerprint(request):
             raise Conflict("this Idempotency-Key was used for another order", code="idempotency_conflict")
         if created:
@@ -46,7 +56,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             raise Rejected(f"an order that is {order.status} cannot be cancelled", code="not_cancellable")
         saga_id = f"{order.id}-cancel"
         _, created = await self.store.create(new_record("cancellation", saga_id, order.id, f"cancel:{order.id}",
-                                                        "", checkout.input))
+                                                        "", checkout.input, route=checkout.route))
         if created:
             self.runs.start(saga_id)
         await self._wait(saga_id, max(request.wait_ms, 0) / 1000)
@@ -83,8 +93,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         return await self._saga(record.id)
 
     async def ListBreakers(self, request: common_pb2.Empty, context: grpc.aio.ServicerContext) -> pb.BreakerList:
-        return pb.BreakerList(items=[pb.Breaker(name=dep.name, state=dep.breaker.state, failures=dep.breaker.failures)
-                                     for dep in self.backends.deps.values()])
+        return pb.BreakerList(items=[pb.Breaker(name=name, state=b.state, failures=b.failures)
+                                     for name, b in sorted(BREAKERS.items())])
 
     def _operated(self, record: SagaRecord, request: pb.OperateSagaRequest) -> tuple[str, str]:
         """The state and failure reason an operator's action gives a parked saga."""

@@ -1,6 +1,11 @@
 """Semantic checks of istio/ against the rendered manifests, each returning a list of problems (empty: fine)."""
 
+import importlib
 import re
+
+from google.protobuf import descriptor_pool
+
+from sagashop.kit.settings import SERVICES
 
 from .manifests import NAMESPACE, Obj, named, of_kind, ref, selected_workloads, short_host
 
@@ -58,8 +63,10 @@ def route_problems(istio: list[Obj]) -> list[str]:
     """Weights add up to 100, the mesh never retries, and the timeout outlasts the app's deadlines."""
     problems = []
     for vs, route in http_routes(istio):
-        weights = [d.get("weight") for d in route.get("route", [])]
-        if len(weights) > 1 and sum(w or 0 for w in weights) != 100:
+        weights = [d.get("weight", 0) for d in route.get("route", [])]
+        if not all(isinstance(w, int) for w in weights):
+            problems.append(f"{where(vs, route)}: weights {weights} must be integers")
+        elif len(weights) > 1 and sum(weights) != 100:
             problems.append(f"{where(vs, route)}: weights {weights} do not add up to 100")
         if route.get("retries", {}).get("attempts") != 0:
             problems.append(f"{where(vs, route)}: retries must be {{attempts: 0}}: the app owns retries")
@@ -102,6 +109,25 @@ def authorization_problems(istio: list[Obj], objs: list[Obj]) -> list[str]:
         if labels is not None and not selected_workloads(objs, labels):
             problems.append(f"{where(policy)}: selector {labels} selects no workload")
     return problems
+
+
+def grpc_methods() -> set[str]:
+    """/package.Service/Method of every method of the shop's protos and of the gRPC health service."""
+    for module in (*(f"sagashop.v1.{s}_pb2" for s in SERVICES), "sagashop.v1.faults_pb2", "grpc_health.v1.health_pb2"):
+        importlib.import_module(module)  # registers its services in the default pool
+    pool = descriptor_pool.Default()
+    names = [f"sagashop.v1.{s.capitalize()}Service" for s in SERVICES] + ["sagashop.v1.FaultService",
+                                                                           "grpc.health.v1.Health"]
+    return {f"/{name}/{m.name}" for name in names for m in pool.FindServiceByName(name).methods}
+
+
+def method_problems(istio: list[Obj]) -> list[str]:
+    """Every path an AuthorizationPolicy names is a real gRPC method (or /Service/* of a real service)."""
+    methods = grpc_methods()
+    services = {m.rsplit("/", 1)[0] + "/*" for m in methods}
+    return [f"{where(policy)}: {path} is no gRPC method" for policy in of_kind(istio, "AuthorizationPolicy")
+            for rule in policy["spec"].get("rules", []) for to in rule.get("to", [])
+            for path in to.get("operation", {}).get("paths", []) if path not in methods | services]
 
 
 def namespace_problems(istio: list[Obj], objs: list[Obj]) -> list[str]:

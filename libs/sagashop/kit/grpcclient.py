@@ -13,7 +13,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_r
 
 from .breaker import Breaker
 from .errors import Unavailable
-from .status import ERROR_CODE, SERVED_BY, TRANSIENT, error_from
+from .status import ERROR_CODE, ROUTE, SERVED_BY, TRANSIENT, error_from
 
 StubT = TypeVar("StubT")
 R = TypeVar("R")
@@ -49,12 +49,17 @@ def _metadata_value(metadata: Any, key: str) -> str | None:
 
 
 class Dependency(Generic[StubT]):
+    """A service as one caller sees it. With `route`, every call carries `x-sagashop-route: <route>`, so the
+    mesh sends it to that version of the service (a saga pinned to the canary stays on it), and the version has
+    a circuit breaker of its own."""
+
     def __init__(self, name: str, address: str, stub: Callable[[grpc.aio.Channel], StubT],
                  *, attempt_timeout: float = 2.0, fail_max: int = 5, reset_timeout: float = 10.0,
-                 redis_url: str | None = None) -> None:
+                 redis_url: str | None = None, route: str | None = None) -> None:
         self.name, self.address, self.attempt_timeout = name, address, attempt_timeout
-        self.breaker = Breaker(name, counts=is_transient, fail_max=fail_max, reset_timeout=reset_timeout,
-                               redis_url=redis_url)
+        self.metadata = ((ROUTE, route),) if route else ()
+        self.breaker = Breaker(name if route in (None, "v1") else f"{name}@{route}", counts=is_transient,
+                               fail_max=fail_max, reset_timeout=reset_timeout, redis_url=redis_url)
         self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = stub(self.channel)
 
@@ -82,7 +87,7 @@ class Dependency(Generic[StubT]):
         record = current_record.get()
         if record is not None:
             record.attempts += 1
-        call = rpc(request, timeout=timeout)
+        call = rpc(request, timeout=timeout, metadata=self.metadata)
         try:
             return await call
         finally:

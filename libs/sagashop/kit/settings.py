@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     step_deadline_seconds: float = 20.0  # how long a saga step may keep retrying a service that is down
     breaker_fail_max: int = 5  # transient failures in a row that open a dependency's circuit
     breaker_reset_seconds: float = 10.0  # how long an open circuit fails fast before one trial call
+    canary_percent: float = 0.0  # share of new sagas pinned to the canary (v2) version set, 0 to 100
+    canary_addresses: dict[str, str] = {}  # without a mesh: service -> host:port of its v2, e.g. {"payment": ...}
     park_after_attempts: int = 20  # a compensation failing this often parks its saga as NEEDS_ATTENTION
     saga_lease_seconds: float = 10.0  # an orchestrator that stops renewing loses its sagas to another this late
     reservation_ttl_seconds: float = 900.0  # a HELD reservation this old has lost its saga: the sweeper releases it

@@ -30,6 +30,7 @@ TRANSIENT = frozenset(
 )
 ERROR_CODE = "error-code"  # trailing metadata key holding DomainError.code
 SERVED_BY = "x-served-by"  # initial metadata key holding "<service>@<version>"
+ROUTE = "x-sagashop-route"  # request metadata: the version set (v1, v2) a saga's calls are pinned to
 
 
 def status_of(error: DomainError) -> grpc.StatusCode:

@@ -25,6 +25,7 @@ class Run(Generic[I]):
     step: str
     results: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    route: str = "v1"  # the version set the saga is pinned to
 
     @property
     def key(self) -> str:

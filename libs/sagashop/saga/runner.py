@@ -58,21 +58,21 @@ class SagaRunner:
         try:
             if record.state == RUNNING:
                 try:
-                    await self._forward(saga, record.id, input_, done, results)
+                    await self._forward(saga, record, input_, done, results)
                     return await self._transition(saga, record.id, SUCCEEDED)
                 except StepFailed as failure:
                     reason = failure.reason
                     await self._transition(saga, record.id, COMPENSATING, reason)
-            await self._compensate(saga, record.id, Run(record.id, input_, "", results, reason), done)
+            await self._compensate(saga, record.id, Run(record.id, input_, "", results, reason, record.route), done)
             return await self._transition(saga, record.id, COMPENSATED, reason)
         except Parked:
             return await self._transition(saga, record.id, NEEDS_ATTENTION)
 
-    async def _forward(self, saga: Saga, saga_id: str, input_: Any, done: dict[tuple[str, str], StepRecord],
+    async def _forward(self, saga: Saga, record: SagaRecord, input_: Any, done: dict[tuple[str, str], StepRecord],
                        results: dict[str, Any]) -> None:
         for step in saga.steps:
             if not _succeeded(done.get((step.name, EXECUTE))):
-                run = Run(saga_id, input_, step.name, results)
+                run = Run(record.id, input_, step.name, results, route=record.route)
                 must_succeed = saga.on_rejected is None
                 results[step.name] = await self._step(run, EXECUTE, step.action, until_done=must_succeed)
 
@@ -140,7 +140,7 @@ class SagaRunner:
 
 
 def _at(run: Run[Any], step: str) -> Run[Any]:
-    return Run(run.saga_id, run.input, step, run.results, run.reason)
+    return Run(run.saga_id, run.input, step, run.results, run.reason, run.route)
 
 
 def _succeeded(step: StepRecord | None) -> bool:

@@ -22,7 +22,7 @@ sagas = sa.Table(  # the schema itself is in services/orchestrator/migrations
     "sagas", metadata, sa.Column("id", sa.String, primary_key=True), sa.Column("name", sa.String),
     sa.Column("correlation_id", sa.String), sa.Column("business_key", sa.String), sa.Column("fingerprint", sa.String),
     sa.Column("input", sa.JSON), sa.Column("state", sa.String), sa.Column("failure_reason", sa.String),
-    sa.Column("owner", sa.String), sa.Column("lease_until", sa.DateTime(timezone=True)),
+    sa.Column("route", sa.String), sa.Column("owner", sa.String), sa.Column("lease_until", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True)), sa.Column("updated_at", sa.DateTime(timezone=True)),
 )
 saga_steps = sa.Table(
@@ -54,6 +54,7 @@ class SagaRecord:
     input: Any
     state: str
     failure_reason: str
+    route: str  # the version set every step and undo of this saga is sent to (v1: stable, v2: canary)
     created_at: datetime
     updated_at: datetime
 
@@ -210,7 +211,7 @@ class SagaStore:
 
 
 def new_record(name: str, saga_id: str, correlation_id: str, business_key: str | None, fingerprint: str,
-               input_json: Any) -> SagaRecord:
+               input_json: Any, route: str = "v1") -> SagaRecord:
     moment = now()
-    return SagaRecord(saga_id, name, correlation_id, business_key, fingerprint, input_json, RUNNING, "",
+    return SagaRecord(saga_id, name, correlation_id, business_key, fingerprint, input_json, RUNNING, "", route,
                       moment, moment)

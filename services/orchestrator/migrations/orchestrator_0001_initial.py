@@ -1,4 +1,4 @@
-"""The saga log: sagas with their lease, one row per step and action, and the operators' audit trail.
+"""The saga log: sagas with their lease, and one row per step and action.
 
 Revision ID: orchestrator_0001
 Revises:
@@ -41,13 +41,4 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True)),
         sa.UniqueConstraint("saga_id", "name", "action"),
-    )
-    op.create_table(
-        "saga_audit",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("saga_id", sa.String(64), sa.ForeignKey("sagas.id"), nullable=False, index=True),
-        sa.Column("action", sa.String(32), nullable=False),
-        sa.Column("reason", sa.String(500), nullable=False),
-        sa.Column("actor", sa.String(200), nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     )

@@ -1,0 +1,55 @@
+"""Every check over one tree (deploy/ + istio/): the real tree in the tests, broken copies in test_broken_copies."""
+
+from pathlib import Path
+
+from sagashop.kit.settings import PARTS
+
+from .env_checks import config_problems, coverage_problems, env_problems
+from .manifests import Obj, load_yaml_dir, of_kind, overlays, pod_labels, render
+from .mesh_checks import canary_layout_problems, mesh_problems, method_problems
+from .schema_checks import istio_problems, kubernetes_problems
+from .workload_checks import workload_problems
+
+
+def versions_deployed(objs: list[Obj]) -> set[str]:
+    return {pod_labels(d).get("version", "") for d in of_kind(objs, "Deployment")} & {"v1", "v2"}
+
+
+def external_secrets(objs: list[Obj]) -> frozenset[str]:
+    """An overlay that renders no Secret (production) expects its Secrets to be created before it is applied."""
+    return frozenset() if of_kind(objs, "Secret") else frozenset({"sagashop-secrets"})
+
+
+def overlay_problems(objs: list[Obj], istio: list[Obj]) -> list[str]:
+    return [*kubernetes_problems(objs), *workload_problems(objs, external_secrets(objs)), *env_problems(objs),
+            *config_problems(objs), *coverage_problems(objs), *mesh_problems(istio, objs, versions_deployed(objs))]
+
+
+def part_files_problems(istio_dir: Path) -> list[str]:
+    """istio/<part>.yaml for every part: a DestinationRule and a VirtualService laid out for canaries."""
+    problems, everything = [], load_yaml_dir(istio_dir)
+    for part in PARTS:
+        docs = [d for d in everything if d["_file"] == f"{part}.yaml"]
+        if sorted(d["kind"] for d in docs if d["kind"] != "Gateway") != ["DestinationRule", "VirtualService"]:
+            problems.append(f"{part}.yaml: needs one DestinationRule and one VirtualService")
+        problems += [p for vs in of_kind(docs, "VirtualService") for p in canary_layout_problems(vs)]
+    return problems
+
+
+def istio_tree_problems(istio_dir: Path) -> list[str]:
+    istio = load_yaml_dir(istio_dir)
+    return [*istio_problems(istio), *method_problems(istio), *part_files_problems(istio_dir)]
+
+
+def all_problems(root: Path) -> list[str]:
+    """Renders every overlay of root/deploy and checks it with root/istio; kustomize's refusals are problems too."""
+    istio = load_yaml_dir(root / "istio")
+    problems = istio_tree_problems(root / "istio")
+    for overlay in overlays(root / "deploy"):
+        try:
+            objs = render(overlay)
+        except RuntimeError as e:
+            problems.append(str(e))
+            continue
+        problems += [f"{overlay.name}: {p}" for p in overlay_problems(objs, istio)]
+    return problems

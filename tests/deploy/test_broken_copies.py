@@ -1,0 +1,126 @@
+"""The checks catch what they are for: each test breaks one thing in a copy of deploy/ and istio/."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .manifests import ROOT, kubectl_or_skip
+from .suite import all_problems
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    kubectl_or_skip()
+    for folder in ("deploy", "istio"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    return tmp_path
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} is not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def reported(root: Path, *needles: str) -> list[str]:
+    """The problems found in the tree that mention every needle; the test asserts there is one at least."""
+    problems = all_problems(root)
+    return [p for p in problems if all(n in p for n in needles)]
+
+
+def test_the_unbroken_copy_has_no_problems(tree: Path) -> None:
+    assert all_problems(tree) == []
+
+
+def test_a_route_to_a_subset_no_destination_rule_declares(tree: Path) -> None:
+    edit(tree / "istio/payment.yaml", "destination: {host: payment, subset: v2}\n    retries",
+         "destination: {host: payment, subset: canary}\n    retries")
+    assert reported(tree, "payment.yaml", "subset 'canary'", "in no DestinationRule")
+
+
+def test_weights_that_do_not_add_up_to_100(tree: Path) -> None:
+    edit(tree / "istio/inventory.yaml", "weight: 100", "weight: 90")
+    assert reported(tree, "inventory.yaml", "weights [90, 0] do not add up to 100")
+
+
+def test_a_weight_written_as_text(tree: Path) -> None:
+    edit(tree / "istio/order.yaml", "weight: 100", 'weight: "100"')
+    assert reported(tree, "order.yaml", "weight", "valid integer")
+
+
+def test_a_field_istio_does_not_know(tree: Path) -> None:
+    edit(tree / "istio/shipping.yaml", "retries: {attempts: 0}", "retries: {attempts: 0, perTryTimout: 2s}")
+    assert reported(tree, "shipping.yaml", "unknown field", "perTryTimout")
+
+
+def test_mesh_retries_left_on(tree: Path) -> None:
+    edit(tree / "istio/user.yaml", "retries: {attempts: 0}", "retries: {attempts: 2}")
+    assert reported(tree, "user.yaml", "the app owns retries")
+
+
+def test_a_header_pin_that_does_not_come_first(tree: Path) -> None:
+    edit(tree / "istio/orchestrator.yaml", "x-sagashop-route: {exact: v2}", "x-sagashop-route: {exact: v3}")
+    assert reported(tree, "orchestrator.yaml", "the first two routes must pin")
+
+
+def test_a_subset_whose_labels_select_no_pods(tree: Path) -> None:
+    edit(tree / "istio/payment.yaml", "labels: {version: v1}", "labels: {version: v1, track: stable}")
+    assert reported(tree, "payment", "subset v1", "selects no pods")
+
+
+def test_a_service_port_that_no_container_serves(tree: Path) -> None:
+    edit(tree / "deploy/k8s/base/payment.yaml", "targetPort: grpc", "targetPort: grcp")
+    assert reported(tree, "Service/payment", "targetPort grcp is no container port")
+
+
+def test_a_probe_on_the_wrong_port(tree: Path) -> None:
+    edit(tree / "deploy/k8s/base/shipping.yaml", "readinessProbe:\n          grpc: {port: 50055}",
+         "readinessProbe:\n          grpc: {port: 50054}")
+    assert reported(tree, "Deployment/shipping-v1", "readinessProbe port 50054 is no container port")
+
+
+def test_a_host_variable_left_out(tree: Path) -> None:
+    edit(tree / "deploy/k8s/base/config.env", "SAGASHOP_PAYMENT_HOST=payment\n", "")
+    assert reported(tree, "Deployment/orchestrator-v1", "missing SAGASHOP_PAYMENT_HOST")
+
+
+def test_a_misspelt_variable(tree: Path) -> None:
+    edit(tree / "deploy/k8s/base/config.env", "SAGASHOP_STEP_DEADLINE_SECONDS=", "SAGASHOP_STEP_DEADLINE_SECS=")
+    assert reported(tree, "SAGASHOP_STEP_DEADLINE_SECS is no Settings field")
+
+
+def test_a_port_that_is_no_service_port(tree: Path) -> None:
+    edit(tree / "deploy/k8s/base/config.env", "SAGASHOP_SHIPPING_PORT=50055", "SAGASHOP_SHIPPING_PORT=50056")
+    assert reported(tree, "shipping at shipping:50056 is no Service port")
+
+
+def test_an_image_tagged_latest(tree: Path) -> None:
+    edit(tree / "deploy/k8s/overlays/production/kustomization.yaml", "newTag: 0.1.0", "newTag: latest")
+    assert reported(tree, "production", "ghcr.io/sagashop/sagashop:latest is not pinned")
+
+
+def test_a_field_kubernetes_does_not_know(tree: Path) -> None:
+    edit(tree / "deploy/k8s/base/user.yaml", "revisionHistoryLimit: 3", "revisionHistoryLimit: 3\n  replica: 2")
+    assert reported(tree, "Deployment/user-v1", "'replica' was unexpected")
+
+
+def test_a_removed_api_version(tree: Path) -> None:
+    edit(tree / "deploy/k8s/base/order.yaml", "apiVersion: policy/v1\n", "apiVersion: policy/v1beta1\n")
+    assert reported(tree, "PodDisruptionBudget/order", "no Kubernetes", "schema for policy/v1beta1")
+
+
+def test_a_principal_that_names_no_service_account(tree: Path) -> None:
+    edit(tree / "istio/authorization.yaml", "principals: [cluster.local/ns/sagashop/sa/gateway]",
+         "principals: [cluster.local/ns/sagashop/sa/api-gateway]")
+    assert reported(tree, "sa/api-gateway is no ServiceAccount")
+
+
+def test_a_method_path_with_a_typo(tree: Path) -> None:
+    edit(tree / "istio/authorization.yaml", "/sagashop.v1.PaymentService/Refund", "/sagashop.v1.PaymentService/Refnd")
+    assert reported(tree, "/sagashop.v1.PaymentService/Refnd is no gRPC method")
+
+
+def test_a_secret_the_kind_overlay_does_not_generate(tree: Path) -> None:
+    edit(tree / "deploy/k8s/overlays/kind/kustomization.yaml", "  - db-password=dev-only-db-password\n", "")
+    assert reported(tree, "kind", "Secret sagashop-secrets", "db-password not found")

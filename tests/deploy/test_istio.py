@@ -1,0 +1,110 @@
+"""istio/ validates against Istio's models, matches the manifests, and lets each caller make exactly its calls."""
+
+import re
+
+import pytest
+
+from sagashop.kit.settings import SERVICES
+
+from .conftest import OVERLAYS
+from .manifests import NAMESPACE, ROOT, Obj, of_kind
+from .mesh_checks import grpc_methods, mesh_problems, principals
+from .suite import istio_tree_problems, versions_deployed
+
+STEP_METHODS = {"inventory": ["ReserveStock", "ReleaseStock", "CommitStock"], "payment": ["Charge", "Refund"],
+                "shipping": ["CreateShipment", "CancelShipment"],
+                "order": ["CreateOrder", "ApproveOrder", "RejectOrder", "CancelOrder"]}
+STUB_CALL = re.compile(r"\bstub\.([A-Z]\w+)(?:(?:\(|,\s*)(\w+?)_pb2\b)?")  # stub.Charge, payment_pb2.ChargeRequest(...
+
+
+def path(service: str, method: str) -> str:
+    return f"/sagashop.v1.{service.capitalize()}Service/{method}"
+
+
+def account(name: str) -> str:
+    return f"cluster.local/ns/{NAMESPACE}/sa/{name}"
+
+
+def allowed(istio: list[Obj], callee: str, caller: str, call: str) -> bool:
+    """Whether the ALLOW policies of the callee's pods let the caller's ServiceAccount make this call."""
+    policies = [p for p in of_kind(istio, "AuthorizationPolicy")
+                if p["spec"].get("selector", {}).get("matchLabels") == {"app": callee}]
+    for rule in (rule for p in policies for rule in p["spec"].get("rules", [])):
+        paths = [q for to in rule.get("to", []) for q in to.get("operation", {}).get("paths", [])]
+        if account(caller) in principals({"spec": {"rules": [rule]}}) and (
+                not paths or any(call == q or (q.endswith("*") and call.startswith(q[:-1])) for q in paths)):
+            return True
+    return False
+
+
+def owners() -> dict[str, set[str]]:
+    """Method name -> the services declaring it (CancelOrder: order and orchestrator)."""
+    found: dict[str, set[str]] = {}
+    for method_path in (m for m in grpc_methods() if m.startswith("/sagashop.v1.")):
+        service, method = method_path.removeprefix("/sagashop.v1.").split("/")
+        found.setdefault(method, set()).add(service.removesuffix("Service").lower())
+    return found
+
+
+def calls_made_by(folder: str) -> set[tuple[str, str]]:
+    """(service, method) of every `stub.<Method>` call in the code, the service told by the request's module."""
+    by_name, calls = owners(), set()
+    for match in (m for f in (ROOT / folder).rglob("*.py") for m in STUB_CALL.finditer(f.read_text())):
+        method, module = match.groups()
+        services = by_name.get(method, set())
+        calls |= {(s, method) for s in ({module} & services or services)}
+    return calls
+
+
+def test_every_istio_object_validates_against_its_model_and_every_part_is_laid_out_for_canaries() -> None:
+    assert istio_tree_problems(ROOT / "istio") == []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_mesh_matches_the_rendered_manifests(rendered: dict[str, list[Obj]], istio: list[Obj],
+                                                 overlay: str) -> None:
+    objs = rendered[overlay]
+    assert mesh_problems(istio, objs, versions_deployed(objs)) == []
+
+
+def test_the_canary_overlay_gives_every_v2_subset_pods(rendered: dict[str, list[Obj]]) -> None:
+    assert versions_deployed(rendered["kind-canary"]) == {"v1", "v2"}
+
+
+def test_mtls_is_strict_for_the_namespace(istio: list[Obj]) -> None:
+    (peer,) = of_kind(istio, "PeerAuthentication")
+    assert (peer["metadata"]["namespace"], peer["spec"]) == (NAMESPACE, {"mtls": {"mode": "STRICT"}})
+    assert any(p["spec"] == {} for p in of_kind(istio, "AuthorizationPolicy")), "deny by default"
+
+
+@pytest.mark.parametrize("service", sorted(STEP_METHODS))
+def test_only_the_orchestrator_may_call_the_saga_steps(istio: list[Obj], service: str) -> None:
+    for method in STEP_METHODS[service]:
+        callers = {c for c in ("gateway", *SERVICES) if allowed(istio, service, c, path(service, method))}
+        assert callers == {"orchestrator"}, method
+
+
+def test_only_the_gateway_may_call_the_orchestrator(istio: list[Obj]) -> None:
+    for caller in ("orchestrator", *SERVICES):
+        assert not allowed(istio, "orchestrator", caller, path("orchestrator", "StartCheckout"))
+    assert allowed(istio, "orchestrator", "gateway", path("orchestrator", "StartCheckout"))
+
+
+def test_the_gateway_may_make_every_call_its_routes_make(istio: list[Obj]) -> None:
+    calls = calls_made_by("services/gateway")
+    assert ("order", "GetOrder") in calls
+    assert [c for c in calls if not allowed(istio, c[0], "gateway", path(*c))] == []
+    for service in SERVICES:
+        assert allowed(istio, service, "gateway", "/sagashop.v1.FaultService/AddFault")
+        assert allowed(istio, service, "gateway", "/grpc.health.v1.Health/Check")  # GET /readyz
+
+
+def test_the_orchestrator_may_make_every_call_its_sagas_make(istio: list[Obj]) -> None:
+    calls = calls_made_by("services/orchestrator")
+    assert ("payment", "Charge") in calls
+    assert [c for c in calls if not allowed(istio, c[0], "orchestrator", path(*c))] == []
+
+
+def test_the_gateway_may_not_make_saga_steps_and_nobody_else_gets_in(istio: list[Obj]) -> None:
+    assert not allowed(istio, "payment", "gateway", path("payment", "Charge"))
+    assert not allowed(istio, "payment", "shipping", path("payment", "ListLedger"))

@@ -1,0 +1,76 @@
+"""The kustomize tree renders, validates strictly, and gives every part what it needs in a cluster."""
+
+import pytest
+
+from sagashop.kit.settings import PARTS
+
+from .conftest import OVERLAYS
+from .env_checks import config_problems, coverage_problems, env_problems
+from .manifests import Obj, named, of_kind, pod_labels
+from .schema_checks import kubernetes_problems
+from .suite import external_secrets
+from .workload_checks import workload_problems
+
+TREES = ["base", *OVERLAYS]
+
+
+def config_value(objs: list[Obj], key: str) -> str:
+    config = next(c for c in of_kind(objs, "ConfigMap") if c["metadata"]["name"].startswith("sagashop-config"))
+    return config["data"][key]
+
+
+def test_there_are_kind_canary_and_production_overlays() -> None:
+    assert {"kind", "kind-canary", "production"} <= set(OVERLAYS)
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_the_tree_renders_with_kustomize(rendered: dict[str, list[Obj]], tree: str) -> None:
+    kinds = {o["kind"] for o in rendered[tree]}
+    assert {"Deployment", "Service", "ServiceAccount", "StatefulSet", "ConfigMap", "HorizontalPodAutoscaler",
+            "PodDisruptionBudget", "Namespace"} <= kinds
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_every_object_validates_against_the_strict_kubernetes_schemas(rendered: dict[str, list[Obj]],
+                                                                      tree: str) -> None:
+    assert kubernetes_problems(rendered[tree]) == []
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_every_workload_is_wired_pinned_and_locked_down(rendered: dict[str, list[Obj]], tree: str) -> None:
+    objs = rendered[tree]
+    assert workload_problems(objs, external_secrets(objs)) == []
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_every_part_gets_every_variable_it_must_have_in_a_cluster(rendered: dict[str, list[Obj]], tree: str) -> None:
+    objs = rendered[tree]
+    assert env_problems(objs) + config_problems(objs) + coverage_problems(objs) == []
+
+
+def test_the_kind_overlay_turns_faults_on_and_generates_dev_only_secrets(rendered: dict[str, list[Obj]]) -> None:
+    objs = rendered["kind"]
+    assert config_value(objs, "SAGASHOP_FAULTS_ENABLED") == "true"
+    (secret,) = of_kind(objs, "Secret")
+    assert set(secret["data"]) == {"jwt-secret", "admin-password", "db-password"}
+    assert {d["spec"]["template"]["spec"]["containers"][0]["image"] for d in of_kind(objs, "Deployment")
+            if d["metadata"]["name"] != "redis"} == {"sagashop:0.1.0"}
+
+
+def test_production_turns_faults_off_expects_its_secret_and_runs_more_replicas(rendered: dict[str, list[Obj]]) -> None:
+    objs = rendered["production"]
+    assert config_value(objs, "SAGASHOP_FAULTS_ENABLED") == "false"
+    assert of_kind(objs, "Secret") == []
+    assert all(named(objs, "Deployment", f"{part}-v1")["spec"]["replicas"] >= 2  # type: ignore[index]
+               for part in PARTS if part not in ("gateway", "orchestrator"))
+    assert all(hpa["spec"]["minReplicas"] >= 2 for hpa in of_kind(objs, "HorizontalPodAutoscaler"))
+
+
+def test_the_canary_overlay_adds_a_v2_of_every_part_and_runs_only_payment(rendered: dict[str, list[Obj]]) -> None:
+    objs = rendered["kind-canary"]
+    canaries = {d["metadata"]["name"]: d for d in of_kind(objs, "Deployment") if pod_labels(d).get("version") == "v2"}
+    assert set(canaries) == {f"{part}-v2" for part in PARTS}
+    assert {name: d["spec"]["replicas"] for name, d in canaries.items() if d["spec"]["replicas"]} == {"payment-v2": 1}
+    assert all(d["spec"]["selector"]["matchLabels"]["version"] == "v2" for d in canaries.values())
+    hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(objs, "HorizontalPodAutoscaler")}
+    assert hpa_targets == {"gateway-v1", "orchestrator-v1"}
