@@ -37,3 +37,11 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) .tools .data libs/sagashop/v1/*_pb2*.py libs/sagashop/v1/*_pb2*.pyi $(STUBS)
+
+# A local Kubernetes (kind) cluster with Istio running the shop; needs docker, kind, kubectl, istioctl 1.24.2.
+.PHONY: kind-up kind-down
+kind-up:
+	deploy/kind/up.sh
+
+kind-down:
+	deploy/kind/down.sh

@@ -9,9 +9,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from .audit import violations
 from .client import ShopClient
 from .faults import crash_rule, random_rule
+from .memory import sample
 from .replicas import Replicas
 
 TERMINAL = {"APPROVED", "REJECTED", "CANCELLED"}
@@ -25,7 +28,7 @@ class Plan:
     duration: float = 120.0  # seconds over which the orders are spread
     replicas: int = 2  # orchestrator replicas the campaign owns and kills
     skus: int = 6
-    stock: int = 60
+    stock: int = 0  # units of each SKU; 0: enough that most orders can be approved
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Report:
     cancelled: int = 0
     parked_retried: list[str] = field(default_factory=list)
     quiesce_seconds: float = 0.0
+    memory_mib: dict[str, list[float]] = field(default_factory=dict)  # per part, while orders ran
     violations: list[str] = field(default_factory=list)
 
 
@@ -45,7 +49,8 @@ async def run(url: str, admin: tuple[str, str], plan: Plan) -> Report:
     replicas = Replicas(plan.replicas, rng)
     try:
         shop.admin = await shop.login(*admin)
-        stock = {f"CHAOS-{uuid.uuid4().hex[:6].upper()}": plan.stock for _ in range(plan.skus)}
+        units = plan.stock or max(60, plan.orders * 3 // plan.skus)
+        stock = {f"CHAOS-{uuid.uuid4().hex[:6].upper()}": units for _ in range(plan.skus)}
         for sku, units in stock.items():
             await shop.put_product(sku, units, rng.choice([500, 1_250, 9_900]))
         customers = [await shop.customer() for _ in range(8)]
@@ -53,9 +58,10 @@ async def run(url: str, admin: tuple[str, str], plan: Plan) -> Report:
         await shop.faults("PUT", random_rule(rng))
         stop = asyncio.Event()
         chaos = asyncio.create_task(_stir(shop, replicas, rng, report, stop))
+        watch = asyncio.create_task(sample(report.memory_mib, httpx.URL(url).port or 80, stop))
         placed = await _place(shop, plan, rng, customers, list(stock))
         stop.set()
-        await chaos
+        await asyncio.gather(chaos, watch)
         report.kills = replicas.kills
         orders = await _quiesce(shop, placed, rng, report)
         report.outcomes = Counter(f"{o['status']} {o['failure_reason'] or ''}".strip() for o in orders.values())
@@ -89,27 +95,30 @@ async def _place(shop: ShopClient, plan: Plan, rng: random.Random, customers: li
 async def _stir(shop: ShopClient, replicas: Replicas, rng: random.Random, report: Report,
                 stop: asyncio.Event) -> None:
     """Every second or so: new random fault rules, now and then an orchestrator crash or a replica killed."""
+    crashes: set[str] = set()  # crash rules not yet seen to fire
     while not stop.is_set():
-        await _tally(shop, report)
+        await _tally(shop, report, crashes)
         for _ in range(rng.randint(1, 3)):
             await shop.faults("PUT", random_rule(rng))
         if rng.random() < 0.15:
-            await shop.faults("PUT", crash_rule(rng))
+            crashes.add((await shop.faults("PUT", crash_rule(rng)))["id"])
         if rng.random() < 0.2:
             await replicas.kill_one()
         try:
             await asyncio.wait_for(stop.wait(), rng.uniform(0.5, 2.0))
         except TimeoutError:
             pass
-    await _tally(shop, report)
+    await _tally(shop, report, crashes)
 
 
-async def _tally(shop: ShopClient, report: Report) -> None:
-    """Counts what the current rules fired, then clears them."""
-    for rule in (await shop.faults("DELETE"))["items"]:
+async def _tally(shop: ShopClient, report: Report, crashes: set[str]) -> None:
+    """Counts what the current rules fired, then clears them. A crash rule that fired took its orchestrator's
+    rules with it: it is counted by its absence."""
+    cleared = (await shop.faults("DELETE"))["items"]
+    for rule in cleared:
         report.faults_fired[f"{rule['service']}.{rule['method']}"] += rule["fired"]
-        if rule["crash"] and rule["fired"]:
-            report.crashes += 1
+    report.crashes += len(crashes - {rule["id"] for rule in cleared})
+    crashes.clear()
 
 
 async def _quiesce(shop: ShopClient, placed: list[str], rng: random.Random, report: Report,

@@ -15,9 +15,12 @@ def text(plan: Plan, report: Report) -> str:
              f"orchestrator crashes injected: {report.crashes}, replicas killed: {report.kills}",
              f"cancellations: {report.cancelled}, parked sagas retried: {len(report.parked_retried)}",
              f"time to quiesce: {report.quiesce_seconds}s",
+             "memory (MiB, first/max/last sample while ordering):",
+             *(f"  {part:<13} {m[0]:>7} {max(m):>7} {m[-1]:>7}" for part, m in sorted(report.memory_mib.items())),
              f"violations: {len(report.violations)}", *(f"  {v}" for v in report.violations)]
     return "\n".join(lines)
 
 
 def as_json(plan: Plan, report: Report) -> str:
-    return json.dumps({"plan": asdict(plan), **asdict(report)}, indent=2, sort_keys=True)
+    fields = {name: dict(value) if isinstance(value, dict) else value for name, value in vars(report).items()}
+    return json.dumps({"plan": asdict(plan), **fields}, indent=2, sort_keys=True)

@@ -1,5 +1,7 @@
 """Rendering and reading the deploy files: kustomize output and istio/ as plain dicts, plus small lookups."""
 
+import copy
+import hashlib
 import os
 import shutil
 import subprocess
@@ -16,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "sagashop"
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 Obj = dict[str, Any]
+Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser: ten times faster on kustomize's output
 
 
 def kubectl_or_skip() -> str:
@@ -29,20 +32,36 @@ def kubectl_or_skip() -> str:
     return found
 
 
+def tree_digest(kustomization_dir: Path) -> str:
+    """A digest of every file of the kustomize tree (deploy/k8s) the directory belongs to."""
+    tree = next((p for p in (kustomization_dir, *kustomization_dir.parents) if p.name == "k8s"), kustomization_dir)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in tree.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(tree)}\0".encode() + path.read_bytes() + b"\0")
+    return f"{kustomization_dir.relative_to(tree)}:{digest.hexdigest()}"
+
+
+_rendered: dict[str, list[Obj]] = {}
+
+
 def render(kustomization_dir: Path) -> list[Obj]:
-    """`kubectl kustomize DIR`, parsed; raises with kustomize's message when it refuses the tree."""
-    done = subprocess.run([kubectl_or_skip(), "kustomize", str(kustomization_dir)],
-                          capture_output=True, text=True, check=False, timeout=120)
-    if done.returncode != 0:
-        raise RuntimeError(f"kubectl kustomize {kustomization_dir} failed: {done.stderr.strip()}")
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    """`kubectl kustomize DIR`, parsed (a tree already rendered comes from a cache); raises with kustomize's message
+    when it refuses the tree."""
+    key = tree_digest(kustomization_dir)
+    if key not in _rendered:
+        done = subprocess.run([kubectl_or_skip(), "kustomize", str(kustomization_dir)],
+                              capture_output=True, text=True, check=False, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"kubectl kustomize {kustomization_dir} failed: {done.stderr.strip()}")
+        _rendered[key] = [doc for doc in yaml.load_all(done.stdout, Loader=Loader) if doc]
+    return copy.deepcopy(_rendered[key])
 
 
 def load_yaml_dir(directory: Path) -> list[Obj]:
     """Every document of every *.yaml under the directory, each tagged with the file it came from."""
     docs = []
     for path in sorted(directory.rglob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
+        for doc in yaml.load_all(path.read_text(), Loader=Loader):
             if doc:
                 docs.append({**doc, "_file": str(path.relative_to(directory))})
     return docs

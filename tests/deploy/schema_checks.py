@@ -34,6 +34,12 @@ def _strip(obj: Obj) -> Obj:
 
 
 @cache
+def _definitions() -> referencing.Resource:
+    schema_dir = f"kubernetes-json-schema/v{KUBERNETES_VERSION}-local-strict"
+    return referencing.Resource.from_contents(kv.schema_contents(f"{schema_dir}/_definitions.json", KUBERNETES_VERSION))
+
+
+@cache
 def _validator(kind: str, api_version: str) -> jsonschema.protocols.Validator | None:
     schema_dir = f"kubernetes-json-schema/v{KUBERNETES_VERSION}-local-strict"
     group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)  # apps/v1 -> apps-v1, as the CLI does
@@ -41,9 +47,7 @@ def _validator(kind: str, api_version: str) -> jsonschema.protocols.Validator | 
         schema = kv.schema_contents(f"{schema_dir}/{kind.lower()}-{group_version}.json", KUBERNETES_VERSION)
     except FileNotFoundError:
         return None
-    definitions = kv.schema_contents(f"{schema_dir}/_definitions.json", KUBERNETES_VERSION)
-    registry = referencing.Resource.from_contents(definitions) @ (
-        referencing.Resource.from_contents(schema) @ referencing.Registry())
+    registry = _definitions() @ (referencing.Resource.from_contents(schema) @ referencing.Registry())
     return jsonschema.Draft202012Validator(schema, registry=registry)
 
 

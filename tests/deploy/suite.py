@@ -1,5 +1,6 @@
 """Every check over one tree (deploy/ + istio/): the real tree in the tests, broken copies in test_broken_copies."""
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sagashop.kit.settings import PARTS
@@ -45,11 +46,15 @@ def all_problems(root: Path) -> list[str]:
     """Renders every overlay of root/deploy and checks it with root/istio; kustomize's refusals are problems too."""
     istio = load_yaml_dir(root / "istio")
     problems = istio_tree_problems(root / "istio")
-    for overlay in overlays(root / "deploy"):
-        try:
-            objs = render(overlay)
-        except RuntimeError as e:
-            problems.append(str(e))
-            continue
-        problems += [f"{overlay.name}: {p}" for p in overlay_problems(objs, istio)]
+    with ThreadPoolExecutor() as pool:  # kustomize runs in a process of its own
+        trees = list(pool.map(render_or_refusal, overlays(root / "deploy")))
+    for overlay, objs in zip(overlays(root / "deploy"), trees, strict=True):
+        problems += [objs] if isinstance(objs, str) else [f"{overlay.name}: {p}" for p in overlay_problems(objs, istio)]
     return problems
+
+
+def render_or_refusal(overlay: Path) -> list[Obj] | str:
+    try:
+        return render(overlay)
+    except RuntimeError as e:
+        return str(e)

@@ -66,11 +66,13 @@ def test_production_turns_faults_off_expects_its_secret_and_runs_more_replicas(r
     assert all(hpa["spec"]["minReplicas"] >= 2 for hpa in of_kind(objs, "HorizontalPodAutoscaler"))
 
 
-def test_the_canary_overlay_adds_a_v2_of_every_part_and_runs_only_payment(rendered: dict[str, list[Obj]]) -> None:
+def test_the_canary_overlay_runs_a_v2_of_every_service_a_pinned_saga_calls(rendered: dict[str, list[Obj]]) -> None:
     objs = rendered["kind-canary"]
     canaries = {d["metadata"]["name"]: d for d in of_kind(objs, "Deployment") if pod_labels(d).get("version") == "v2"}
     assert set(canaries) == {f"{part}-v2" for part in PARTS}
-    assert {name: d["spec"]["replicas"] for name, d in canaries.items() if d["spec"]["replicas"]} == {"payment-v2": 1}
+    running = {name for name, d in canaries.items() if d["spec"]["replicas"]}
+    assert running == {f"{part}-v2" for part in ("order", "inventory", "payment", "shipping")}
+    assert float(config_value(objs, "SAGASHOP_CANARY_PERCENT")) > 0
     assert all(d["spec"]["selector"]["matchLabels"]["version"] == "v2" for d in canaries.values())
     hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(objs, "HorizontalPodAutoscaler")}
     assert hpa_targets == {"gateway-v1", "orchestrator-v1"}

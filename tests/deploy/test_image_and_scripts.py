@@ -1,0 +1,68 @@
+"""The Dockerfile, the kind scripts and the versions they pin agree with each other and with the tests."""
+
+import os
+import re
+import shutil
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .manifests import ROOT
+from .schema_checks import KUBERNETES_VERSION
+
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+SCRIPTS = [ROOT / "deploy/kind/up.sh", ROOT / "deploy/kind/down.sh"]
+
+
+def test_the_image_is_built_from_pinned_bases_and_runs_a_part_as_an_unprivileged_user() -> None:
+    bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)", DOCKERFILE, re.M)
+    assert bases and all(":" in b and not b.endswith(":latest") for b in bases)
+    assert re.findall(r"^FROM (\S+)", DOCKERFILE, re.M) == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    assert re.findall(r"^USER (\S+)", DOCKERFILE, re.M) == ["10001:10001"]
+    assert 'ENTRYPOINT ["sagashop", "serve"]' in DOCKERFILE
+    assert "uv sync --locked --no-dev" in DOCKERFILE
+    assert "SAGASHOP_DATA_DIR=/tmp/data" in DOCKERFILE
+
+
+def test_the_image_generates_the_stubs_as_the_makefile_does() -> None:
+    command = "-m grpc_tools.protoc -I protos --python_out=libs --grpc_python_out=libs --pyi_out=libs"
+    assert command in DOCKERFILE
+    assert command in (ROOT / "Makefile").read_text()
+    assert "protos/sagashop/v1/*.proto" in DOCKERFILE
+
+
+def test_the_build_context_leaves_out_local_state_and_generated_stubs() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".git", ".venv", ".data", "libs/sagashop/v1/*_pb2*.py", "tests"} <= ignored
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_the_kind_scripts_are_strict_executable_bash(script: Path) -> None:
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n")
+    assert "set -euo pipefail" in text
+    assert os.access(script, os.X_OK)
+    if shutil.which("bash"):
+        assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+
+
+def test_istio_is_pinned_to_the_version_of_the_models_the_tests_validate_with() -> None:
+    pinned = re.search(r"^ISTIO_VERSION=(\S+)$", (ROOT / "deploy/kind/up.sh").read_text(), re.M)
+    assert pinned is not None
+    assert version("cloudcoil-models-istio").startswith(pinned.group(1) + ".")
+
+
+def test_the_kind_node_runs_the_kubernetes_version_the_tests_validate_against() -> None:
+    cluster = yaml.safe_load((ROOT / "deploy/kind/cluster.yaml").read_text())
+    (node,) = cluster["nodes"]
+    assert re.fullmatch(r"kindest/node:v\d+\.\d+\.\d+(@sha256:[0-9a-f]{64})?", node["image"])
+    assert node["image"].split(":v")[1].rsplit(".", 1)[0] == KUBERNETES_VERSION.rsplit(".", 1)[0]
+
+
+def test_make_has_the_kind_targets() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "kind-up:\n\tdeploy/kind/up.sh" in makefile
+    assert "kind-down:\n\tdeploy/kind/down.sh" in makefile
