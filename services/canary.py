@@ -130,10 +130,14 @@ def status_lines(istio_dir: Path, cluster: dict[str, tuple[int, int]] | None = N
 
 
 def shift(service: str, v2_percent: int, istio_dir: Path, apply: bool, context: str | None) -> None:
+    """New weights in the file; with `apply`, in the cluster too, and the orchestrators pin that share of new
+    sagas to v2 (a rolling restart: sagas in flight resume from their log, on the route they started on)."""
     path = set_weights(service, v2_percent, istio_dir)
     typer.echo(f"{service}: v1 {100 - v2_percent} / v2 {v2_percent} ({path})")
     if apply:
         typer.echo(kubectl("apply", "-f", str(path), context=context).rstrip())
+        typer.echo(kubectl("set", "env", "deployment", "-l", "app=orchestrator", "-n", NAMESPACE,
+                           f"SAGASHOP_CANARY_PERCENT={v2_percent}", context=context).rstrip())
 
 
 def run_cli(action: Any, *args: Any) -> None:

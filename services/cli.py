@@ -66,6 +66,24 @@ def chaos(
     raise typer.Exit(1 if result.violations else 0)
 
 
+@app.command()
+def bench(
+    url: str = typer.Option(None, help="gateway URL; default: this machine's gateway port"),
+    checkouts: int = typer.Option(500, min=1), concurrency: int = typer.Option(16, min=1),
+    rate: float = typer.Option(None, help="open loop: orders per second (default: closed loop)"),
+    direct: str = typer.Option(None, help="host:port of the orchestrator: checkouts over gRPC, no gateway"),
+    json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
+) -> None:
+    """Against a running shop: N checkouts at a concurrency; throughput, latency percentiles, time per step."""
+    from . import bench as benchmark
+
+    settings = Settings()
+    admin = (settings.admin_email, settings.admin_password or "")
+    result = asyncio.run(benchmark.run(url or f"http://127.0.0.1:{settings.gateway_port}", admin, checkouts,
+                                       concurrency, rate, direct))
+    print(benchmark.as_json(result) if json_out else benchmark.table(result))
+
+
 def main() -> None:
     app()
 

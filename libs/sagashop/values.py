@@ -19,6 +19,15 @@ class Line:
 
 
 @dataclass(frozen=True)
+class PricedLine:
+    """A line with the unit price captured when the order was placed."""
+
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+@dataclass(frozen=True)
 class Address:
     name: str
     line1: str

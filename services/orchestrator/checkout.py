@@ -12,8 +12,9 @@ def checkout_saga(steps: CheckoutSteps) -> Saga:
         Step("reserve_stock", steps.reserve_stock, undo=steps.release_stock),
         Step("charge_payment", steps.charge_payment, undo=steps.refund_payment),
         Step("create_shipment", steps.create_shipment, undo=steps.cancel_shipment),
-        Step("commit_stock", steps.commit_stock),
-        Step("approve_order", steps.approve_order),
+        # shipped: no way back from here, only forward
+        Step("commit_stock", steps.commit_stock, until_done=True),
+        Step("approve_order", steps.approve_order, until_done=True),
         on_rejected=Step("reject_order", steps.reject_order),  # gets the reason: out_of_stock, payment_declined..
         input_type=Checkout,
     )

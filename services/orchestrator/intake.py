@@ -7,9 +7,9 @@ from sagashop.backends import Backends
 from sagashop.kit.errors import Invalid
 from sagashop.v1 import inventory_pb2
 from sagashop.v1 import orchestrator_pb2 as pb
-from sagashop.values import Address, Line, valid_address, valid_lines
+from sagashop.values import Address, Line, PricedLine, valid_address, valid_lines
 
-from .steps import Checkout, PricedLine
+from .steps import Checkout
 
 PRICING_WITHIN = 3.0  # seconds to get prices before the request fails as unavailable
 

@@ -6,14 +6,7 @@ from sagashop.backends import Backends
 from sagashop.saga import Run
 from sagashop.saga.definition import Action
 from sagashop.v1 import inventory_pb2, order_pb2, payment_pb2, shipping_pb2
-from sagashop.values import Address
-
-
-@dataclass(frozen=True)
-class PricedLine:
-    sku: str
-    quantity: int
-    unit_price_cents: int
+from sagashop.values import Address, PricedLine
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sagashop.kit.errors import Invalid, Rejected
-from sagashop.values import MAX_PRICE_CENTS, Address, Line, valid_address, valid_lines
+from sagashop.values import MAX_PRICE_CENTS, Address, Line, PricedLine, valid_address, valid_lines
 
 PENDING, APPROVED, REJECTED, CANCELLED = "PENDING", "APPROVED", "REJECTED", "CANCELLED"
 NONE, CHARGED, REFUNDED = "NONE", "CHARGED", "REFUNDED"
@@ -19,13 +19,6 @@ CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 class InvalidTransition(Rejected):
     code = "invalid_transition"
-
-
-@dataclass(frozen=True)
-class PricedLine:
-    sku: str
-    quantity: int
-    unit_price_cents: int
 
 
 @dataclass(frozen=True)
@@ -47,8 +40,8 @@ class Order:
     def create(cls, id: str, user_id: str, items: list[PricedLine], currency: str, address: Address,
                *, at: datetime) -> "Order":
         """A PENDING order, or Invalid saying which rule the request breaks."""
-        _valid_id("id", id)
-        _valid_id("user_id", user_id)
+        valid_id("id", id)
+        valid_id("user_id", user_id)
         return cls(id, user_id, _valid_items(items), _valid_currency(currency), valid_address(address), at, at)
 
     @property
@@ -85,9 +78,10 @@ class Order:
         return False
 
 
-def _valid_id(field: str, value: str) -> None:
-    if not 1 <= len(value) <= MAX_ID:
-        raise Invalid(f"{field} must be 1 to {MAX_ID} characters")
+def valid_id(field: str, value: str) -> str:
+    if not 1 <= len(value) <= MAX_ID or not value.isprintable():
+        raise Invalid(f"{field} must be 1 to {MAX_ID} printable characters")
+    return value
 
 
 def _valid_items(items: list[PricedLine]) -> tuple[PricedLine, ...]:

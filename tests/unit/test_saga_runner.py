@@ -167,3 +167,20 @@ async def test_an_orchestrator_that_lost_its_lease_cannot_write_the_sagas_log(st
     with pytest.raises(LeaseLost):
         await SagaRunner(store).run(saga, record)
     assert await store.steps("s1") == []
+
+
+async def test_a_step_past_the_point_of_no_return_is_retried_and_never_compensated(store):
+    log: list[str] = []
+    failures = [Unavailable(code="order_unavailable")] * 2
+
+    async def approve(run: Run[Order]) -> None:
+        log.append("approve")
+        if failures:
+            raise failures.pop()
+
+    record = recorder(log)
+    saga = Saga("t", Step("reserve", record("reserve"), undo=record("release")),
+                Step("approve", approve, until_done=True),
+                on_rejected=Step("reject", record("reject")), input_type=Order)
+    assert await SagaRunner(store).run(saga, await start(store, saga)) == SUCCEEDED
+    assert log == ["reserve", "approve", "approve", "approve"]

@@ -41,9 +41,13 @@ Action = Callable[[Run[Any]], Awaitable[Any]]
 
 @dataclass(frozen=True)
 class Step:
+    """`undo` compensates the action. A step `until_done` comes after the point of no return (its effect is
+    not to be undone, e.g. approving the order): it is retried until it succeeds instead of failing the saga."""
+
     name: str
     action: Action
     undo: Action | None = None
+    until_done: bool = False
 
 
 @dataclass(frozen=True)

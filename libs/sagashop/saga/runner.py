@@ -73,7 +73,7 @@ class SagaRunner:
         for step in saga.steps:
             if not _succeeded(done.get((step.name, EXECUTE))):
                 run = Run(record.id, input_, step.name, results, route=record.route)
-                must_succeed = saga.on_rejected is None
+                must_succeed = saga.on_rejected is None or step.until_done
                 results[step.name] = await self._step(run, EXECUTE, step.action, until_done=must_succeed)
 
     async def _compensate(self, saga: Saga, saga_id: str, run: Run[Any],

@@ -1,0 +1,145 @@
+"""`sagashop bench`: checkouts against a running shop, through the gateway (or straight to the orchestrator over
+gRPC, to separate the gateway's cost), with latency percentiles, outcomes and the saga log's time per step."""
+
+import asyncio
+import json
+import statistics
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import grpc
+import httpx
+
+from sagashop.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+
+ADDRESS = {"name": "Bench", "line1": "1 Main St", "city": "Paris", "postal_code": "75001", "country": "FR"}
+
+
+@dataclass
+class Result:
+    checkouts: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    steps_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_ms)
+        pct = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else lat * 99
+        return {"checkouts": self.checkouts, "seconds": round(self.seconds, 2),
+                "throughput_per_s": round(self.checkouts / self.seconds, 1) if self.seconds else 0.0,
+                "p50_ms": round(pct[49], 1), "p95_ms": round(pct[94], 1), "p99_ms": round(pct[98], 1),
+                "max_ms": round(lat[-1], 1), "outcomes": dict(self.outcomes), "steps_ms": self.steps_ms}
+
+
+async def run(url: str, admin: tuple[str, str], checkouts: int, concurrency: int, rate: float | None,
+              direct: str | None) -> Result:
+    async with httpx.AsyncClient(base_url=url, timeout=60,
+                                 limits=httpx.Limits(max_connections=concurrency + 4)) as http:
+        admin_headers = await _login(http, *admin)
+        sku = f"BENCH-{uuid.uuid4().hex[:6].upper()}"
+        body = {"name": "Bench", "price_cents": 1_000, "currency": "EUR", "available": checkouts * 2 + 10}
+        (await http.put(f"/v1/admin/products/{sku}", json=body, headers=admin_headers)).raise_for_status()
+        users = [await _customer(http) for _ in range(concurrency)]
+        place = _via_grpc(direct, sku) if direct else _via_gateway(http, sku)
+        result, order_ids = await _drive(place, users, checkouts, concurrency, rate)
+        result.steps_ms = await _step_times(http, admin_headers, order_ids[:200])
+        return result
+
+
+async def _login(http: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
+    reply = await http.post("/v1/auth/token", json={"email": email, "password": password})
+    reply.raise_for_status()
+    return {"Authorization": f"Bearer {reply.json()['access_token']}"}
+
+
+async def _customer(http: httpx.AsyncClient) -> dict[str, Any]:
+    email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
+    created = await http.post("/v1/users", json={"email": email, "password": "bench-password", "name": "Bench"})
+    created.raise_for_status()
+    return {"id": created.json()["id"], "headers": await _login(http, email, "bench-password")}
+
+
+def _via_gateway(http: httpx.AsyncClient, sku: str) -> Any:
+    body = {"items": [{"sku": sku, "quantity": 1}], "payment_token": "tok_ok", "shipping_address": ADDRESS}
+
+    async def place(user: dict[str, Any]) -> tuple[str, str]:
+        reply = await http.post("/v1/orders", json=body, headers=user["headers"])
+        order = reply.json()
+        return (order.get("status") or f"HTTP {reply.status_code}"), order.get("id", "")
+
+    return place
+
+
+def _via_grpc(address: str, sku: str) -> Any:
+    stub = orchestrator_pb2_grpc.OrchestratorServiceStub(grpc.aio.insecure_channel(address))
+
+    async def place(user: dict[str, Any]) -> tuple[str, str]:
+        reply = await stub.StartCheckout(orchestrator_pb2.StartCheckoutRequest(
+            user_id=user["id"], lines=[{"sku": sku, "quantity": 1}], payment_token="tok_ok", address=ADDRESS,
+            wait_ms=10_000), timeout=30)
+        return reply.state, reply.order_id
+
+    return place
+
+
+async def _drive(place: Any, users: list[dict[str, Any]], checkouts: int, concurrency: int,
+                 rate: float | None) -> tuple[Result, list[str]]:
+    """Closed loop (`concurrency` customers, each placing its next order when the last one is answered), or
+    open loop at `rate` orders/s (latency counted from when each order was due)."""
+    result, order_ids, todo = Result(), [], iter(range(checkouts))
+    started = time.perf_counter()
+
+    async def one(user: dict[str, Any], due: float) -> None:
+        outcome, order_id = await place(user)
+        result.latencies_ms.append((time.perf_counter() - due) * 1000)
+        result.outcomes[outcome] += 1
+        order_ids.append(order_id)
+
+    async def customer(user: dict[str, Any]) -> None:
+        for _ in todo:
+            await one(user, time.perf_counter())
+
+    if rate:
+        tasks = []
+        for i in range(checkouts):
+            due = started + i / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(users[i % len(users)], due)))
+        await asyncio.gather(*tasks)
+    else:
+        await asyncio.gather(*(customer(user) for user in users[:concurrency]))
+    result.seconds, result.checkouts = time.perf_counter() - started, checkouts
+    return result, order_ids
+
+
+async def _step_times(http: httpx.AsyncClient, admin: dict[str, str], order_ids: list[str]) -> dict[str, Any]:
+    """From the saga log: mean and p95 milliseconds of each step, and how many took more than one attempt."""
+    durations: dict[str, list[float]] = defaultdict(list)
+    retried: Counter[str] = Counter()
+    for order_id in filter(None, order_ids):
+        saga = (await http.get(f"/v1/orders/{order_id}/saga", headers=admin)).json()
+        for step in saga.get("steps", []):
+            if step["finished_at"]:
+                took = datetime.fromisoformat(step["finished_at"]) - datetime.fromisoformat(step["started_at"])
+                durations[step["name"]].append(took.total_seconds() * 1000)
+                retried[step["name"]] += step["attempts"] > 1
+    return {name: {"mean": round(statistics.fmean(ms), 2), "p95": round(sorted(ms)[int(len(ms) * 0.95) - 1], 2),
+                   "retried": retried[name]} for name, ms in durations.items()}
+
+
+def table(result: Result) -> str:
+    s = result.summary()
+    lines = [f"{s['checkouts']} checkouts in {s['seconds']} s: {s['throughput_per_s']}/s",
+             f"latency ms: p50 {s['p50_ms']}  p95 {s['p95_ms']}  p99 {s['p99_ms']}  max {s['max_ms']}",
+             f"outcomes: {s['outcomes']}", "saga steps (ms): mean / p95 / retried",
+             *(f"  {name:<16} {v['mean']:>8} {v['p95']:>8} {v['retried']:>4}" for name, v in s["steps_ms"].items())]
+    return "\n".join(lines)
+
+
+def as_json(result: Result) -> str:
+    return json.dumps(result.summary(), indent=2)
