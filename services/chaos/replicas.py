@@ -2,11 +2,20 @@
 SIGKILLed and restarted at random. They take over sagas whose owner died, by lease."""
 
 import asyncio
+import ctypes
 import os
 import random
 import signal
 import socket
 import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Runs in the child before exec: a replica must not outlive the campaign that owns it (Linux)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -26,7 +35,7 @@ class Replicas:
         env.pop("SAGASHOP_METRICS_PORT", None)
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "services.cli", "serve", "orchestrator", env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent)
 
     async def start(self) -> None:
         self.processes = [await self._spawn() for _ in range(self.count)]
