@@ -8,12 +8,12 @@ STUBS := libs/sagashop/v1/.generated
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test setup stubs lint clean
+.PHONY: run test setup stubs lint clean browser
 
 run: setup
 	$(VENV)/bin/sagashop up
 
-test: setup
+test: setup browser
 	$(VENV)/bin/pytest -q
 
 setup: $(VENV)/.synced $(STUBS)
@@ -31,6 +31,11 @@ $(STUBS): $(VENV)/.synced $(PROTOS)
 	touch $@
 
 stubs: $(STUBS)
+
+# Chromium for the console's browser test (tests/e2e/test_console.py): Debian's package, installed when missing and
+# we are root; otherwise that test skips with the reason (and fails on CI).
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; fi
 
 lint: setup
 	$(UV) run --no-sync ruff check .

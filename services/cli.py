@@ -7,7 +7,7 @@ from enum import Enum
 
 import typer
 
-from sagashop.kit.logs import configure
+from sagashop.kit import logs, telemetry
 from sagashop.kit.settings import PARTS, Settings
 
 from . import canary
@@ -29,7 +29,8 @@ def up() -> None:
 def serve(name: PartName) -> None:  # type: ignore[valid-type]
     """Run one part in the foreground (the container entrypoint)."""
     settings = Settings()
-    configure(name.value, settings.log_level)
+    logs.configure(name.value, settings.log_level, settings.log_format)
+    telemetry.configure(name.value, settings)
     main = importlib.import_module(f"services.{name.value}.main").main
     asyncio.run(main(settings))
 

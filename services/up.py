@@ -26,7 +26,8 @@ DEMO_CATALOG = [  # sku, name, price in cents, stock
 
 async def run(settings: Settings) -> None:
     password = settings.admin_password or secrets.token_urlsafe(12)
-    env = {"SAGASHOP_ADMIN_PASSWORD": password, "SAGASHOP_JWT_SECRET": settings.jwt_secret or secrets.token_urlsafe(32)}
+    env = {"SAGASHOP_ADMIN_PASSWORD": password, "SAGASHOP_JWT_SECRET": settings.jwt_secret or secrets.token_urlsafe(32),
+           "SAGASHOP_LOG_FORMAT": settings.log_format or "text"}  # the parts' lines are read here, by a person
     metrics = {part: {"SAGASHOP_METRICS_PORT": str(settings.port(part) + METRICS_OFFSET)} for part in SERVICES}
     supervisor = Supervisor({part: serve_command(part) for part in PARTS}, child_env(env), metrics)
     supervisor.start()

@@ -31,7 +31,8 @@ def start_shop(tmp: Path, database_url: str | None) -> tuple[subprocess.Popen[by
     env = {**os.environ, "SAGASHOP_DATA_DIR": str(tmp / "data"), "SAGASHOP_ADMIN_PASSWORD": "admin-secret-1",
            "SAGASHOP_ADMIN_EMAIL": "admin@example.com", "SAGASHOP_JWT_SECRET": "test-secret-" + uuid.uuid4().hex,
            "SAGASHOP_STEP_DEADLINE_SECONDS": "3", "SAGASHOP_SAGA_LEASE_SECONDS": "3",
-           "SAGASHOP_PARK_AFTER_ATTEMPTS": "3", "SAGASHOP_FAULTS_SEED": "7", "SAGASHOP_BREAKER_RESET_SECONDS": "2"}
+           "SAGASHOP_PARK_AFTER_ATTEMPTS": "3", "SAGASHOP_FAULTS_SEED": "7", "SAGASHOP_BREAKER_RESET_SECONDS": "2",
+           "SAGASHOP_TRACE_FILE": str(tmp / "spans.jsonl"), "SAGASHOP_LOG_FORMAT": "json"}  # read by test_tracing
     env.pop("SAGASHOP_DATABASE_URL", None)
     if database_url:
         env["SAGASHOP_DATABASE_URL"] = database_url

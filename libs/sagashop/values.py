@@ -38,7 +38,7 @@ class Address:
 
 def valid_sku(sku: str) -> str:
     if not SKU.match(sku):
-        raise Invalid(f"sku {sku!r} must be 1-64 letters, digits, '-', '_' or '.'")
+        raise Invalid(f"sku {sku[:64]!r} must be 1-64 letters, digits, '-', '_' or '.'")
     return sku
 
 
@@ -60,10 +60,10 @@ def valid_lines(lines: list[Line] | tuple[Line, ...]) -> tuple[Line, ...]:
 def valid_address(address: Address) -> Address:
     for field in ("name", "line1", "city", "postal_code"):
         value = getattr(address, field)
-        if not value.strip() or len(value) > 200:
-            raise Invalid(f"address {field} must be 1 to 200 characters")
+        if not value.strip() or len(value) > 200 or not value.isprintable():
+            raise Invalid(f"address {field} must be 1 to 200 printable characters")
     if not COUNTRY.match(address.country):
-        raise Invalid(f"country must be two capital letters, not {address.country!r}")
+        raise Invalid(f"country must be two capital letters, not {address.country[:8]!r}")
     return address
 
 
@@ -73,3 +73,5 @@ def valid_step_keys(idempotency_key: str, order_id: str) -> None:
         raise Invalid("idempotency_key and order_id are required")
     if len(idempotency_key) > 200 or len(order_id) > 64:
         raise Invalid("idempotency_key is at most 200 characters, order_id at most 64")
+    if not (idempotency_key + order_id).isprintable():
+        raise Invalid("idempotency_key and order_id must be printable")

@@ -1,5 +1,6 @@
 """create_app(): the routers under /v1, problem+json errors, the operations endpoints, and around them all the
-middleware, outermost first: Edge (request id, security headers) > CORS > RateLimits > BodyRules."""
+middleware, outermost first: HttpMetrics > Edge (request id, security headers) > CORS > RateLimits > BodyRules,
+all inside OpenTelemetry's request span."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -15,12 +16,12 @@ from sagashop.backends import Backends
 from sagashop.kit import metrics
 from sagashop.kit.settings import Settings
 
-from . import problems, security
+from . import observe, problems, security
 from .body import BodyRules
 from .idempotency import Idempotency, MemoryEntries, RedisEntries
 from .limits import Limit, MemoryBuckets, RateLimits, RedisBuckets
 from .problems import problem
-from .routes import admin, breakers, catalog, faults, orders, sagas, users
+from .routes import admin, breakers, catalog, console, faults, orders, sagas, users
 from .stores import redis_client
 from .tokens import Tokens
 
@@ -47,8 +48,10 @@ def create_app(settings: Settings, jwt_secret: str) -> FastAPI:
     metrics.install(settings.model_copy(update={"metrics_port": None}))  # served on /metrics below
     for module in (users, catalog, orders, sagas, admin, breakers, *([faults] if settings.faults_enabled else [])):
         app.include_router(module.router, prefix="/v1", responses=ANY_ROUTE)
+    app.include_router(console.router)
     _operations(app)
     _guard(app, settings, client)
+    observe.install(app)
     default_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:

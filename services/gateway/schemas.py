@@ -11,7 +11,7 @@ SKU, ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=PRINTABLE)]
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SKU)]
 SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=SKU)]
-IdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=ID)]  # an order's or a saga's id
+IdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID)]  # an order's or a saga's id
 
 
 class Request(BaseModel):

@@ -1,5 +1,6 @@
-"""What every answer carries: an X-Request-Id (the caller's own, if it is a sane one, or a new one) and headers that
-keep browsers from sniffing, framing, caching or leaking it; never a stack trace: an error nobody expected is
+"""What every answer carries: an X-Request-Id (the caller's own, if it is a sane one, or a new one; it is in every
+log line of the request too), the `traceparent` of the request's span (when it is traced), and headers that keep
+browsers from sniffing, framing, caching or leaking it; never a stack trace: an error nobody expected is
 logged with its request id and answered 500 internal_error. CORS is off unless SAGASHOP_CORS_ORIGINS names
 origins."""
 
@@ -12,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sagashop.kit import logs, telemetry
 from sagashop.kit.settings import Settings
 
 from .problems import problem
@@ -21,11 +23,17 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "no-referrer",
            "cache-control": "no-store"}  # a route may set its own Cache-Control
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
-DOCS = ("/docs", "/redoc")  # FastAPI's pages load swagger-ui and redoc from jsdelivr, with inline scripts
 DOCS_POLICY = ("default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
                "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
                "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
                "font-src https://fonts.gstatic.com; connect-src 'self'; worker-src blob:; frame-ancestors 'none'")
+CONSOLE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+                  "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+PAGES = {"/docs": DOCS_POLICY, "/redoc": DOCS_POLICY,  # FastAPI's pages: swagger-ui and redoc from jsdelivr
+         "/console": CONSOLE_POLICY}  # the saga console: its own script and style, nothing inline
+CONSOLE = "/console"  # the saga console: its own scripts and styles only, from this origin
+CONSOLE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+                  "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 
 
 def request_id(headers: Headers) -> str:
@@ -44,7 +52,9 @@ class Edge:
             await self.app(scope, receive, send)
             return
         rid = request_id(Headers(scope=scope))
-        policy = DOCS_POLICY if scope["path"].startswith(DOCS) else API_POLICY
+        policy = next((page for prefix, page in PAGES.items() if scope["path"].startswith(prefix)), API_POLICY)
+        policy = CONSOLE_POLICY if scope["path"].startswith(CONSOLE) else policy
+        traceparent = telemetry.traceparent()  # of the request's span, when it is traced
         started = False
 
         async def send_marked(message: Message) -> None:
@@ -55,8 +65,11 @@ class Edge:
                 for name, value in (*HEADERS.items(), ("content-security-policy", policy)):
                     headers.setdefault(name, value)
                 headers["x-request-id"] = rid
+                if traceparent:
+                    headers["traceparent"] = traceparent
             await send(message)
 
+        token = logs.request_id.set(rid)
         try:
             await self.app(scope, receive, send_marked)
         except Exception:
@@ -65,6 +78,8 @@ class Edge:
                 raise
             await problem(500, "internal_error", f"the request failed on our side; it was logged as {rid}")(
                 scope, receive, send_marked)
+        finally:
+            logs.request_id.reset(token)
 
 
 def install(app: FastAPI, settings: Settings) -> None:

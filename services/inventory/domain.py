@@ -6,6 +6,7 @@ from sagashop.kit.errors import Invalid, Rejected
 from sagashop.values import MAX_PRICE_CENTS, Line, valid_sku
 
 CURRENCIES = frozenset({"EUR", "USD", "GBP"})
+MAX_LISTED = 500  # SKUs one ListProducts may name (a checkout names at most 50)
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,8 @@ class UnknownProduct(Rejected):
 
 def valid_product(product: Product) -> Product:
     valid_sku(product.sku)
-    if not product.name.strip() or len(product.name) > 200:
-        raise Invalid("name must be 1 to 200 characters")
+    if not product.name.strip() or len(product.name) > 200 or not product.name.isprintable():
+        raise Invalid("name must be 1 to 200 printable characters")
     if not 0 <= product.price_cents <= MAX_PRICE_CENTS:
         raise Invalid(f"price_cents must be 0 to {MAX_PRICE_CENTS}")
     if product.currency not in CURRENCIES:
@@ -38,6 +39,13 @@ def valid_product(product: Product) -> Product:
     if not 0 <= product.available <= 1_000_000_000:
         raise Invalid("available must be 0 to 1000000000")
     return product
+
+
+def valid_skus(skus: list[str]) -> list[str]:
+    """The SKUs a listing asks for: at most MAX_LISTED, each a valid one (none: every product)."""
+    if len(skus) > MAX_LISTED:
+        raise Invalid(f"list at most {MAX_LISTED} SKUs at once, not {len(skus)}")
+    return [valid_sku(sku) for sku in skus]
 
 
 def why_not_taken(product: Product | None, line: Line) -> Rejected:

@@ -1,16 +1,27 @@
 """InventoryService: protobuf in and out, one transaction per call, the rules in domain.py."""
 
+from collections.abc import Iterable
+
 import grpc
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sagashop.kit import metrics
 from sagashop.kit.db import transaction
 from sagashop.kit.errors import Compensated, NotFound
 from sagashop.v1 import inventory_pb2 as pb
 from sagashop.v1 import inventory_pb2_grpc
-from sagashop.values import Line, valid_lines, valid_step_keys
+from sagashop.values import Line, valid_lines, valid_sku, valid_step_keys
 
-from .domain import Product, valid_product, why_not_taken
+from .domain import Product, valid_product, valid_skus, why_not_taken
 from .repository import COMMITTED, COUNTER, EXPIRED, HELD, RELEASED, TOMBSTONE, Inventory, Reservation
+
+UNITS = Counter("sagashop_inventory_units_total", "units reserved, committed (sold) and released by the sagas' calls",
+                ["movement", "version"])
+
+
+def moved(movement: str, lines: Iterable[Line]) -> None:
+    UNITS.labels(movement, metrics.version()).inc(sum(line.quantity for line in lines))
 
 
 def product_pb(p: Product) -> pb.Product:
@@ -29,12 +40,12 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
     async def ListProducts(self, request: pb.ListProductsRequest, context: grpc.aio.ServicerContext) -> pb.ProductList:
         async with self.db.connect() as conn:
-            found = await Inventory(conn).products(list(request.skus))
+            found = await Inventory(conn).products(valid_skus(list(request.skus)))
         return pb.ProductList(items=[product_pb(p) for p in found])
 
     async def GetProduct(self, request: pb.GetProductRequest, context: grpc.aio.ServicerContext) -> pb.Product:
         async with self.db.connect() as conn:
-            if (found := await Inventory(conn).product(request.sku)) is None:
+            if (found := await Inventory(conn).product(valid_sku(request.sku))) is None:
                 raise NotFound(f"no product {request.sku!r}")
         return product_pb(found)
 
@@ -51,39 +62,46 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         valid_step_keys(request.idempotency_key, request.order_id)
         lines = valid_lines([Line(line.sku, line.quantity) for line in request.lines])
 
-        async def work(conn: AsyncConnection) -> Reservation:
+        async def work(conn: AsyncConnection) -> tuple[Reservation, bool]:
             inventory = Inventory(conn)
             if (done := await inventory.reservation(request.idempotency_key)) is not None:
                 if done.state in (RELEASED, TOMBSTONE, EXPIRED):
                     raise Compensated(f"reservation {done.key} was already released")
-                return done  # a retry gets the first answer
+                return done, False  # a retry gets the first answer
             for line in sorted(lines, key=lambda x: x.sku):
                 if not await inventory.take(line):
                     raise why_not_taken(await inventory.product(line.sku), line)  # rolls back earlier lines
-            return await inventory.add_reservation(Reservation(request.idempotency_key, request.order_id, HELD, lines))
+            held = Reservation(request.idempotency_key, request.order_id, HELD, lines)
+            return await inventory.add_reservation(held), True
 
-        return reservation_pb(await transaction(self.db, work))
+        reservation, fresh = await transaction(self.db, work)
+        if fresh:
+            moved("reserved", reservation.lines)
+        return reservation_pb(reservation)
 
     async def ReleaseStock(self, request: pb.ReleaseStockRequest, context: grpc.aio.ServicerContext) -> pb.Reservation:
         valid_step_keys(request.idempotency_key, request.order_id)
 
-        async def work(conn: AsyncConnection) -> Reservation:
+        async def work(conn: AsyncConnection) -> tuple[Reservation, bool]:
             inventory = Inventory(conn)
             done = await inventory.reservation_for_update(request.idempotency_key)
             if done is None:  # the reserve never landed (or has not yet): make sure it never will
                 return await inventory.add_reservation(
-                    Reservation(request.idempotency_key, request.order_id, TOMBSTONE, ()))
+                    Reservation(request.idempotency_key, request.order_id, TOMBSTONE, ())), False
             if done.state in COUNTER:
                 await inventory.move(done.lines, COUNTER[done.state], "available")
-                return await inventory.set_state(done, RELEASED)
-            return done
+                return await inventory.set_state(done, RELEASED), True
+            return done, False
 
-        return reservation_pb(await transaction(self.db, work))
+        reservation, fresh = await transaction(self.db, work)
+        if fresh:
+            moved("released", reservation.lines)
+        return reservation_pb(reservation)
 
     async def CommitStock(self, request: pb.CommitStockRequest, context: grpc.aio.ServicerContext) -> pb.Reservation:
         valid_step_keys(request.idempotency_key, request.order_id)
 
-        async def work(conn: AsyncConnection) -> Reservation:
+        async def work(conn: AsyncConnection) -> tuple[Reservation, bool]:
             inventory = Inventory(conn)
             done = await inventory.reservation_for_update(request.idempotency_key)
             if done is None:
@@ -92,7 +110,10 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                 raise Compensated(f"reservation {done.key} was already released")
             if done.state == HELD:
                 await inventory.move(done.lines, "reserved", "sold")
-                return await inventory.set_state(done, COMMITTED)
-            return done
+                return await inventory.set_state(done, COMMITTED), True
+            return done, False
 
-        return reservation_pb(await transaction(self.db, work))
+        reservation, fresh = await transaction(self.db, work)
+        if fresh:
+            moved("committed", reservation.lines)
+        return reservation_pb(reservation)

@@ -4,6 +4,8 @@ A saga whose owner stopped renewing its lease (it crashed, or was killed) is cla
 import asyncio
 import logging
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+
 from sagashop.saga import LeaseLost, Saga, SagaRunner, SagaStore
 
 log = logging.getLogger(__name__)
@@ -34,8 +36,10 @@ class SagaRuns:
         """Renews the leases of the sagas running here and claims expired ones, every third of a lease."""
         while True:
             try:
-                await self.store.renew(list(self.tasks))
-                for saga_id in await self.store.claim():
+                with suppress_instrumentation():  # housekeeping every few seconds: not worth a trace each
+                    await self.store.renew(list(self.tasks))
+                    claimed = await self.store.claim()
+                for saga_id in claimed:
                     log.info("resuming saga %s", saga_id)
                     self.start(saga_id)
             except Exception:  # a database hiccup: try again at the next tick

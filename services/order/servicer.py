@@ -12,7 +12,7 @@ from sagashop.v1 import order_pb2 as pb
 from sagashop.v1 import order_pb2_grpc
 from sagashop.values import Address
 
-from .domain import Order, PricedLine
+from .domain import Order, PricedLine, valid_id
 from .repository import Orders
 
 
@@ -53,13 +53,13 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
         async with self.db.connect() as conn:
-            if (found := await Orders(conn).get(request.id)) is None:
+            if (found := await Orders(conn).get(valid_id("id", request.id))) is None:
                 raise NotFound(f"no order {request.id!r}")
         return order_pb(found)
 
     async def ListOrders(self, request: pb.ListOrdersRequest, context: grpc.aio.ServicerContext) -> pb.OrderList:
         async with self.db.connect() as conn:
-            found = await Orders(conn).of_user(request.user_id)
+            found = await Orders(conn).of_user(valid_id("user_id", request.user_id))
         return pb.OrderList(items=[order_pb(o) for o in found])
 
     async def ApproveOrder(self, request: pb.ApproveOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
@@ -77,7 +77,7 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
 
         async def work(conn: AsyncConnection) -> Order:
             orders = Orders(conn)
-            if (before := await orders.get(order_id, lock=True)) is None:
+            if (before := await orders.get(valid_id("id", order_id), lock=True)) is None:
                 raise NotFound(f"no order {order_id!r}")
             after = move(before)
             return before if after is before else await orders.save(after)

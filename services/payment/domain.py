@@ -5,11 +5,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sagashop.kit.errors import Compensated, Invalid, Rejected
+from sagashop.values import MAX_LINES, MAX_PRICE_CENTS, MAX_QUANTITY
 
 CHARGED, REFUNDED, TOMBSTONE = "CHARGED", "REFUNDED", "TOMBSTONE"
 CHARGE, REFUND = "charge", "refund"
 TOKEN_OK, TOKEN_DECLINED = "tok_ok", "tok_declined"
 CURRENCY = re.compile(r"^[A-Z]{3}$")
+MAX_AMOUNT_CENTS = MAX_LINES * MAX_QUANTITY * MAX_PRICE_CENTS  # the largest order total there can be
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,8 @@ class PaymentDeclined(Rejected):
 
 
 def valid_amount(amount_cents: int, currency: str) -> None:
-    if amount_cents <= 0:
-        raise Invalid(f"amount_cents must be positive, not {amount_cents}")
+    if not 0 < amount_cents <= MAX_AMOUNT_CENTS:
+        raise Invalid(f"amount_cents must be 1 to {MAX_AMOUNT_CENTS}, not {amount_cents}")
     if not CURRENCY.match(currency):
         raise Invalid(f"currency must be three capital letters, not {currency!r}")
 

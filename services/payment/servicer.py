@@ -1,8 +1,10 @@
 """PaymentService: protobuf in and out, one transaction per call, the rules in domain.py."""
 
 import grpc
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sagashop.kit import metrics
 from sagashop.kit.clock import rfc3339
 from sagashop.kit.db import transaction
 from sagashop.kit.errors import Invalid
@@ -12,6 +14,9 @@ from sagashop.values import valid_step_keys
 
 from .domain import CHARGE, CHARGED, REFUND, REFUNDED, TOMBSTONE, Payment, authorize, replayed, valid_amount
 from .repository import Payments
+
+CHARGED_CENTS = Counter("sagashop_payment_charged_cents_total", "money charged, in cents", ["currency", "version"])
+REFUNDED_CENTS = Counter("sagashop_payment_refunded_cents_total", "money refunded, in cents", ["currency", "version"])
 
 
 def payment_pb(p: Payment) -> pb.Payment:
@@ -28,36 +33,42 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         valid_step_keys(request.idempotency_key, request.order_id)
         valid_amount(request.amount_cents, request.currency)
 
-        async def work(conn: AsyncConnection) -> Payment:
+        async def work(conn: AsyncConnection) -> tuple[Payment, bool]:
             payments = Payments(conn)
             if (done := await payments.payment(request.idempotency_key)) is not None:
-                return replayed(done)  # a retry gets the first answer
+                return replayed(done), False  # a retry gets the first answer
             authorize(request.payment_token)  # a refusal records nothing
             charged = await payments.add(Payment(request.idempotency_key, request.order_id, CHARGED,
                                                  request.amount_cents, request.currency))
             await payments.record(charged, CHARGE)
-            return charged
+            return charged, True
 
-        return payment_pb(await transaction(self.db, work))
+        payment, fresh = await transaction(self.db, work)
+        if fresh:
+            CHARGED_CENTS.labels(payment.currency, metrics.version()).inc(payment.amount_cents)
+        return payment_pb(payment)
 
     async def Refund(self, request: pb.RefundRequest, context: grpc.aio.ServicerContext) -> pb.Payment:
         valid_step_keys(request.idempotency_key, request.order_id)
 
-        async def work(conn: AsyncConnection) -> Payment:
+        async def work(conn: AsyncConnection) -> tuple[Payment, bool]:
             payments = Payments(conn)
             done = await payments.payment(request.idempotency_key)
             if done is None:  # the charge never landed (or has not yet): make sure it never will
-                return await payments.add(Payment(request.idempotency_key, request.order_id, TOMBSTONE, 0, ""))
+                return await payments.add(Payment(request.idempotency_key, request.order_id, TOMBSTONE, 0, "")), False
             if done.status == CHARGED:
                 await payments.record(done, REFUND)
-                return await payments.set_status(done, REFUNDED)
-            return done
+                return await payments.set_status(done, REFUNDED), True
+            return done, False
 
-        return payment_pb(await transaction(self.db, work))
+        payment, fresh = await transaction(self.db, work)
+        if fresh:
+            REFUNDED_CENTS.labels(payment.currency, metrics.version()).inc(payment.amount_cents)
+        return payment_pb(payment)
 
     async def ListLedger(self, request: pb.ListLedgerRequest, context: grpc.aio.ServicerContext) -> pb.Ledger:
-        if not request.order_id:
-            raise Invalid("order_id is required")
+        if not request.order_id or not request.order_id.isprintable():
+            raise Invalid("order_id is required, in printable characters")
         async with self.db.connect() as conn:
             lines = await Payments(conn).ledger(request.order_id)
         return pb.Ledger(items=[pb.LedgerEntry(kind=line.kind, amount_cents=line.amount_cents, currency=line.currency,

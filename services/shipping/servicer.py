@@ -54,8 +54,8 @@ class ShippingServicer(shipping_pb2_grpc.ShippingServiceServicer):
 
     async def ListShipments(self, request: pb.ListShipmentsRequest,
                             context: grpc.aio.ServicerContext) -> pb.ShipmentList:
-        if not request.order_id:
-            raise Invalid("order_id is required")
+        if not request.order_id or not request.order_id.isprintable():
+            raise Invalid("order_id is required, in printable characters")
         async with self.db.connect() as conn:
             live = await Shipments(conn).live(request.order_id)
         return pb.ShipmentList(items=[shipment_pb(s) for s in live])

@@ -11,7 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from sagashop.kit.errors import Conflict, Invalid, Unauthenticated
 
 CUSTOMER, ADMIN = "customer", "admin"
-MIN_PASSWORD, MAX_PASSWORD, MAX_NAME = 8, 256, 200
+MIN_PASSWORD, MAX_PASSWORD, MAX_NAME, MAX_ID, MAX_EMAIL = 8, 256, 200, 64, 320
 # OWASP's argon2id minimum (19 MiB, 2 passes, 1 lane): ~30 ms a hash here, where argon2-cffi's default
 # (64 MiB, 3 passes, 4 lanes) costs ~300 ms on two cores and made sign-up and login the slowest calls of all.
 HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
@@ -55,9 +55,20 @@ def valid_password(password: str) -> str:
 
 
 def valid_name(name: str) -> str:
-    if not name.strip() or len(name) > MAX_NAME:
-        raise Invalid(f"name must be 1 to {MAX_NAME} characters")
+    if not name.strip() or len(name) > MAX_NAME or not name.isprintable():
+        raise Invalid(f"name must be 1 to {MAX_NAME} printable characters")
     return name.strip()
+
+
+def valid_id(user_id: str) -> str:
+    if not 1 <= len(user_id) <= MAX_ID or not user_id.isprintable():
+        raise Invalid(f"a user id is 1 to {MAX_ID} printable characters")
+    return user_id
+
+
+def could_have_account(email: str) -> bool:
+    """Whether an account may be stored under `email` (one that cannot is not looked for)."""
+    return len(email) <= MAX_EMAIL and email.isprintable()
 
 
 def with_admin(roles: tuple[str, ...]) -> tuple[str, ...]:

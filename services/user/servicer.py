@@ -21,10 +21,12 @@ from .domain import (
     EmailTaken,
     InvalidCredentials,
     User,
+    could_have_account,
     hash_password,
     normal_email,
     password_matches,
     valid_email,
+    valid_id,
     valid_name,
     valid_password,
     with_admin,
@@ -53,8 +55,9 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
             raise EmailTaken(f"{email} already has an account") from e
 
     async def Authenticate(self, request: pb.AuthenticateRequest, context: grpc.aio.ServicerContext) -> pb.User:
+        email = normal_email(request.email)
         async with self.db.connect() as conn:
-            found = await Users(conn).by_email(normal_email(request.email))
+            found = await Users(conn).by_email(email) if could_have_account(email) else None
         matches = await asyncio.to_thread(password_matches, found.password_hash if found else None, request.password)
         if found is None or not matches:
             raise InvalidCredentials("wrong email or password")
@@ -62,7 +65,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
 
     async def GetUser(self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
         async with self.db.connect() as conn:
-            if (found := await Users(conn).by_id(request.id)) is None:
+            if (found := await Users(conn).by_id(valid_id(request.id))) is None:
                 raise NotFound(f"no user {request.id!r}")
         return user_pb(found)
 

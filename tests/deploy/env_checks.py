@@ -18,7 +18,8 @@ from .manifests import Obj, container_ports, named, of_kind, part_of, ref, workl
 PREFIX = "SAGASHOP_"
 CONFIG_MAP = "sagashop-config"
 VERSION_FIELD = "metadata.labels['version']"
-OPTIONAL = {"faults_seed", "canary_addresses"}  # unset on purpose: random fault draws; the mesh finds v2
+# unset on purpose: random fault draws; the mesh finds v2; spans go to an OTLP endpoint, not to a file
+OPTIONAL = {"faults_seed", "canary_addresses", "trace_file"}
 WRONG_IN_A_POD = {"version", "faults_enabled"}
 READ_ONLY_BY = {"jwt_secret": {"gateway"}, "admin_password": {"user"}, "metrics_port": set(SERVICES),
                 "database_url": set(SERVICES), "redis_url": {"gateway", "orchestrator"},

@@ -84,12 +84,15 @@ def test_status_with_a_context_compares_the_files_with_the_cluster(istio_dir: Pa
     assert rows["user"] == ["100/0", "-"]
 
 
-def test_apply_hands_the_rewritten_file_to_kubectl(istio_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_apply_hands_the_file_to_kubectl_and_pins_that_share_of_new_sagas(istio_dir: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[tuple[str, ...]] = []
     monkeypatch.setattr(canary, "kubectl", lambda *args, context=None: asked.append((*args, context)) or "applied")
     result = sagashop("set", "inventory", "50", "--apply", "--context", "kind-sagashop", "--dir", str(istio_dir))
     assert result.exit_code == 0, result.output
-    assert asked == [("apply", "-f", str(istio_dir / "inventory.yaml"), "kind-sagashop")]
+    assert asked == [("apply", "-f", str(istio_dir / "inventory.yaml"), "kind-sagashop"),
+                     ("set", "env", "deployment", "-l", "app=orchestrator", "-n", "sagashop",
+                      "SAGASHOP_CANARY_PERCENT=50", "kind-sagashop")]
 
 
 @pytest.mark.parametrize("args", [["set", "billing", "10"], ["promote", "postgres"], ["rollback", "faults"]])

@@ -244,3 +244,13 @@ async def test_a_live_dependency_refusing_calls_never_opens_its_breaker():
     finally:
         await dep.close()
         await server.stop(0)
+
+
+async def test_a_breaker_whose_redis_is_down_lets_calls_through_instead_of_failing_them():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    b = Breaker(f"test-{uuid.uuid4().hex[:8]}", counts=lambda e: isinstance(e, Transient),
+                redis_url=f"redis://127.0.0.1:{closed}/0")
+    assert await ran_through(b)
+    await fail(b, Transient())  # the failure is the caller's own error, not Redis's

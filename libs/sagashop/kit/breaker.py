@@ -3,6 +3,7 @@ replicas), made safe for asyncio: one trial call when half-open, cancellations n
 re-raised, and Redis I/O kept off the event loop."""
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext, suppress
@@ -22,6 +23,7 @@ from pybreaker import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 BREAKERS: dict[str, "Breaker"] = {}  # name -> the latest Breaker made with that name in this process
 
@@ -67,11 +69,17 @@ class Breaker:
                 raise
             await self._io(self._record, False)
 
-    async def _io(self, step: Callable[..., T], *args: Any) -> T:
-        """Runs one pybreaker step: in a thread when it talks to Redis."""
+    async def _io(self, step: Callable[..., T], *args: Any) -> T | None:
+        """Runs one pybreaker step: in a thread when it talks to Redis. A breaker whose Redis is unreachable
+        lets calls through (None: no trial, nothing counted) rather than failing them: a breaker must never be
+        the outage."""
         if self._redis_url is None:
             return self._step(step, *args)
-        return await asyncio.to_thread(self._step, step, *args)
+        try:
+            return await asyncio.to_thread(self._step, step, *args)
+        except redis.RedisError as e:
+            log.warning("breaker %s: its Redis is unreachable (%s); letting the call through", self.name, e)
+            return None
 
     def _step(self, step: Callable[..., T], *args: Any) -> T:
         breaker, _ = self._pybreaker()

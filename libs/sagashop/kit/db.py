@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from . import telemetry
 from .settings import Settings
 
 SERVICES_DIR = Path(__file__).resolve().parents[3] / "services"
@@ -67,6 +68,7 @@ def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
 async def database(settings: Settings, service: str) -> AsyncEngine:
     """The service's engine, its schema created if missing and migrated to the newest revision."""
     engine = engine_for(settings, service)
+    telemetry.trace_statements(engine)
     async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # one migrator at a time when several replicas start together

@@ -1,5 +1,6 @@
 """One way to call another service: a long-lived channel, a deadline per attempt, a circuit breaker around each
-attempt, retries of transient failures within an overall deadline, and failed calls turned into domain errors."""
+attempt, retries of transient failures within an overall deadline, and failed calls turned into domain errors.
+Each call is a client span (its context travels in the call's metadata); retries and rejections are span events."""
 
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -8,9 +9,11 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry import trace
 from pybreaker import CircuitBreakerError
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from . import telemetry
 from .breaker import Breaker
 from .errors import Unavailable
 from .status import ERROR_CODE, ROUTE, SERVED_BY, TRANSIENT, error_from
@@ -23,9 +26,11 @@ CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 0
 
 @dataclass
 class CallRecord:
-    """What the calls made within one unit of work (a saga step) saw: how many attempts, and who answered."""
+    """What the calls made within one unit of work (a saga step) saw: how many attempts, how many of them were
+    retries, and who answered."""
 
     attempts: int = 0
+    retries: int = 0
     handled_by: str = ""
 
 
@@ -39,6 +44,15 @@ def is_transient(error: BaseException) -> bool:
 def _worth_retrying(error: BaseException) -> bool:
     """A transient failure, or an open circuit: tried again after the same wait, never at once."""
     return is_transient(error) or isinstance(error, CircuitBreakerError)
+
+
+def _note_retry(state: RetryCallState) -> None:
+    """Counts a failed attempt that is about to be tried again, and leaves a span event for it."""
+    if (record := current_record.get()) is not None:
+        record.retries += 1
+    error = state.outcome.exception() if state.outcome else None
+    reason = error.code().name if isinstance(error, grpc.aio.AioRpcError) else type(error).__name__
+    trace.get_current_span().add_event("retry", {"rpc.attempt": state.attempt_number, "error": reason})
 
 
 def _metadata_value(metadata: Any, key: str) -> str | None:
@@ -60,7 +74,8 @@ class Dependency(Generic[StubT]):
         self.metadata = ((ROUTE, route),) if route else ()
         self.breaker = Breaker(name if route in (None, "v1") else f"{name}@{route}", counts=is_transient,
                                fail_max=fail_max, reset_timeout=reset_timeout, redis_url=redis_url)
-        self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS,
+                                                 interceptors=telemetry.client_interceptors())
         self.stub = stub(self.channel)
 
     async def call(self, rpc: Callable[..., Any], request: Any, *, within: float = 0.0,
@@ -70,18 +85,27 @@ class Dependency(Generic[StubT]):
         Raises the DomainError the answer stands for."""
         try:
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception(_worth_retrying), reraise=True,
+                retry=retry_if_exception(_worth_retrying), reraise=True, before_sleep=_note_retry,
                 wait=wait_random_exponential(multiplier=0.05, max=1.0), stop=stop_after_delay(within),
             ):
                 with attempt:
-                    async with self.breaker.guard():
-                        return await self._attempt(rpc, request, timeout or self.attempt_timeout)
+                    return await self._guarded(rpc, request, timeout or self.attempt_timeout)
             raise AssertionError("unreachable: reraise=True")
         except grpc.aio.AioRpcError as e:
             raise error_from(e.code(), e.details() or "", _metadata_value(e.trailing_metadata(), ERROR_CODE),
                              self.name) from e
         except CircuitBreakerError as e:
             raise Unavailable(f"{self.name} is failing: {e}", code=f"{self.name}_unavailable") from e
+
+    async def _guarded(self, rpc: Callable[..., Any], request: Any, timeout: float) -> Any:
+        """One attempt, through the circuit breaker; a rejection leaves a span event."""
+        try:
+            async with self.breaker.guard():
+                return await self._attempt(rpc, request, timeout)
+        except CircuitBreakerError as e:
+            trace.get_current_span().add_event("circuit breaker rejected", {"dependency": self.breaker.name,
+                                                                            "error": str(e)})
+            raise
 
     async def _attempt(self, rpc: Callable[..., Any], request: Any, timeout: float) -> Any:
         record = current_record.get()

@@ -1,26 +1,55 @@
-"""What every gRPC server does around each call: say who served it, and turn domain errors into statuses."""
+"""What every gRPC server does around each call: say who served it, count it and time it, and turn domain errors
+into statuses."""
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from prometheus_client import Counter, Histogram
 
+from . import metrics
 from .errors import DomainError
 from .faults import FaultRules
 from .status import ERROR_CODE, SERVED_BY, status_of
 
 log = logging.getLogger(__name__)
 FAULT_SERVICE = "/sagashop.v1.FaultService/"  # manages the rules; never subject to them
+MAX_DETAIL = 500  # longest error detail sent back in a trailer (details may quote the input)
+HANDLED = Counter("sagashop_grpc_server_handled_total", "RPCs this server answered, by status code",
+                  ["service", "method", "code", "version"])
+HANDLING = Histogram("sagashop_grpc_server_handling_seconds", "time this server took to answer an RPC",
+                     ["service", "method", "version"])
+
+
+class Red:
+    """Rate, errors and duration of one method, its metrics' labels bound once."""
+
+    def __init__(self, full_method: str) -> None:
+        service, _, method = full_method.lstrip("/").partition("/")
+        self.labels = service, method, metrics.version()
+        self.seconds = HANDLING.labels(*self.labels)
+        self.handled: dict[grpc.StatusCode, Any] = {}  # code -> its bound counter
+
+    def record(self, context: grpc.aio.ServicerContext, started: float) -> None:
+        code = context.code() or (grpc.StatusCode.CANCELLED if context.cancelled() else grpc.StatusCode.OK)
+        if (counter := self.handled.get(code)) is None:
+            service, method, version = self.labels
+            counter = self.handled[code] = HANDLED.labels(service, method, code.name, version)
+        counter.inc()
+        self.seconds.observe(time.perf_counter() - started)
 
 
 class ServiceEdge(grpc.aio.ServerInterceptor):
     """Sends `x-served-by: <service>@<version>` first; applies the fault rules, if any; maps a DomainError to its
-    status plus an `error-code` trailer; an unexpected exception is logged and answered INTERNAL, no details."""
+    status plus an `error-code` trailer; an unexpected exception is logged and answered INTERNAL, no details.
+    Each method's handler is wrapped once, on its first call."""
 
     def __init__(self, served_by: str, faults: FaultRules | None = None) -> None:
         self.served_by = ((SERVED_BY, served_by),)
         self.faults = faults
+        self.wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -29,16 +58,20 @@ class ServiceEdge(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or details.method.startswith("/grpc."):  # health, reflection
             return handler
+        if (wrapped := self.wrapped.get(details.method)) is None:
+            wrapped = self.wrapped[details.method] = self._wrap(handler, details.method)
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, details.method,
-                            None if details.method.startswith(FAULT_SERVICE) else self.faults),
+                self._unary(handler.unary_unary, method, None if method.startswith(FAULT_SERVICE) else self.faults),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, details.method),
+                self._stream(handler.unary_stream, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -46,9 +79,10 @@ class ServiceEdge(grpc.aio.ServerInterceptor):
 
     def _unary(self, inner: Callable[..., Awaitable[Any]], method: str,
                faults: FaultRules | None) -> Callable[..., Awaitable[Any]]:
-        name = method.rsplit("/", 1)[-1]
+        name, red = method.rsplit("/", 1)[-1], Red(method)
 
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
             await context.send_initial_metadata(self.served_by)
             try:
                 if faults is None:
@@ -56,24 +90,32 @@ class ServiceEdge(grpc.aio.ServerInterceptor):
                 return await faults.around(name, lambda: inner(request, context), context)
             except Exception as e:  # noqa: BLE001 - every failure leaves with a status
                 await _abort(context, e, method)
+            finally:
+                red.record(context, started)
 
         return unary
 
     def _stream(self, inner: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
+        red = Red(method)
+
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
             await context.send_initial_metadata(self.served_by)
             try:
                 async for reply in inner(request, context):
                     yield reply
             except Exception as e:  # noqa: BLE001
                 await _abort(context, e, method)
+            finally:
+                red.record(context, started)
 
         return stream
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: Exception, method: str) -> None:
     if isinstance(error, DomainError):
-        await context.abort(status_of(error), error.detail, trailing_metadata=((ERROR_CODE, error.code),))
+        # details travel in a trailer: keep them short, whatever input they quote
+        await context.abort(status_of(error), error.detail[:MAX_DETAIL], trailing_metadata=((ERROR_CODE, error.code),))
     if isinstance(error, grpc.aio.AbortError):
         raise error
     log.exception("%s failed", method)

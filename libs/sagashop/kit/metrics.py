@@ -1,5 +1,5 @@
 """Prometheus metrics every part shares: each part's own registry is served on SAGASHOP_METRICS_PORT (the
-gateway serves it on /metrics too)."""
+gateway serves it on /metrics too). Every metric of a part carries its SAGASHOP_VERSION as the `version` label."""
 
 import logging
 from collections.abc import Iterator
@@ -32,10 +32,18 @@ class BreakerCollector(Collector):
 
 
 _collector = BreakerCollector()
+_version = Settings.model_fields["version"].default
+
+
+def version() -> str:
+    """This process's version, the `version` label of its metrics (set by install())."""
+    return _version
 
 
 def install(settings: Settings) -> None:
     """Registers the shared collectors (once per process) and serves the registry if a port is set."""
+    global _version
+    _version = settings.version
     if _collector not in REGISTRY._collector_to_names:  # noqa: SLF001 - no public "is registered"
         REGISTRY.register(_collector)
     if settings.metrics_port:

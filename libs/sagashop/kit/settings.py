@@ -1,6 +1,7 @@
 """Every SAGASHOP_* variable, read in one place; the port and host of each part."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -45,6 +46,8 @@ class Settings(BaseSettings):
     reservation_ttl_seconds: float = 900.0  # a HELD reservation this old has lost its saga: the sweeper releases it
     sweep_interval_seconds: float = 30.0  # how often each inventory replica looks for expired reservations
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] | None = None  # None: text on a terminal, JSON lines otherwise
+    trace_file: Path | None = None  # a debugging aid: every process also appends its spans here as JSON lines
     metrics_port: int | None = None  # serve Prometheus metrics of a gRPC part here (the gateway has /metrics)
     idempotency_ttl_seconds: int = 86_400  # how long the gateway remembers an Idempotency-Key's body and order
     idempotency_wait_seconds: float = 2.0  # how long a repeat waits for the first request of its key to finish

@@ -7,11 +7,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import Counter
-
 from sagashop.kit.errors import DomainError
 from sagashop.kit.grpcclient import CallRecord, current_record
 
+from . import observe
 from .definition import (
     COMPENSATE,
     COMPENSATED,
@@ -28,8 +27,6 @@ from .store import STEP_FAILED, STEP_SUCCEEDED, SagaRecord, SagaStore, StepRecor
 
 log = logging.getLogger(__name__)
 RETRY_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts of an undo; the last repeats
-TRANSITIONS = Counter("sagashop_saga_transitions_total", "sagas that reached a state (NEEDS_ATTENTION: parked)",
-                      ["saga", "state"])
 CrashPoint = Callable[[str, str], None]  # (step name, "before" | "after"): a test hook that may end the process
 
 
@@ -51,22 +48,26 @@ class SagaRunner:
 
     async def run(self, saga: Saga, record: SagaRecord) -> str:
         """Drives the saga until it ends (SUCCEEDED, COMPENSATED) or is parked (NEEDS_ATTENTION)."""
-        input_ = saga.decode(record.input)
         done = {(s.name, s.action): s for s in await self.store.steps(record.id)}
+        with observe.running(record, first=not done):
+            return await self._drive(saga, record, done)
+
+    async def _drive(self, saga: Saga, record: SagaRecord, done: dict[tuple[str, str], StepRecord]) -> str:
+        input_ = saga.decode(record.input)
         results = {name: s.result for (name, action), s in done.items() if action == EXECUTE}
         reason = record.failure_reason
         try:
             if record.state == RUNNING:
                 try:
                     await self._forward(saga, record, input_, done, results)
-                    return await self._transition(saga, record.id, SUCCEEDED)
+                    return await self._transition(record.id, SUCCEEDED)
                 except StepFailed as failure:
                     reason = failure.reason
-                    await self._transition(saga, record.id, COMPENSATING, reason)
+                    await self._transition(record.id, COMPENSATING, reason)
             await self._compensate(saga, record.id, Run(record.id, input_, "", results, reason, record.route), done)
-            return await self._transition(saga, record.id, COMPENSATED, reason)
+            return await self._transition(record.id, COMPENSATED, reason)
         except Parked:
-            return await self._transition(saga, record.id, NEEDS_ATTENTION)
+            return await self._transition(record.id, NEEDS_ATTENTION)
 
     async def _forward(self, saga: Saga, record: SagaRecord, input_: Any, done: dict[tuple[str, str], StepRecord],
                        results: dict[str, Any]) -> None:
@@ -97,9 +98,10 @@ class SagaRunner:
             calls = CallRecord()
             token = current_record.set(calls)
             try:
-                self.crash_point(name, "before")
-                result = await action(run)
-                self.crash_point(name, "after")
+                with observe.attempt(name, action_name, attempt, calls):
+                    self.crash_point(name, "before")
+                    result = await action(run)
+                    self.crash_point(name, "after")
             except DomainError as e:
                 await self.store.finish_step(saga_id, name, action_name, status=STEP_FAILED,
                                              attempts=max(calls.attempts, 1), handled_by=calls.handled_by,
@@ -119,9 +121,10 @@ class SagaRunner:
             self._notify(saga_id)
             return result
 
-    async def _transition(self, saga: Saga, saga_id: str, state: str, reason: str = "") -> str:
+    async def _transition(self, saga_id: str, state: str, reason: str = "") -> str:
         await self.store.set_state(saga_id, state, reason)
-        TRANSITIONS.labels(saga.name, state).inc()
+        log.info("saga %s is %s%s", saga_id, state, f" ({reason})" if reason else "")
+        observe.transitioned(state, reason)
         self._notify(saga_id)
         return state
 

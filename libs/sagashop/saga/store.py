@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sagashop.kit import telemetry
 from sagashop.kit.clock import now
 
 from .definition import ACTIVE, NEEDS_ATTENTION, RUNNING
@@ -24,6 +25,7 @@ sagas = sa.Table(  # the schema itself is in services/orchestrator/migrations
     sa.Column("input", sa.JSON), sa.Column("state", sa.String), sa.Column("failure_reason", sa.String),
     sa.Column("route", sa.String), sa.Column("owner", sa.String), sa.Column("lease_until", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True)), sa.Column("updated_at", sa.DateTime(timezone=True)),
+    sa.Column("traceparent", sa.String),
 )
 saga_steps = sa.Table(
     "saga_steps", metadata, sa.Column("id", sa.Integer, primary_key=True), sa.Column("saga_id", sa.String),
@@ -57,6 +59,7 @@ class SagaRecord:
     route: str  # the version set every step and undo of this saga is sent to (v1: stable, v2: canary)
     created_at: datetime
     updated_at: datetime
+    traceparent: str | None = None  # W3C trace context of the call that started the saga
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,7 @@ class SagaStore:
 
 def new_record(name: str, saga_id: str, correlation_id: str, business_key: str | None, fingerprint: str,
                input_json: Any, route: str = "v1") -> SagaRecord:
+    """A saga starting now, in the current trace (its runs, wherever they happen, link back to it)."""
     moment = now()
     return SagaRecord(saga_id, name, correlation_id, business_key, fingerprint, input_json, RUNNING, "", route,
-                      moment, moment)
+                      moment, moment, telemetry.traceparent())

@@ -1,0 +1,90 @@
+"""Tracing, set up once per process by `configure()`: a TracerProvider naming the part (`service.name` =
+sagashop-<part>, `service.version`), spans exported over OTLP/HTTP when the standard OTEL_EXPORTER_OTLP_* variables
+name an endpoint (with none set, nothing is exported), and W3C trace context carried over every gRPC call.
+
+SAGASHOP_TRACE_FILE is a debugging aid: every process also appends its spans to that file as JSON lines, one span
+each, so the spans of a whole shop can be read without a collector (the e2e tests do)."""
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
+from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .settings import Settings
+
+OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+# health checks, reflection and the fault-injection API are plumbing, not the shop's work: no spans
+TRACED = filters.negate(filters.any_of(filters.service_prefix("grpc."),
+                                       filters.service_name("sagashop.v1.FaultService")))
+W3C = TraceContextTextMapPropagator()
+
+
+class JsonLinesExporter(SpanExporter):
+    """Appends spans to a file as JSON lines. Several processes may share the file: each export is one write to a
+    file opened with O_APPEND, so lines never interleave."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        os.write(self.fd, "".join(span.to_json(indent=None) + "\n" for span in spans).encode())
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        os.close(self.fd)
+
+
+def configure(part: str, settings: Settings) -> None:
+    """The process's tracer provider; call it before any server, channel, engine or Redis client is made."""
+    resource = Resource.create({"service.name": f"sagashop-{part}", "service.version": settings.version})
+    provider = TracerProvider(resource=resource)
+    if any(os.environ.get(name) for name in OTLP_ENDPOINTS):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # reads the other OTEL_* itself
+    if settings.trace_file:
+        provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(settings.trace_file)))
+    trace.set_tracer_provider(provider)
+    if settings.redis_url:
+        RedisInstrumentor().instrument()
+
+
+def server_interceptor() -> grpc.aio.ServerInterceptor:
+    """A server span per call, continuing the caller's trace."""
+    return aio_server_interceptor(filter_=TRACED)
+
+
+def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
+    """A client span per call, its context sent along as `traceparent`."""
+    return aio_client_interceptors(filter_=TRACED)
+
+
+def trace_statements(engine: AsyncEngine) -> None:
+    """A span per SQL statement of the process's engine (the instrumentor takes one engine per process). Its
+    release declares SQLAlchemy < 2.1, but the engine events it listens to are the same in 2.1."""
+    instrumentor = SQLAlchemyInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(engine=engine.sync_engine, skip_dep_check=True)
+
+
+def traceparent() -> str | None:
+    """The W3C traceparent of the current span, if there is one."""
+    carrier: dict[str, str] = {}
+    W3C.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def span_context(traceparent: str | None) -> trace.SpanContext | None:
+    """The span a W3C traceparent names, if it is a valid one."""
+    context = trace.get_current_span(W3C.extract({"traceparent": traceparent or ""})).get_span_context()
+    return context if context.is_valid else None
