@@ -1,9 +1,10 @@
 """Fixtures on real servers: PostgreSQL and Redis must answer on CI (CI=true); elsewhere their tests skip."""
 
 import asyncio
+import contextlib
 import os
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,21 @@ def redis_server() -> str:
     except redis.RedisError as e:
         unreachable(f"Redis at {REDIS_URL}", e)
     return REDIS_URL
+
+
+@contextlib.asynccontextmanager
+async def redis_scratch(url: str) -> AsyncIterator[tuple[Any, str]]:
+    """An asyncio client of the real Redis and a key prefix of one test's own; its keys are deleted after."""
+    from services.gateway.stores import redis_client
+
+    client, prefix = redis_client(url), f"test:{uuid.uuid4().hex}:"
+    try:
+        yield client, prefix
+    finally:
+        keys = [key async for key in client.scan_iter(f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

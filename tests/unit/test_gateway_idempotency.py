@@ -1,7 +1,6 @@
 """The gateway's Idempotency-Key guard, on entries in this process and in the real Redis (its own key prefix)."""
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,6 +10,7 @@ from services.gateway import idempotency
 from services.gateway.idempotency import Entry, Idempotency, InFlight, MemoryEntries, RedisEntries
 from services.gateway.schemas import OperatorAction
 from services.gateway.stores import redis_client
+from tests.conftest import redis_scratch
 from tests.shop import free_ports
 
 BODY, OTHER = OperatorAction(reason="one"), OperatorAction(reason="two")
@@ -21,13 +21,8 @@ async def entries(request: pytest.FixtureRequest) -> AsyncIterator[idempotency.E
     if request.param == "memory":
         yield MemoryEntries()
         return
-    client = redis_client(request.getfixturevalue("redis_server"))
-    prefix = f"test:idempotency:{uuid.uuid4().hex}:"
-    yield RedisEntries(client, prefix=prefix)
-    keys = [key async for key in client.scan_iter(f"{prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    async with redis_scratch(request.getfixturevalue("redis_server")) as (client, prefix):
+        yield RedisEntries(client, prefix=prefix)
 
 
 async def place(keys: Idempotency, order_id: str, key: str | None = "k1", body: OperatorAction = BODY,

@@ -1,7 +1,6 @@
 """The gateway's token buckets, in this process and in the real Redis (its own key prefix), and failing open."""
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -9,6 +8,7 @@ import pytest
 from services.gateway import limits
 from services.gateway.limits import Limit, MemoryBuckets, RedisBuckets
 from services.gateway.stores import redis_client
+from tests.conftest import redis_scratch
 from tests.shop import free_ports
 
 
@@ -25,13 +25,8 @@ async def buckets(request: pytest.FixtureRequest) -> AsyncIterator[limits.Bucket
     if request.param == "memory":
         yield MemoryBuckets()
         return
-    client = redis_client(request.getfixturevalue("redis_server"))
-    prefix = f"test:rate:{uuid.uuid4().hex}:"
-    yield RedisBuckets(client, prefix=prefix)
-    keys = [key async for key in client.scan_iter(f"{prefix}*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    async with redis_scratch(request.getfixturevalue("redis_server")) as (client, prefix):
+        yield RedisBuckets(client, prefix=prefix)
 
 
 async def test_a_burst_goes_through_and_the_next_request_waits_for_a_token(buckets):
