@@ -8,12 +8,12 @@ STUBS := libs/sagashop/v1/.generated
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test setup stubs lint clean browser
+.PHONY: run test setup stubs lint clean browser prometheus
 
 run: setup
 	$(VENV)/bin/sagashop up
 
-test: setup browser
+test: setup browser prometheus
 	$(VENV)/bin/pytest -q
 
 setup: $(VENV)/.synced $(STUBS)
@@ -36,6 +36,12 @@ stubs: $(STUBS)
 # we are root; otherwise that test skips with the reason (and fails on CI).
 browser:
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; fi
+
+# Prometheus for the canary analysis test (tests/faults/test_canary_run.py, which starts its own): Debian's package,
+# installed when missing and we are root; otherwise that test skips with the reason (and fails on CI).
+prometheus:
+	@if [ ! -x /usr/bin/prometheus ] && [ "$$(id -u)" = 0 ]; then \
+		apt-get update && apt-get install -y --no-install-recommends prometheus; fi
 
 lint: setup
 	$(UV) run --no-sync ruff check .

@@ -75,7 +75,7 @@ def test_status_with_a_context_compares_the_files_with_the_cluster(istio_dir: Pa
         asked.append((*args, f"context={context}"))
         return json.dumps({"items": live})
 
-    monkeypatch.setattr(canary, "kubectl", kubectl)
+    monkeypatch.setattr(canary.files, "kubectl", kubectl)
     result = sagashop("status", "--context", "kind-sagashop", "--dir", str(istio_dir))
     assert result.exit_code == 0, result.output
     assert asked == [("get", "virtualservice", "-n", "sagashop", "-o", "json", "context=kind-sagashop")]
@@ -87,7 +87,8 @@ def test_status_with_a_context_compares_the_files_with_the_cluster(istio_dir: Pa
 def test_apply_hands_the_file_to_kubectl_and_pins_that_share_of_new_sagas(istio_dir: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[tuple[str, ...]] = []
-    monkeypatch.setattr(canary, "kubectl", lambda *args, context=None: asked.append((*args, context)) or "applied")
+    monkeypatch.setattr(canary.files, "kubectl",
+                        lambda *args, context=None: asked.append((*args, context)) or "applied")
     result = sagashop("set", "inventory", "50", "--apply", "--context", "kind-sagashop", "--dir", str(istio_dir))
     assert result.exit_code == 0, result.output
     assert asked == [("apply", "-f", str(istio_dir / "inventory.yaml"), "kind-sagashop"),

@@ -1,4 +1,4 @@
-"""`sagashop canary`: show and shift the Istio canary weights (v1 / v2) of each part.
+"""The canary weights (v1 / v2) of each part, in the files of istio/ and, through kubectl, in a cluster.
 
 Each part's weights are the two destinations of the default route (the last route, the one without `match`) of its
 VirtualService in istio/<part>.yaml. `set` rewrites those two numbers in place: ruamel.yaml's round-trip mode keeps
@@ -8,25 +8,19 @@ the file's comments, key order and flow style, so a diff shows only the weights.
 import json
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from io import StringIO
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from ruamel.yaml import YAML
 
 from sagashop.kit.settings import PARTS
 
-ISTIO_DIR = Path(__file__).resolve().parents[1] / "istio"
+ISTIO_DIR = Path(__file__).resolve().parents[2] / "istio"
 NAMESPACE = "sagashop"
-
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Show and shift the Istio canary weights (v1 / v2) of each part: istio/<part>.yaml.")
-Dir = Annotated[Path, typer.Option("--dir", help="the istio directory to read and rewrite")]
-Context = Annotated[str | None, typer.Option("--context", help="kubectl context of the cluster")]
-Apply = Annotated[bool, typer.Option("--apply", help="then `kubectl apply -f` the file")]
-Percent = Annotated[int, typer.Argument(min=0, max=100, help="share of the calls for v2, 0..100")]
+KUBECTL_TIMEOUT = 60.0  # seconds for one kubectl command
 
 
 class CanaryError(Exception):
@@ -96,7 +90,10 @@ def kubectl(*args: str, context: str | None = None) -> str:
     if shutil.which("kubectl") is None:
         raise CanaryError("kubectl is not on PATH")
     command = ["kubectl", *(["--context", context] if context else []), *args]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=KUBECTL_TIMEOUT)
+    except subprocess.TimeoutExpired as e:
+        raise CanaryError(f"{' '.join(command)} did not answer within {KUBECTL_TIMEOUT:.0f}s") from e
     if done.returncode != 0:
         raise CanaryError(f"{' '.join(command)} failed: {done.stderr.strip()}")
     return done.stdout
@@ -129,45 +126,13 @@ def status_lines(istio_dir: Path, cluster: dict[str, tuple[int, int]] | None = N
     return lines
 
 
-def shift(service: str, v2_percent: int, istio_dir: Path, apply: bool, context: str | None) -> None:
+def shift(service: str, v2_percent: int, istio_dir: Path, apply: bool, context: str | None,
+          say: Callable[[str], Any] = typer.echo) -> None:
     """New weights in the file; with `apply`, in the cluster too, and the orchestrators pin that share of new
     sagas to v2 (a rolling restart: sagas in flight resume from their log, on the route they started on)."""
     path = set_weights(service, v2_percent, istio_dir)
-    typer.echo(f"{service}: v1 {100 - v2_percent} / v2 {v2_percent} ({path})")
+    say(f"{service}: v1 {100 - v2_percent} / v2 {v2_percent} ({path})")
     if apply:
-        typer.echo(kubectl("apply", "-f", str(path), context=context).rstrip())
-        typer.echo(kubectl("set", "env", "deployment", "-l", "app=orchestrator", "-n", NAMESPACE,
-                           f"SAGASHOP_CANARY_PERCENT={v2_percent}", context=context).rstrip())
-
-
-def run_cli(action: Any, *args: Any) -> None:
-    try:
-        action(*args)
-    except CanaryError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from e
-
-
-@app.command()
-def status(context: Context = None, istio_dir: Dir = ISTIO_DIR) -> None:
-    """The v1 / v2 weights of every part in the files (and, with --context, in that cluster)."""
-    run_cli(lambda: typer.echo("\n".join(status_lines(istio_dir, cluster_weights(context) if context else None))))
-
-
-@app.command("set")
-def set_(service: str, percent: Percent, apply: Apply = False, context: Context = None,
-         istio_dir: Dir = ISTIO_DIR) -> None:
-    """Send PERCENT of the service's calls to v2 and the rest to v1."""
-    run_cli(shift, service, percent, istio_dir, apply, context)
-
-
-@app.command()
-def promote(service: str, apply: Apply = False, context: Context = None, istio_dir: Dir = ISTIO_DIR) -> None:
-    """Send every call of the service to v2."""
-    run_cli(shift, service, 100, istio_dir, apply, context)
-
-
-@app.command()
-def rollback(service: str, apply: Apply = False, context: Context = None, istio_dir: Dir = ISTIO_DIR) -> None:
-    """Send every call of the service back to v1."""
-    run_cli(shift, service, 0, istio_dir, apply, context)
+        say(kubectl("apply", "-f", str(path), context=context).rstrip())
+        say(kubectl("set", "env", "deployment", "-l", "app=orchestrator", "-n", NAMESPACE,
+                    f"SAGASHOP_CANARY_PERCENT={v2_percent}", context=context).rstrip())
