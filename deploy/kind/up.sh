@@ -51,7 +51,7 @@ kubectl --context "${CONTEXT}" apply -k "deploy/k8s/overlays/${OVERLAY}"
 echo "== applying the mesh configuration (istio/; istio/faults/ holds examples, applied only on purpose)"
 kubectl --context "${CONTEXT}" apply -f istio/
 
-echo "== waiting for the rollouts"
+echo "== waiting for the rollouts (the shop, PostgreSQL, Redis, the OpenTelemetry Collector and Jaeger)"
 kubectl --context "${CONTEXT}" -n "${NAMESPACE}" rollout status statefulset/postgres --timeout=300s
 for deployment in $(kubectl --context "${CONTEXT}" -n "${NAMESPACE}" get deployments -o name); do
   kubectl --context "${CONTEXT}" -n "${NAMESPACE}" rollout status "${deployment}" --timeout=300s
@@ -64,6 +64,7 @@ Reach the gateway through the Istio ingress gateway:
   kubectl --context ${CONTEXT} -n istio-system port-forward svc/istio-ingressgateway 8080:80
   curl -s localhost:8080/v1/products
 The admin is admin@sagashop.local with the dev-only password of deploy/k8s/overlays/kind (dev-only-admin-password).
+Traces: kubectl --context ${CONTEXT} -n ${NAMESPACE} port-forward svc/jaeger 16686, then http://localhost:16686
 Canary weights: .venv/bin/sagashop canary status --context ${CONTEXT}
 Remove everything: make kind-down
 MESSAGE

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import opentelemetry.environment_variables
+import opentelemetry.sdk.environment_variables
 from pydantic import TypeAdapter, ValidationError
 
 from sagashop.kit.settings import PARTS, SERVICES, Settings
@@ -16,6 +18,10 @@ from sagashop.kit.settings import PARTS, SERVICES, Settings
 from .manifests import Obj, container_ports, named, of_kind, part_of, ref, workloads
 
 PREFIX = "SAGASHOP_"
+OTEL_PREFIX = "OTEL_"
+# every variable the OpenTelemetry API and SDK read (the parts read no other OTEL_* variable)
+OTEL_VARIABLES = {value for module in (opentelemetry.environment_variables, opentelemetry.sdk.environment_variables)
+                  for name, value in vars(module).items() if name.startswith(OTEL_PREFIX)}
 CONFIG_MAP = "sagashop-config"
 VERSION_FIELD = "metadata.labels['version']"
 # unset on purpose: random fault draws; the mesh finds v2; spans go to an OTLP endpoint, not to a file
@@ -67,9 +73,11 @@ def type_error(annotation: Any, value: str) -> str | None:
 
 
 def value_problems(env: dict[str, Any]) -> list[str]:
-    """Only variables Settings knows, each of its field's type."""
+    """Only variables Settings knows, each of its field's type, and OpenTelemetry's own."""
     problems = []
     for name, value in env.items():
+        if name.startswith(OTEL_PREFIX) and name not in OTEL_VARIABLES:
+            problems.append(f"{name} is no OpenTelemetry SDK variable")
         if not name.startswith(PREFIX):
             continue
         field = Settings.model_fields.get(name[len(PREFIX):].lower())

@@ -7,7 +7,7 @@ from google.protobuf import descriptor_pool
 
 from sagashop.kit.settings import SERVICES
 
-from .manifests import NAMESPACE, Obj, named, of_kind, ref, selected_workloads, short_host
+from .manifests import NAMESPACE, Obj, named, of_kind, ref, selected_workloads, selects, short_host
 
 ROUTE_HEADER = "x-sagashop-route"
 MIN_TIMEOUT_SECONDS = 60  # above every deadline of the app: 2 s a call, 20 s a saga step, 65 s a checkout wait
@@ -91,6 +91,35 @@ def canary_layout_problems(vs: Obj) -> list[str]:
     if "match" in last or sorted(d["destination"].get("subset") for d in last.get("route", [])) != ["v1", "v2"]:
         problems.append(f"{where(vs)}: the last route must match everything and split between subsets v1 and v2")
     return problems
+
+
+def account(name: str) -> str:
+    """The mTLS identity of a ServiceAccount of the namespace."""
+    return f"cluster.local/ns/{NAMESPACE}/sa/{name}"
+
+
+def allows(istio: list[Obj], labels: dict[str, str], principal: str, port: int) -> bool:
+    """Whether the ALLOW policies of pods with these labels let the principal open a connection to this container
+    port (a rule with paths, methods or conditions is not counted: it allows some calls, not any)."""
+    policies = [p for p in of_kind(istio, "AuthorizationPolicy") if p["spec"].get("action", "ALLOW") == "ALLOW"
+                and p["metadata"].get("namespace", NAMESPACE) == NAMESPACE and applies(p, labels)]
+    if not policies:
+        return True  # no ALLOW policy applies: Istio lets everything in
+    return any(rule_allows(rule, principal, port) for p in policies for rule in p["spec"].get("rules", []))
+
+
+def applies(policy: Obj, labels: dict[str, str]) -> bool:
+    selector = policy["spec"].get("selector", {}).get("matchLabels")
+    return selector is None or selects(selector, labels)
+
+
+def rule_allows(rule: Obj, principal: str, port: int) -> bool:
+    sources = [s.get("source", {}) for s in rule.get("from", [])]
+    operations = [o.get("operation", {}) for o in rule.get("to", [])]
+    source_ok = not sources or any(set(s) == {"principals"} and principal in s["principals"] for s in sources)
+    operation_ok = not operations or any(set(o) <= {"ports"} and str(port) in o.get("ports", [str(port)])
+                                         for o in operations)
+    return source_ok and operation_ok and "when" not in rule
 
 
 def principals(policy: Obj) -> list[str]:

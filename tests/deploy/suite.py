@@ -8,7 +8,8 @@ from sagashop.kit.settings import PARTS
 from .env_checks import config_problems, coverage_problems, env_problems
 from .manifests import Obj, load_yaml_dir, of_kind, overlays, pod_labels, render
 from .mesh_checks import canary_layout_problems, mesh_problems, method_problems
-from .schema_checks import istio_problems, kubernetes_problems
+from .schema_checks import is_istio, istio_problems, kubernetes_problems
+from .tracing_checks import tracing_problems
 from .workload_checks import workload_problems
 
 
@@ -21,9 +22,17 @@ def external_secrets(objs: list[Obj]) -> frozenset[str]:
     return frozenset() if of_kind(objs, "Secret") else frozenset({"sagashop-secrets"})
 
 
+def mesh_of(objs: list[Obj], istio: list[Obj]) -> list[Obj]:
+    """istio/ plus the Istio objects an overlay brings itself (components/observability's AuthorizationPolicies)."""
+    return [*istio, *filter(is_istio, objs)]
+
+
 def overlay_problems(objs: list[Obj], istio: list[Obj]) -> list[str]:
-    return [*kubernetes_problems(objs), *workload_problems(objs, external_secrets(objs)), *env_problems(objs),
-            *config_problems(objs), *coverage_problems(objs), *mesh_problems(istio, objs, versions_deployed(objs))]
+    mesh, own = mesh_of(objs, istio), [o for o in objs if is_istio(o)]
+    return [*kubernetes_problems(objs), *istio_problems(own), *method_problems(own),
+            *workload_problems(objs, external_secrets(objs)), *env_problems(objs), *config_problems(objs),
+            *coverage_problems(objs), *mesh_problems(mesh, objs, versions_deployed(objs)),
+            *tracing_problems(mesh, objs)]
 
 
 def part_files_problems(istio_dir: Path) -> list[str]:

@@ -124,3 +124,65 @@ def test_a_method_path_with_a_typo(tree: Path) -> None:
 def test_a_secret_the_kind_overlay_does_not_generate(tree: Path) -> None:
     edit(tree / "deploy/k8s/overlays/kind/kustomization.yaml", "  - db-password=dev-only-db-password\n", "")
     assert reported(tree, "kind", "Secret sagashop-secrets", "db-password not found")
+
+
+OBSERVABILITY = "deploy/k8s/components/observability"
+TRACE_PIPELINE_BREAKS = [
+    pytest.param("kustomization.yaml", "otel-collector.sagashop:4318", "otel-colector.sagashop:4318",
+                 ("payment-v1", "OTEL_EXPORTER_OTLP_ENDPOINT: otel-colector.sagashop:4318 is no Service port"),
+                 id="the parts' OTLP endpoint naming no Service"),
+    pytest.param("kustomization.yaml", "otel-collector.sagashop:4318", "otel-collector.sagashop:4317",
+                 ("gateway-v1", "sends OTLP over http to otel-collector port grpc-otlp, which speaks grpc"),
+                 id="the parts' OTLP endpoint on the collector's gRPC port"),
+    pytest.param("kustomization.yaml", "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_ENDPIONT=",
+                 ("OTEL_EXPORTER_OTLP_ENDPIONT is no OpenTelemetry SDK variable",),
+                 id="a misspelt OpenTelemetry variable"),
+    pytest.param("kustomization.yaml", "  - OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector.sagashop:4318\n", "",
+                 ("Deployment/orchestrator-v1", "exports no spans", "though a collector runs"),
+                 id="the parts not pointed at the collector"),
+    pytest.param("otel-collector.yaml", "port: 4318, targetPort: otlp-http, appProtocol: http",
+                 "port: 4318, targetPort: otlp-http", ("Service/otel-collector", "port http-otlp needs appProtocol"),
+                 id="a Service port whose protocol Istio must guess"),
+    pytest.param("jaeger.yaml", "{name: grpc-otlp, port: 4317, targetPort: otlp-grpc, appProtocol: grpc}",
+                 "{name: grpc-otlp, port: 4317, targetPort: otlp-grpc, appProtocol: http}",
+                 ("Service/jaeger", "port grpc-otlp is named for grpc but has appProtocol http"),
+                 id="a Service port whose name and appProtocol disagree"),
+    pytest.param("collector-config.yaml", "endpoint: jaeger.sagashop:4317", "endpoint: jaeger.sagashop:16686",
+                 ("exporter otlp/jaeger", "sends OTLP over grpc to jaeger port http-query, which speaks http"),
+                 id="the collector exporting to Jaeger's UI port"),
+    pytest.param("jaeger.yaml", "port: 4317, targetPort: otlp-grpc", "port: 4317, targetPort: admin",
+                 ("exporter otlp/jaeger", "Deployment/jaeger takes no OTLP over grpc on port 14269"),
+                 id="Jaeger's OTLP Service port sending to its admin port"),
+    pytest.param("collector-config.yaml", "exporters: [otlp/jaeger]", "exporters: [otlp/jeager]",
+                 ("Deployment/otel-collector", "pipeline traces: exporter otlp/jeager is not defined"),
+                 id="a pipeline naming an exporter that is not defined"),
+    pytest.param("collector-config.yaml", "endpoint: 0.0.0.0:4318", "endpoint: localhost:4318",
+                 ("receiver otlp http listens on localhost:4318, not 0.0.0.0",),
+                 id="a receiver on localhost, out of the sidecar's reach"),
+    pytest.param("collector-config.yaml", "endpoint: 0.0.0.0:13133", "endpoint: 0.0.0.0:13134",
+                 ("Deployment/otel-collector", "readinessProbe must ask the health_check extension"),
+                 id="probes that do not ask health_check"),
+    pytest.param("otel-collector.yaml", "--config=/conf/config.yaml", "--config=/conf/collector.yaml",
+                 ("Deployment/otel-collector", "--config=/conf/collector.yaml is no key of a ConfigMap"),
+                 id="a collector configuration file that is not mounted"),
+    pytest.param("authorization.yaml", "        - cluster.local/ns/sagashop/sa/payment\n", "",
+                 ("Deployment/payment-v1", "does not let payment reach Deployment/otel-collector on port 4318"),
+                 id="a part the mesh keeps from the collector"),
+    pytest.param("authorization.yaml", 'ports: ["4317"]', 'ports: ["4318"]',
+                 ("exporter otlp/jaeger", "does not let otel-collector reach Deployment/jaeger on port 4317"),
+                 id="the collector kept from Jaeger"),
+    pytest.param("authorization.yaml", "action: ALLOW", "actions: ALLOW",
+                 ("AuthorizationPolicy/otel-collector", "unknown field .spec.actions"),
+                 id="an overlay's own policy with a field Istio does not know"),
+    pytest.param("jaeger.yaml", '        - {name: MEMORY_MAX_TRACES, value: "3000"}\n', "",
+                 ("Deployment/jaeger", "in-memory storage needs MEMORY_MAX_TRACES"),
+                 id="Jaeger's memory unbounded"),
+    pytest.param("jaeger.yaml", "jaegertracing/all-in-one:1.62.0", "jaegertracing/all-in-one:latest",
+                 ("kind", "jaegertracing/all-in-one:latest is not pinned"), id="Jaeger's image tagged latest"),
+]
+
+
+@pytest.mark.parametrize(("file", "old", "new", "needles"), TRACE_PIPELINE_BREAKS)
+def test_a_broken_trace_pipeline(tree: Path, file: str, old: str, new: str, needles: tuple[str, ...]) -> None:
+    edit(tree / OBSERVABILITY / file, old, new)
+    assert reported(tree, *needles), all_problems(tree)

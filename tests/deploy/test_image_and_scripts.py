@@ -49,6 +49,13 @@ def test_the_kind_scripts_are_strict_executable_bash(script: Path) -> None:
         assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
 
 
+def test_up_waits_for_every_deployment_and_tells_how_to_open_jaeger() -> None:
+    text = (ROOT / "deploy/kind/up.sh").read_text()
+    assert re.search(r'for deployment in \$\(kubectl [^)]* get deployments -o name\); do\n'
+                     r'.* rollout status "\$\{deployment\}"', text)
+    assert "port-forward svc/jaeger 16686" in text
+
+
 def test_istio_is_pinned_to_the_version_of_the_models_the_tests_validate_with() -> None:
     pinned = re.search(r"^ISTIO_VERSION=(\S+)$", (ROOT / "deploy/kind/up.sh").read_text(), re.M)
     assert pinned is not None

@@ -4,12 +4,12 @@ import re
 
 import pytest
 
-from sagashop.kit.settings import SERVICES
+from sagashop.kit.settings import PARTS, SERVICES
 
 from .conftest import OVERLAYS
 from .manifests import NAMESPACE, ROOT, Obj, of_kind
-from .mesh_checks import grpc_methods, mesh_problems, principals
-from .suite import istio_tree_problems, versions_deployed
+from .mesh_checks import allows, grpc_methods, mesh_problems, principals
+from .suite import istio_tree_problems, mesh_of, versions_deployed
 
 STEP_METHODS = {"inventory": ["ReserveStock", "ReleaseStock", "CommitStock"], "payment": ["Charge", "Refund"],
                 "shipping": ["CreateShipment", "CancelShipment"],
@@ -64,7 +64,7 @@ def test_every_istio_object_validates_against_its_model_and_every_part_is_laid_o
 def test_the_mesh_matches_the_rendered_manifests(rendered: dict[str, list[Obj]], istio: list[Obj],
                                                  overlay: str) -> None:
     objs = rendered[overlay]
-    assert mesh_problems(istio, objs, versions_deployed(objs)) == []
+    assert mesh_problems(mesh_of(objs, istio), objs, versions_deployed(objs)) == []
 
 
 def test_the_canary_overlay_gives_every_v2_subset_pods(rendered: dict[str, list[Obj]]) -> None:
@@ -108,3 +108,15 @@ def test_the_orchestrator_may_make_every_call_its_sagas_make(istio: list[Obj]) -
 def test_the_gateway_may_not_make_saga_steps_and_nobody_else_gets_in(istio: list[Obj]) -> None:
     assert not allowed(istio, "payment", "gateway", path("payment", "Charge"))
     assert not allowed(istio, "payment", "shipping", path("payment", "ListLedger"))
+
+
+def test_every_part_may_send_spans_to_the_collector_and_only_the_collector_to_jaeger(
+        rendered: dict[str, list[Obj]], istio: list[Obj]) -> None:
+    mesh = mesh_of(rendered["kind"], istio)
+    collector, jaeger = {"app": "otel-collector"}, {"app": "jaeger"}
+    assert all(allows(mesh, collector, account(part), port) for part in PARTS for port in (4317, 4318))
+    assert allows(mesh, jaeger, account("otel-collector"), 4317)
+    assert not any(allows(mesh, jaeger, account(part), 4317) for part in PARTS)
+    # the UI is for `kubectl port-forward`, which no policy sees: nobody in the mesh may open it
+    assert not any(allows(mesh, jaeger, account(caller), 16686) for caller in (*PARTS, "otel-collector"))
+    assert not allows(mesh, {"app": "payment"}, account("otel-collector"), 50054)

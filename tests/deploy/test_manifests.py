@@ -6,9 +6,10 @@ from sagashop.kit.settings import PARTS
 
 from .conftest import OVERLAYS
 from .env_checks import config_problems, coverage_problems, env_problems
-from .manifests import Obj, named, of_kind, pod_labels
-from .schema_checks import kubernetes_problems
-from .suite import external_secrets
+from .manifests import Obj, named, of_kind, part_of, pod_labels
+from .schema_checks import is_istio, istio_problems, kubernetes_problems
+from .suite import external_secrets, mesh_of
+from .tracing_checks import COLLECTOR_IMAGE, JAEGER_IMAGE, running, tracing_problems
 from .workload_checks import workload_problems
 
 TREES = ["base", *OVERLAYS]
@@ -37,6 +38,11 @@ def test_every_object_validates_against_the_strict_kubernetes_schemas(rendered: 
 
 
 @pytest.mark.parametrize("tree", TREES)
+def test_every_istio_object_of_the_tree_validates_against_its_model(rendered: dict[str, list[Obj]], tree: str) -> None:
+    assert istio_problems([o for o in rendered[tree] if is_istio(o)]) == []
+
+
+@pytest.mark.parametrize("tree", TREES)
 def test_every_workload_is_wired_pinned_and_locked_down(rendered: dict[str, list[Obj]], tree: str) -> None:
     objs = rendered[tree]
     assert workload_problems(objs, external_secrets(objs)) == []
@@ -54,7 +60,25 @@ def test_the_kind_overlay_turns_faults_on_and_generates_dev_only_secrets(rendere
     (secret,) = of_kind(objs, "Secret")
     assert set(secret["data"]) == {"jwt-secret", "admin-password", "db-password"}
     assert {d["spec"]["template"]["spec"]["containers"][0]["image"] for d in of_kind(objs, "Deployment")
-            if d["metadata"]["name"] != "redis"} == {"sagashop:0.1.0"}
+            if part_of(d)} == {"sagashop:0.1.0"}
+
+
+@pytest.mark.parametrize("overlay", ["kind", "kind-canary"])
+def test_the_kind_overlays_send_every_part_s_spans_through_a_collector_to_jaeger(rendered: dict[str, list[Obj]],
+                                                                               istio: list[Obj], overlay: str) -> None:
+    objs = rendered[overlay]
+    assert [d["metadata"]["name"] for d in running(objs, COLLECTOR_IMAGE)] == ["otel-collector"]
+    assert [d["metadata"]["name"] for d in running(objs, JAEGER_IMAGE)] == ["jaeger"]
+    assert config_value(objs, "OTEL_EXPORTER_OTLP_ENDPOINT") == "http://otel-collector.sagashop:4318"
+    assert tracing_problems(mesh_of(objs, istio), objs) == []
+
+
+def test_production_leaves_traces_to_a_backend_of_its_own(rendered: dict[str, list[Obj]]) -> None:
+    objs = rendered["production"]
+    assert running(objs, COLLECTOR_IMAGE) == running(objs, JAEGER_IMAGE) == []
+    assert of_kind(objs, "AuthorizationPolicy") == []
+    config = next(c for c in of_kind(objs, "ConfigMap") if c["metadata"]["name"].startswith("sagashop-config"))
+    assert not [key for key in config["data"] if key.startswith("OTEL_")]
 
 
 def test_production_turns_faults_off_expects_its_secret_and_runs_more_replicas(rendered: dict[str, list[Obj]]) -> None:

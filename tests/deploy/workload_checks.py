@@ -3,10 +3,12 @@
 from sagashop.kit.settings import PARTS, SERVICES
 
 from .manifests import (
+    PROTOCOLS,
     Obj,
     container_ports,
     containers,
     named,
+    named_protocol,
     of_kind,
     part_of,
     pod_labels,
@@ -29,9 +31,18 @@ def service_problems(objs: list[Obj]) -> list[str]:
             target = port.get("targetPort", port["port"])
             problems += [f"{ref(service)}: targetPort {target} is no container port of {ref(w)}"
                          for w in selected if target not in container_ports(w)]
-            if port["name"] == "grpc" and port.get("appProtocol") != "grpc":
-                problems.append(f"{ref(service)}: port grpc needs appProtocol: grpc (Istio routes it as HTTP/2)")
+            problems += [f"{ref(service)}: port {port['name']} {p}" for p in protocol_problems(port)]
     return problems
+
+
+def protocol_problems(port: Obj) -> list[str]:
+    """Istio reads each port's protocol from appProtocol, which its name must not contradict (`grpc-otlp` is gRPC):
+    a gRPC port taken for plain TCP or HTTP/1.1 loses per-call routing, retries and metrics."""
+    if port.get("appProtocol") not in PROTOCOLS:
+        return [f"needs appProtocol, one of Istio's protocols (not {port.get('appProtocol')!r})"]
+    if named_protocol(port) not in (None, port["appProtocol"]):
+        return [f"is named for {named_protocol(port)} but has appProtocol {port['appProtocol']}"]
+    return []
 
 
 def probe_port(probe: Obj) -> int | str | None:
