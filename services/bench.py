@@ -1,5 +1,9 @@
 """`sagashop bench`: checkouts against a running shop, through the gateway (or straight to the orchestrator over
-gRPC, to separate the gateway's cost), with latency percentiles, outcomes and the saga log's time per step."""
+gRPC, to separate the gateway's cost), with latency percentiles, outcomes and the saga log's time per step.
+
+`--without-log` is the durability baseline: this process runs the checkout saga itself (the orchestrator's own
+steps and runner) against the shop's services, with a saga log that keeps nothing, so the same gRPC calls are
+made without a single saga log write (and without the hop to the orchestrator)."""
 
 import asyncio
 import json
@@ -7,6 +11,8 @@ import statistics
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,30 +20,42 @@ from typing import Any
 import grpc
 import httpx
 
+from sagashop.backends import Backends
+from sagashop.kit.clock import now
+from sagashop.kit.settings import Settings
+from sagashop.saga import SagaRunner, StepRecord, new_record
 from sagashop.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+
+from .processes import cpu_seconds, sample, shop_processes
 
 ADDRESS = {"name": "Bench", "line1": "1 Main St", "city": "Paris", "postal_code": "75001", "country": "FR"}
 
 
 @dataclass
 class Result:
+    sku: str = ""  # the product made for the run, one unit per checkout
     checkouts: int = 0
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
     steps_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # per checkout, by part (a shop on this machine)
+    memory_mib: dict[str, list[float]] = field(default_factory=dict)  # RSS samples every 2 s, by part
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies_ms)
         pct = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else lat * 99
-        return {"checkouts": self.checkouts, "seconds": round(self.seconds, 2),
+        return {"sku": self.sku, "checkouts": self.checkouts, "seconds": round(self.seconds, 2),
                 "throughput_per_s": round(self.checkouts / self.seconds, 1) if self.seconds else 0.0,
                 "p50_ms": round(pct[49], 1), "p95_ms": round(pct[94], 1), "p99_ms": round(pct[98], 1),
-                "max_ms": round(lat[-1], 1), "outcomes": dict(self.outcomes), "steps_ms": self.steps_ms}
+                "max_ms": round(lat[-1], 1), "outcomes": dict(self.outcomes), "steps_ms": self.steps_ms,
+                "cpu_ms_per_checkout": {part: round(ms, 2) for part, ms in self.cpu_ms.items()},
+                "memory_mib": {part: {"first": mib[0], "last": mib[-1], "max": max(mib)}
+                               for part, mib in self.memory_mib.items()}}
 
 
 async def run(url: str, admin: tuple[str, str], checkouts: int, concurrency: int, rate: float | None,
-              direct: str | None) -> Result:
+              direct: str | None, without_log: Settings | None = None) -> Result:
     async with httpx.AsyncClient(base_url=url, timeout=60,
                                  limits=httpx.Limits(max_connections=concurrency + 4)) as http:
         admin_headers = await _login(http, *admin)
@@ -45,10 +63,36 @@ async def run(url: str, admin: tuple[str, str], checkouts: int, concurrency: int
         body = {"name": "Bench", "price_cents": 1_000, "currency": "EUR", "available": checkouts * 2 + 10}
         (await http.put(f"/v1/admin/products/{sku}", json=body, headers=admin_headers)).raise_for_status()
         users = [await _customer(http) for _ in range(concurrency)]
-        place = _via_grpc(direct, sku) if direct else _via_gateway(http, sku)
-        result, order_ids = await _drive(place, users, checkouts, concurrency, rate)
-        result.steps_ms = await _step_times(http, admin_headers, order_ids[:200])
+        async with _watching(url) as watched:
+            if without_log is not None:
+                async with _without_log(without_log, sku) as place:
+                    result, order_ids = await _drive(place, users, checkouts, concurrency, rate)
+            else:
+                place = _via_grpc(direct, sku) if direct else _via_gateway(http, sku)
+                result, order_ids = await _drive(place, users, checkouts, concurrency, rate)
+        if without_log is None:
+            result.steps_ms = await _step_times(http, admin_headers, order_ids[:200])
+        result.sku, (cpu, result.memory_mib) = sku, watched
+        result.cpu_ms = {part: seconds * 1000 / checkouts for part, seconds in cpu.items()}
         return result
+
+
+@asynccontextmanager
+async def _watching(url: str) -> AsyncIterator[tuple[dict[str, float], dict[str, list[float]]]]:
+    """While the checkouts run: the CPU seconds each part of the shop used, and its memory every 2 s (nothing for
+    a shop on another machine)."""
+    port = httpx.URL(url).port or 80
+    processes = shop_processes(port) if httpx.URL(url).host in ("127.0.0.1", "localhost") else {}
+    before, used, memory, stop = cpu_seconds(processes), {}, {}, asyncio.Event()
+    sampler = asyncio.create_task(sample(memory, port, stop)) if processes else None
+    try:
+        yield used, memory
+    finally:
+        stop.set()
+        if sampler is not None:
+            await sampler
+        after = cpu_seconds(processes)
+        used.update({part: after[part] - before[part] for part in before if part in after})
 
 
 async def _login(http: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
@@ -85,6 +129,42 @@ def _via_grpc(address: str, sku: str) -> Any:
         return reply.state, reply.order_id
 
     return place
+
+
+class ForgetfulLog:
+    """A saga log that writes nothing anywhere; it remembers in memory only which steps started, for the undos."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, list[StepRecord]] = defaultdict(list)
+
+    async def advance(self, saga_id: str, *, started: tuple[str, str] | None = None, **_: Any) -> None:
+        if started is not None:
+            self.started[saga_id].append(StepRecord(*started, "RUNNING", 0, "", "", None, now(), None))
+
+    async def steps(self, saga_id: str) -> list[StepRecord]:
+        return self.started[saga_id]
+
+
+@asynccontextmanager
+async def _without_log(settings: Settings, sku: str) -> AsyncIterator[Any]:
+    from .orchestrator.checkout import checkout_saga
+    from .orchestrator.intake import checkout_of
+    from .orchestrator.steps import CheckoutSteps
+
+    backends = Backends(settings, ("order", "inventory", "payment", "shipping"), route="v1")
+    saga = checkout_saga(CheckoutSteps({"v1": backends}, settings.step_deadline_seconds))
+    runner = SagaRunner(ForgetfulLog())  # type: ignore[arg-type]
+
+    async def place(user: dict[str, Any]) -> tuple[str, str]:
+        checkout = await checkout_of(orchestrator_pb2.StartCheckoutRequest(
+            user_id=user["id"], lines=[{"sku": sku, "quantity": 1}], payment_token="tok_ok", address=ADDRESS), backends)
+        record = new_record(saga.name, checkout.order_id, checkout.order_id, None, "", saga.encode(checkout))
+        return await runner.run(saga, record, history=[]), checkout.order_id
+
+    try:
+        yield place
+    finally:
+        await backends.close()
 
 
 async def _drive(place: Any, users: list[dict[str, Any]], checkouts: int, concurrency: int,
@@ -138,6 +218,11 @@ def table(result: Result) -> str:
              f"latency ms: p50 {s['p50_ms']}  p95 {s['p95_ms']}  p99 {s['p99_ms']}  max {s['max_ms']}",
              f"outcomes: {s['outcomes']}", "saga steps (ms): mean / p95 / retried",
              *(f"  {name:<16} {v['mean']:>8} {v['p95']:>8} {v['retried']:>4}" for name, v in s["steps_ms"].items())]
+    if s["cpu_ms_per_checkout"]:
+        lines += ["shop processes: CPU ms per checkout / memory MiB first -> last (max)",
+                  *(f"  {part:<16} {ms:>8}   {s['memory_mib'][part]['first']} -> {s['memory_mib'][part]['last']}"
+                    f" ({s['memory_mib'][part]['max']})" for part, ms in s["cpu_ms_per_checkout"].items()
+                    if part in s["memory_mib"])]
     return "\n".join(lines)
 
 

@@ -5,7 +5,9 @@ import importlib
 import sys
 from enum import Enum
 
+import httpx
 import typer
+import uvloop
 
 from sagashop.kit import logs, telemetry
 from sagashop.kit.settings import PARTS, Settings
@@ -32,7 +34,7 @@ def serve(name: PartName) -> None:  # type: ignore[valid-type]
     logs.configure(name.value, settings.log_level, settings.log_format)
     telemetry.configure(name.value, settings)
     main = importlib.import_module(f"services.{name.value}.main").main
-    asyncio.run(main(settings))
+    uvloop.run(main(settings))  # libuv's event loop: less overhead per callback than asyncio's own
 
 
 @app.command()
@@ -73,6 +75,8 @@ def bench(
     checkouts: int = typer.Option(500, min=1), concurrency: int = typer.Option(16, min=1),
     rate: float = typer.Option(None, help="open loop: orders per second (default: closed loop)"),
     direct: str = typer.Option(None, help="host:port of the orchestrator: checkouts over gRPC, no gateway"),
+    without_log: bool = typer.Option(False, "--without-log", help="the baseline: run the saga's calls from here, "
+                                     "with no saga log (services at this machine's SAGASHOP_* addresses)"),
     json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
 ) -> None:
     """Against a running shop: N checkouts at a concurrency; throughput, latency percentiles, time per step."""
@@ -80,8 +84,16 @@ def bench(
 
     settings = Settings()
     admin = (settings.admin_email, settings.admin_password or "")
-    result = asyncio.run(benchmark.run(url or f"http://127.0.0.1:{settings.gateway_port}", admin, checkouts,
-                                       concurrency, rate, direct))
+    try:
+        result = uvloop.run(benchmark.run(url or f"http://127.0.0.1:{settings.gateway_port}", admin, checkouts,
+                                          concurrency, rate, direct, settings if without_log else None))
+    except httpx.HTTPStatusError as e:  # most often: the admin's credentials (SAGASHOP_ADMIN_EMAIL / _PASSWORD)
+        print(f"sagashop bench: {e.request.method} {e.request.url.path} answered {e.response.status_code}: "
+              f"{e.response.text[:300]}", file=sys.stderr)
+        raise typer.Exit(2) from e
+    except (httpx.HTTPError, OSError) as e:
+        print(f"sagashop bench: the shop is not answering: {e!r}", file=sys.stderr)
+        raise typer.Exit(2) from e
     print(benchmark.as_json(result) if json_out else benchmark.table(result))
 
 

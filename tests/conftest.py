@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import pytest
@@ -21,11 +21,15 @@ REDIS_URL = os.environ.get("SAGASHOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def unreachable(what: str, error: Exception) -> None:
-    message = f"{what} is unreachable ({error})"
+def missing(reason: str, remedy: str) -> NoReturn:
+    """Something a test needs is not here: on CI the test fails, elsewhere it is skipped with the reason."""
     if ON_CI:
-        pytest.fail(f"{message}; CI needs it", pytrace=False)
-    pytest.skip(f"{message}; start it to run this test")
+        pytest.fail(f"{reason}; CI needs it", pytrace=False)
+    pytest.skip(f"{reason}; {remedy}")
+
+
+def unreachable(what: str, error: Exception) -> NoReturn:
+    missing(f"{what} is unreachable ({error})", "start it to run this test")
 
 
 def run_aside(coro: Coroutine[Any, Any, Any]) -> Any:

@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 
+from ..processes import sample
 from .audit import violations
 from .client import ShopClient
 from .faults import crash_rule, random_rule
-from .memory import sample
 from .replicas import Replicas
 
 TERMINAL = {"APPROVED", "REJECTED", "CANCELLED"}

@@ -40,7 +40,10 @@ def create_app(settings: Settings, jwt_secret: str) -> FastAPI:
             await client.aclose()
 
     app = FastAPI(title="sagashop", version=settings.version, lifespan=lifespan,
-                  description="Orders placed here run a checkout saga across gRPC services.")
+                  description="Orders placed here run a checkout saga across gRPC services.",
+                  # FastAPI's native telemetry would wrap every request a second time: spans come from the
+                  # OpenTelemetry instrumentation and metrics from our Prometheus registry (observe.py)
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.tokens = Tokens(jwt_secret, settings.token_ttl_seconds)
     app.state.idempotency = Idempotency(RedisEntries(client) if client else MemoryEntries(),
                                         settings.idempotency_ttl_seconds, settings.idempotency_wait_seconds)

@@ -7,7 +7,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sagashop.kit import metrics
-from sagashop.kit.db import transaction
+from sagashop.kit.db import autocommit, transaction
 from sagashop.kit.errors import Compensated, NotFound
 from sagashop.v1 import inventory_pb2 as pb
 from sagashop.v1 import inventory_pb2_grpc
@@ -36,15 +36,15 @@ def reservation_pb(r: Reservation) -> pb.Reservation:
 
 class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     def __init__(self, db: AsyncEngine) -> None:
-        self.db = db
+        self.db, self.reads = db, autocommit(db)  # reads: one statement each, no transaction
 
     async def ListProducts(self, request: pb.ListProductsRequest, context: grpc.aio.ServicerContext) -> pb.ProductList:
-        async with self.db.connect() as conn:
+        async with self.reads.connect() as conn:
             found = await Inventory(conn).products(valid_skus(list(request.skus)))
         return pb.ProductList(items=[product_pb(p) for p in found])
 
     async def GetProduct(self, request: pb.GetProductRequest, context: grpc.aio.ServicerContext) -> pb.Product:
-        async with self.db.connect() as conn:
+        async with self.reads.connect() as conn:
             if (found := await Inventory(conn).product(valid_sku(request.sku))) is None:
                 raise NotFound(f"no product {request.sku!r}")
         return product_pb(found)

@@ -14,7 +14,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sagashop.kit.clock import now
-from sagashop.kit.db import transaction
+from sagashop.kit.db import autocommit, transaction
 
 from .repository import Inventory
 
@@ -28,7 +28,7 @@ class Sweeper:
     async def sweep(self) -> int:
         """Releases up to `batch` expired reservations, oldest first; returns how many this call released."""
         cutoff = now() - self.ttl
-        async with self.db.connect() as conn:
+        async with autocommit(self.db).connect() as conn:
             keys = await Inventory(conn).held_since_before(cutoff, self.batch)
         released = 0
         for key in keys:

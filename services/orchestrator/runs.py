@@ -6,7 +6,7 @@ import logging
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from sagashop.saga import LeaseLost, Saga, SagaRunner, SagaStore
+from sagashop.saga import LeaseLost, Saga, SagaRecord, SagaRunner, SagaStore
 
 log = logging.getLogger(__name__)
 
@@ -17,20 +17,32 @@ class SagaRuns:
         self.sagas = {saga.name: saga for saga in sagas}
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
-    def start(self, saga_id: str) -> None:
+    def start(self, saga_id: str, new: SagaRecord | None = None) -> None:
+        """Runs the saga here (unless it already runs here): `new`, just created, or else as its log says."""
         if saga_id not in self.tasks:
-            task = asyncio.create_task(self._run(saga_id), name=f"saga-{saga_id}")
+            task = asyncio.create_task(self._run(saga_id, new), name=f"saga-{saga_id}")
             self.tasks[saga_id] = task
             task.add_done_callback(lambda _: self.tasks.pop(saga_id, None))
 
-    async def _run(self, saga_id: str) -> None:
+    async def settled(self, saga_id: str, seconds: float) -> str | None:
+        """Waits up to `seconds` for the run of the saga here, if any, to stop: the state it stopped in, or None
+        (not running here, or still running, or it stopped on an error)."""
+        if (task := self.tasks.get(saga_id)) is None:
+            return None
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+        return task.result() if done else None
+
+    async def _run(self, saga_id: str, new: SagaRecord | None) -> str | None:
         try:
+            if new is not None:
+                return await self.runner.run(self.sagas[new.name], new, history=[])
             if (record := await self.store.get(saga_id)) is not None:
-                await self.runner.run(self.sagas[record.name], record)
+                return await self.runner.run(self.sagas[record.name], record)
         except LeaseLost:
             log.warning("saga %s: another orchestrator took it over; stopping here", saga_id)
         except Exception:  # the lease lapses and the saga is claimed again, by us or another orchestrator
             log.exception("saga %s stopped; it resumes once its lease runs out", saga_id)
+        return None
 
     async def keep_leases(self) -> None:
         """Renews the leases of the sagas running here and claims expired ones, every third of a lease."""

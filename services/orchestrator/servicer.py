@@ -44,7 +44,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if not created and record.fingerprint != fingerprint(request):
             raise Conflict("this Idempotency-Key was used for another order", code="idempotency_conflict")
         if created:
-            self.runs.start(record.id)
+            self.runs.start(record.id, new=record)
         state = await self._wait(record.id, max(request.wait_ms, 0) / 1000, until_order_exists=True)
         return pb.StartCheckoutReply(order_id=record.correlation_id, created=created, state=state)
 
@@ -55,10 +55,11 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if order.status not in ("APPROVED", "CANCELLED") or checkout is None:
             raise Rejected(f"an order that is {order.status} cannot be cancelled", code="not_cancellable")
         saga_id = f"{order.id}-cancel"
-        _, created = await self.store.create(new_record("cancellation", saga_id, order.id, f"cancel:{order.id}",
-                                                        "", checkout.input, route=checkout.route))
+        record, created = await self.store.create(new_record("cancellation", saga_id, order.id,
+                                                             f"cancel:{order.id}", "", checkout.input,
+                                                             route=checkout.route))
         if created:
-            self.runs.start(saga_id)
+            self.runs.start(saga_id, new=record)
         await self._wait(saga_id, max(request.wait_ms, 0) / 1000)
         return await self._saga(saga_id)
 
@@ -120,9 +121,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
 
     async def _wait(self, saga_id: str, seconds: float, *, until_order_exists: bool = False) -> str:
         """Waits until the saga ends (or is parked) or `seconds` pass, and for a checkout in any case until its
-        order exists."""
+        order exists. A saga running here is awaited; one running elsewhere is read again at each event here or
+        every so often."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
+        if (state := await self.runs.settled(saga_id, seconds)) is not None and state not in ACTIVE:
+            return state
         while True:
             changed = self.runs.runner.watch(saga_id)
             record = await self._record(saga_id)

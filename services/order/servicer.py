@@ -6,7 +6,7 @@ import grpc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sagashop.kit.clock import now, rfc3339
-from sagashop.kit.db import transaction
+from sagashop.kit.db import autocommit, transaction
 from sagashop.kit.errors import NotFound
 from sagashop.v1 import order_pb2 as pb
 from sagashop.v1 import order_pb2_grpc
@@ -38,7 +38,7 @@ def order_from(request: pb.CreateOrderRequest) -> Order:
 
 class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     def __init__(self, db: AsyncEngine) -> None:
-        self.db = db
+        self.db, self.reads = db, autocommit(db)  # reads: one statement each, no transaction
 
     async def CreateOrder(self, request: pb.CreateOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
         wanted = order_from(request)
@@ -52,13 +52,13 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         return order_pb(await transaction(self.db, work))
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
-        async with self.db.connect() as conn:
+        async with self.reads.connect() as conn:
             if (found := await Orders(conn).get(valid_id("id", request.id))) is None:
                 raise NotFound(f"no order {request.id!r}")
         return order_pb(found)
 
     async def ListOrders(self, request: pb.ListOrdersRequest, context: grpc.aio.ServicerContext) -> pb.OrderList:
-        async with self.db.connect() as conn:
+        async with self.reads.connect() as conn:
             found = await Orders(conn).of_user(valid_id("user_id", request.user_id))
         return pb.OrderList(items=[order_pb(o) for o in found])
 

@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sagashop.kit import metrics
 from sagashop.kit.clock import rfc3339
-from sagashop.kit.db import transaction
+from sagashop.kit.db import autocommit, transaction
 from sagashop.kit.errors import Invalid
 from sagashop.v1 import payment_pb2 as pb
 from sagashop.v1 import payment_pb2_grpc
@@ -27,7 +27,7 @@ def payment_pb(p: Payment) -> pb.Payment:
 
 class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     def __init__(self, db: AsyncEngine) -> None:
-        self.db = db
+        self.db, self.reads = db, autocommit(db)  # reads: one statement each, no transaction
 
     async def Charge(self, request: pb.ChargeRequest, context: grpc.aio.ServicerContext) -> pb.Payment:
         valid_step_keys(request.idempotency_key, request.order_id)
@@ -69,7 +69,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     async def ListLedger(self, request: pb.ListLedgerRequest, context: grpc.aio.ServicerContext) -> pb.Ledger:
         if not request.order_id or not request.order_id.isprintable():
             raise Invalid("order_id is required, in printable characters")
-        async with self.db.connect() as conn:
+        async with self.reads.connect() as conn:
             lines = await Payments(conn).ledger(request.order_id)
         return pb.Ledger(items=[pb.LedgerEntry(kind=line.kind, amount_cents=line.amount_cents, currency=line.currency,
                                                created_at=rfc3339(line.created_at)) for line in lines])

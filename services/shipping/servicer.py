@@ -3,7 +3,7 @@
 import grpc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sagashop.kit.db import transaction
+from sagashop.kit.db import autocommit, transaction
 from sagashop.kit.errors import Invalid
 from sagashop.v1 import shipping_pb2 as pb
 from sagashop.v1 import shipping_pb2_grpc
@@ -20,7 +20,7 @@ def shipment_pb(s: Shipment) -> pb.Shipment:
 
 class ShippingServicer(shipping_pb2_grpc.ShippingServiceServicer):
     def __init__(self, db: AsyncEngine) -> None:
-        self.db = db
+        self.db, self.reads = db, autocommit(db)  # reads: one statement each, no transaction
 
     async def CreateShipment(self, request: pb.CreateShipmentRequest, context: grpc.aio.ServicerContext) -> pb.Shipment:
         valid_step_keys(request.idempotency_key, request.order_id)
@@ -56,6 +56,6 @@ class ShippingServicer(shipping_pb2_grpc.ShippingServiceServicer):
                             context: grpc.aio.ServicerContext) -> pb.ShipmentList:
         if not request.order_id or not request.order_id.isprintable():
             raise Invalid("order_id is required, in printable characters")
-        async with self.db.connect() as conn:
+        async with self.reads.connect() as conn:
             live = await Shipments(conn).live(request.order_id)
         return pb.ShipmentList(items=[shipment_pb(s) for s in live])

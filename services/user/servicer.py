@@ -11,7 +11,7 @@ import grpc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sagashop.kit.db import transaction
+from sagashop.kit.db import autocommit, transaction
 from sagashop.kit.errors import NotFound
 from sagashop.v1 import user_pb2 as pb
 from sagashop.v1 import user_pb2_grpc
@@ -42,7 +42,7 @@ def user_pb(u: User) -> pb.User:
 
 class UserServicer(user_pb2_grpc.UserServiceServicer):
     def __init__(self, db: AsyncEngine) -> None:
-        self.db = db
+        self.db, self.reads = db, autocommit(db)  # reads: one statement each, no transaction
 
     async def CreateUser(self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
         email, name = valid_email(request.email), valid_name(request.name)
@@ -56,7 +56,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
 
     async def Authenticate(self, request: pb.AuthenticateRequest, context: grpc.aio.ServicerContext) -> pb.User:
         email = normal_email(request.email)
-        async with self.db.connect() as conn:
+        async with self.reads.connect() as conn:
             found = await Users(conn).by_email(email) if could_have_account(email) else None
         matches = await asyncio.to_thread(password_matches, found.password_hash if found else None, request.password)
         if found is None or not matches:
@@ -64,7 +64,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         return user_pb(found)
 
     async def GetUser(self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
-        async with self.db.connect() as conn:
+        async with self.reads.connect() as conn:
             if (found := await Users(conn).by_id(valid_id(request.id))) is None:
                 raise NotFound(f"no user {request.id!r}")
         return user_pb(found)

@@ -1,12 +1,13 @@
 """The saga console in a real browser (headless Chromium through Playwright): an administrator signs in, finds a
 saga, reads its timeline and acts on a parked one, all under the gateway's content security policy."""
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import missing
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package: `make browser` installs it
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -16,10 +17,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing (`make browser` installs Debian's chromium as root)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{reason}; CI needs it", pytrace=False)
-        pytest.skip(reason)
+        missing(f"{CHROMIUM} is missing", "`make browser` installs Debian's chromium (as root)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -197,4 +197,5 @@ def test_after_a_few_timeouts_the_open_circuit_answers_at_once(shop, down):
         started = time.monotonic()
         assert_problem(http.post("/v1/admin/sagas/s-1/retry"), 503, "service_unavailable")
         assert time.monotonic() - started < 0.5
-        assert 'sagashop_circuit_breaker_state{dependency="orchestrator",state="open"} 1.0' in http.get("/metrics").text
+        assert ('sagashop_circuit_breaker_state{dependency="orchestrator",state="open",version="v1"} 1.0'
+                in http.get("/metrics").text)

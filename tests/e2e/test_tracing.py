@@ -123,10 +123,10 @@ def test_the_metrics_count_each_outcome_by_reason_and_the_money_and_stock_moved(
 
     completed = {k: v for k, v in delta["orchestrator"].items() if k[0] == "sagashop_saga_completed_total"}
     assert completed == {series("sagashop_saga_completed_total", saga="checkout", outcome="succeeded",
-                                failure_reason=""): 1,
+                                failure_reason="", route="v1"): 1,
                          **{series("sagashop_saga_completed_total", saga="checkout", outcome="compensated",
-                                   failure_reason=reason): 1 for reason in REASONS}}
-    assert delta["orchestrator"][series("sagashop_saga_started_total", saga="checkout")] == 5
+                                   failure_reason=reason, route="v1"): 1 for reason in REASONS}}
+    assert delta["orchestrator"][series("sagashop_saga_started_total", saga="checkout", route="v1")] == 5
     assert delta["gateway"][series("sagashop_http_requests_total", route="/v1/orders", method="POST",
                                    status="201")] == 5
     assert delta["payment"][series("sagashop_payment_charged_cents_total", currency="EUR")] == 2_000 + 1_000

@@ -31,13 +31,15 @@ def test_a_failing_service_opens_its_circuit_which_closes_again_once_it_recovers
 
     wait_for(lambda: breaker(shop, "orchestrator", "shipping") == "open")
     assert breaker(shop, "gateway", "shipping") == "closed"  # the gateway never called it
-    assert 'sagashop_circuit_breaker_state{dependency="shipping",state="open"} 1.0' in orchestrator_metrics(shop)
+    metrics = orchestrator_metrics(shop)
+    assert 'sagashop_circuit_breaker_state{dependency="shipping",state="open",version="v1"} 1.0' in metrics
+    assert 'sagashop_circuit_breaker_failures{dependency="shipping",version="v1"}' in metrics
 
     wait_for(lambda: shop.saga(placed["id"])["state"] == "COMPENSATING")  # the step's deadline passed
     shop.clear_faults()  # shipping is back: a trial call closes the circuit and the saga compensates
     order = shop.settled(placed["id"])
     assert (order["status"], order["failure_reason"]) == ("REJECTED", "shipping_unavailable")
     wait_for(lambda: breaker(shop, "orchestrator", "shipping") == "closed")
-    assert ('sagashop_saga_completed_total{failure_reason="shipping_unavailable",outcome="compensated",'
+    assert ('sagashop_saga_completed_total{failure_reason="shipping_unavailable",outcome="compensated",route="v1",'
             'saga="checkout",version="v1"}') in orchestrator_metrics(shop)
     shop.assert_conserved(order, sku, 1, 5)

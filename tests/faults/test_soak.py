@@ -23,5 +23,9 @@ def test_a_minute_of_orders_under_faults_loses_nothing_and_memory_stays_flat(fau
     memory = report["memory_mib"]
     assert set(memory) >= {"gateway", "orchestrator", "inventory", "payment"}
     for part, samples in memory.items():
-        warmed = samples[len(samples) // 3]  # after a third of the run: imports, pools and caches are in place
-        assert samples[-1] <= warmed * 1.25 + 5, f"{part} grew from {warmed} to {samples[-1]} MiB: {samples}"
+        # The campaign crashes the orchestrator now and then and `sagashop up` restarts it, so a part's samples
+        # can drop to a fresh process's size at any point: compare peaks, the middle third (imports, pools and
+        # caches in place) with the last third. A leak raises the later peak; a restart does not lower it.
+        third = len(samples) // 3
+        middle, last = max(samples[third:2 * third]), max(samples[2 * third:])
+        assert last <= middle * 1.25 + 5, f"{part}'s peak grew from {middle} to {last} MiB: {samples}"

@@ -39,8 +39,12 @@ def name(admin: redis.Redis) -> Iterator[str]:
         admin.delete(*keys)
 
 
-def replica(name: str, redis_url: str) -> Breaker:
-    return Breaker(name, counts=lambda e: isinstance(e, Transient), fail_max=2, reset_timeout=10, redis_url=redis_url)
+SYNC_EVERY = 0.1  # a replica's copy of the shared state is this old at most
+
+
+def replica(name: str, redis_url: str, sync_every: float = SYNC_EVERY) -> Breaker:
+    return Breaker(name, counts=lambda e: isinstance(e, Transient), fail_max=2, reset_timeout=10, redis_url=redis_url,
+                   sync_every=sync_every)
 
 
 async def fail(b: Breaker) -> None:
@@ -67,15 +71,37 @@ async def test_failures_seen_by_two_replicas_add_up(redis_server: str, name: str
     await fail(a)
     await fail(b)
     assert (a.state, b.state) == ("closed", "open")
+    await asyncio.sleep(SYNC_EVERY * 1.5)  # a's copy is out of date by then
     with pytest.raises(CircuitBreakerError):
         async with a.guard():
             pass
+
+
+async def test_calls_to_a_healthy_dependency_make_no_redis_round_trips_and_a_failure_is_shared_at_once(
+        redis_server: str, name: str):
+    b = replica(name, redis_server, sync_every=30)
+    async with b.guard():  # the first use sets the keys up and reads them
+        pass
+    client = b._pybreaker()[1]._redis  # noqa: SLF001 - the Redis client the breaker talks through
+    sent: list[str] = []
+    execute = client.execute_command
+    client.execute_command = lambda *args, **kwargs: (sent.append(args[0]), execute(*args, **kwargs))[1]
+
+    for _ in range(20):
+        async with b.guard():
+            pass
+    assert sent == []
+
+    await fail(b)
+    assert "INCRBY" in sent
+    assert int(client.get(f"sagashop:breaker:{name}:pybreaker:fail_counter")) == 1
 
 
 async def test_a_stalled_redis_does_not_block_the_event_loop(redis_server: str, name: str, admin: redis.Redis):
     b = replica(name, redis_server)
     async with b.guard():  # the first use sets the keys up
         pass
+    await asyncio.sleep(SYNC_EVERY)  # the next call reads the shared state again
     gaps: list[float] = []
 
     async def tick() -> None:

@@ -1,6 +1,8 @@
 import asyncio
 from datetime import datetime
 
+import asyncpg
+import grpc
 import pytest
 
 from sagashop.kit.errors import Compensated, Invalid, Rejected
@@ -113,3 +115,26 @@ async def test_concurrent_refunds_of_one_charge_leave_exactly_one_refund_line(pa
 async def test_the_ledger_holds_only_the_lines_of_the_order_asked_for(payments):
     await charge(payments, "k1")
     assert await ledger(payments, "order-2") == []
+
+
+async def test_a_lost_database_connection_is_answered_unavailable_and_the_retry_lands_once(payments, settings):
+    if not settings.database_url:
+        pytest.skip("PostgreSQL drops connections; a SQLite file has none to drop")
+    await charge(payments, "warm")  # the pool now holds a connection
+    conn = await asyncpg.connect(settings.database_url)
+    try:  # the server ends every other session on the service's database, as a restart would
+        await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    finally:
+        await conn.close()
+    request = pb.ChargeRequest(idempotency_key="k-lost", order_id="order-1", amount_cents=700, currency="EUR",
+                               payment_token="tok_ok")
+
+    with pytest.raises(grpc.aio.AioRpcError) as lost:
+        await payments.stub.Charge(request, timeout=5)
+    assert lost.value.code() == grpc.StatusCode.UNAVAILABLE  # transient: callers retry it
+    assert dict(lost.value.trailing_metadata())["error-code"] == "database_unavailable"
+
+    charged = await payments.call(payments.stub.Charge, request, within=5)
+    assert (charged.status, charged.amount_cents) == ("CHARGED", 700)
+    assert (await ledger(payments)).count(("charge", 700)) == 1

@@ -90,7 +90,8 @@ async def test_a_run_resumed_outside_the_starting_call_starts_a_trace_linked_to_
 async def test_an_ended_saga_is_counted_by_its_outcome_and_reason(store):
     def compensated() -> float:
         return REGISTRY.get_sample_value("sagashop_saga_completed_total", {
-            "saga": "observed", "outcome": "compensated", "failure_reason": "payment_declined", "version": "v1"}) or 0
+            "saga": "observed", "outcome": "compensated", "failure_reason": "payment_declined", "route": "v1",
+            "version": "v1"}) or 0
 
     before = compensated()
     record, _ = await started(store, "c")

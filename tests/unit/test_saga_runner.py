@@ -1,14 +1,13 @@
-"""The saga engine with fake steps and a real (SQLite) saga log."""
+"""The saga engine with fake steps and a real saga log, on SQLite and on PostgreSQL."""
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from sagashop.kit.db import database
 from sagashop.kit.errors import Rejected, Unavailable
 from sagashop.kit.settings import Settings
-from sagashop.saga import COMPENSATED, SUCCEEDED, LeaseLost, Run, Saga, SagaRunner, SagaStore, Step, new_record
+from sagashop.saga import COMPENSATED, SUCCEEDED, LeaseLost, Outcome, Run, Saga, SagaRunner, SagaStore, Step, new_record
 
 
 @dataclass(frozen=True)
@@ -17,8 +16,8 @@ class Order:
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
-    engine = await database(Settings(data_dir=tmp_path), "orchestrator")
+async def store(settings: Settings):
+    engine = await database(settings, "orchestrator")
     yield SagaStore(engine, owner="me", lease=10)
     await engine.dispose()
 
@@ -77,9 +76,9 @@ async def test_a_resumed_saga_skips_finished_steps_and_repeats_the_one_in_doubt(
     log: list[str] = []
     saga = shop(recorder(log))
     record = await start(store, saga)
-    await store.start_step("s1", "reserve", "execute")
-    await store.finish_step("s1", "reserve", "execute", status="SUCCEEDED", attempts=1, handled_by="x")
-    await store.start_step("s1", "charge", "execute")  # the orchestrator died during this call
+    await store.advance("s1", started=("reserve", "execute"))
+    await store.advance("s1", finished=Outcome("reserve", "execute", "SUCCEEDED", 1, "x"),
+                        started=("charge", "execute"))  # the orchestrator died during this call
 
     assert await SagaRunner(store).run(saga, record) == SUCCEEDED
     assert log == ["charge", "ship"]

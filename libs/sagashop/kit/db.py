@@ -37,7 +37,8 @@ def engine_for(settings: Settings, service: str) -> AsyncEngine:
             server_url(settings.database_url),
             pool_size=10,
             max_overflow=10,
-            pool_pre_ping=True,
+            pool_recycle=1800,  # no ping per checkout: a connection the server dropped fails one call, which is
+            # answered UNAVAILABLE (interceptors.py) and retried by its caller on a fresh connection
             connect_args={"server_settings": {"search_path": service}},
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -62,7 +63,14 @@ def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":  # see autocommit()
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for reads, and for writes of one statement: no transaction around them. On PostgreSQL that saves
+    the BEGIN and COMMIT (or ROLLBACK) round trips, on SQLite the write lock a read would otherwise take."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 async def database(settings: Settings, service: str) -> AsyncEngine:

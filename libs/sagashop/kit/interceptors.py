@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 from prometheus_client import Counter, Histogram
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import metrics
 from .errors import DomainError
@@ -118,5 +119,9 @@ async def _abort(context: grpc.aio.ServicerContext, error: Exception, method: st
         await context.abort(status_of(error), error.detail[:MAX_DETAIL], trailing_metadata=((ERROR_CODE, error.code),))
     if isinstance(error, grpc.aio.AbortError):
         raise error
+    if isinstance(error, DBAPIError) and (error.connection_invalidated or isinstance(error, OperationalError)):
+        log.warning("%s: database unavailable: %s", method, error.orig)  # lost connection, locked, restarting
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable",
+                            trailing_metadata=((ERROR_CODE, "database_unavailable"),))
     log.exception("%s failed", method)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error", trailing_metadata=((ERROR_CODE, "internal"),))

@@ -19,14 +19,15 @@ class BreakerCollector(Collector):
     """The state of every circuit breaker of this process, read when scraped."""
 
     def collect(self) -> Iterator[Metric]:
-        state = GaugeMetricFamily("sagashop_circuit_breaker_state",
-                                  "1 for the state the circuit to a dependency is in", labels=["dependency", "state"])
+        state = GaugeMetricFamily("sagashop_circuit_breaker_state", "1 for the state the circuit to a dependency is in",
+                                  labels=["dependency", "state", "version"])
         failures = GaugeMetricFamily("sagashop_circuit_breaker_failures",
-                                     "transient failures counted toward opening the circuit", labels=["dependency"])
+                                     "transient failures counted toward opening the circuit",
+                                     labels=["dependency", "version"])
         for name, breaker in sorted(BREAKERS.items()):
             for each in STATES:
-                state.add_metric([name, each], 1.0 if breaker.state == each else 0.0)
-            failures.add_metric([name], breaker.failures)
+                state.add_metric([name, each, version()], 1.0 if breaker.state == each else 0.0)
+            failures.add_metric([name, version()], breaker.failures)
         yield state
         yield failures
 

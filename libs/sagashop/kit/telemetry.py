@@ -11,21 +11,20 @@ from pathlib import Path
 
 import grpc
 from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .settings import Settings
 
 OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-# health checks, reflection and the fault-injection API are plumbing, not the shop's work: no spans
-TRACED = filters.negate(filters.any_of(filters.service_prefix("grpc."),
-                                       filters.service_name("sagashop.v1.FaultService")))
+UNTRACED = ("/grpc.", "/sagashop.v1.FaultService/")  # health, reflection, fault injection: plumbing, no spans
 W3C = TraceContextTextMapPropagator()
 
 
@@ -47,7 +46,11 @@ class JsonLinesExporter(SpanExporter):
 def configure(part: str, settings: Settings) -> None:
     """The process's tracer provider; call it before any server, channel, engine or Redis client is made."""
     resource = Resource.create({"service.name": f"sagashop-{part}", "service.version": settings.version})
-    provider = TracerProvider(resource=resource)
+    exported = settings.trace_file or any(os.environ.get(name) for name in OTLP_ENDPOINTS)
+    # spans that go nowhere are not recorded (unless OTEL_TRACES_SAMPLER says otherwise); their trace and span
+    # ids are still made and passed on, so logs and responses still carry them
+    quiet = not exported and not os.environ.get("OTEL_TRACES_SAMPLER")
+    provider = TracerProvider(resource=resource, sampler=ALWAYS_OFF if quiet else None)
     if any(os.environ.get(name) for name in OTLP_ENDPOINTS):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -59,14 +62,20 @@ def configure(part: str, settings: Settings) -> None:
         RedisInstrumentor().instrument()
 
 
+def traced(details: grpc.HandlerCallDetails | grpc.aio.ClientCallDetails) -> bool:
+    """Whether a call gets a span (the instrumentation's own filters cost more than the rest of a call's tracing)."""
+    method = details.method
+    return not (method.decode() if isinstance(method, bytes) else method).startswith(UNTRACED)
+
+
 def server_interceptor() -> grpc.aio.ServerInterceptor:
     """A server span per call, continuing the caller's trace."""
-    return aio_server_interceptor(filter_=TRACED)
+    return aio_server_interceptor(filter_=traced)
 
 
 def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
     """A client span per call, its context sent along as `traceparent`."""
-    return aio_client_interceptors(filter_=TRACED)
+    return aio_client_interceptors(filter_=traced)
 
 
 def trace_statements(engine: AsyncEngine) -> None:

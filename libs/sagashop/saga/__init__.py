@@ -14,8 +14,8 @@ from .definition import (
     Step,
 )
 from .runner import SagaRunner
-from .store import AuditRecord, LeaseLost, SagaRecord, SagaStore, StepRecord, new_record
+from .store import AuditRecord, LeaseLost, Outcome, SagaRecord, SagaStore, StepRecord, new_record
 
 __all__ = ["ABORTED", "ACTIVE", "COMPENSATED", "COMPENSATING", "NEEDS_ATTENTION", "RUNNING", "SUCCEEDED",
-           "TERMINAL", "AuditRecord", "LeaseLost", "Run", "Saga", "SagaRecord", "SagaRunner", "SagaStore", "Step",
-           "StepRecord", "new_record"]
+           "TERMINAL", "AuditRecord", "LeaseLost", "Outcome", "Run", "Saga", "SagaRecord", "SagaRunner", "SagaStore",
+           "Step", "StepRecord", "new_record"]

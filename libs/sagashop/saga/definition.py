@@ -1,5 +1,6 @@
 """A saga is steps run forward in order, each with the undo that compensates it. No I/O here."""
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -68,7 +69,12 @@ class Saga:
 
     def encode(self, input_: Any) -> Any:
         """The input as JSON, for the saga log."""
-        return TypeAdapter(self.input_type).dump_python(input_, mode="json")
+        return _adapter(self.input_type).dump_python(input_, mode="json")
 
     def decode(self, data: Any) -> Any:
-        return TypeAdapter(self.input_type).validate_python(data)
+        return _adapter(self.input_type).validate_python(data)
+
+
+@functools.cache
+def _adapter(input_type: type) -> TypeAdapter[Any]:
+    return TypeAdapter(input_type)  # building one costs more than the (de)coding it then does

@@ -18,16 +18,19 @@ from .definition import COMPENSATED, NEEDS_ATTENTION, SUCCEEDED
 from .store import SagaRecord
 
 tracer = trace.get_tracer(__name__)
-STARTED = Counter("sagashop_saga_started_total", "sagas whose first run began here", ["saga", "version"])
+# `route` is the version set a saga is pinned to (v1 stable, v2 canary), so a canary's outcomes can be told apart.
+STARTED = Counter("sagashop_saga_started_total", "sagas whose first run began here", ["saga", "route", "version"])
 COMPLETED = Counter("sagashop_saga_completed_total", "sagas that ended: succeeded, or compensated for a failure_reason",
-                    ["saga", "outcome", "failure_reason", "version"])
-PARKED = Counter("sagashop_saga_parked_total", "sagas parked for an operator (NEEDS_ATTENTION)", ["saga", "version"])
+                    ["saga", "outcome", "failure_reason", "route", "version"])
+PARKED = Counter("sagashop_saga_parked_total", "sagas parked for an operator (NEEDS_ATTENTION)",
+                 ["saga", "route", "version"])
 IN_FLIGHT = Gauge("sagashop_saga_in_flight", "sagas this process is driving now", ["saga", "version"])
 STEP_SECONDS = Histogram("sagashop_saga_step_seconds", "time of one attempt of a step (execute) or undo (compensate)",
-                         ["saga", "step", "action", "version"])
+                         ["saga", "step", "action", "route", "version"])
 RETRIES = Counter("sagashop_saga_step_retries_total", "retries of a step or undo, and of the calls it makes",
-                  ["saga", "step", "action", "version"])
+                  ["saga", "step", "action", "route", "version"])
 CODE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")  # an error code; anything else (an operator's words) is "other"
+ROUTES = ("v1", "v2")  # the `route` label's values; any other route in the saga log is counted as "other"
 _run: ContextVar[dict[str, str]] = ContextVar("sagashop_saga_run")  # the span attributes of the run under way
 
 
@@ -42,7 +45,7 @@ def running(record: SagaRecord, *, first: bool) -> Iterator[None]:
     here = trace.get_current_span().get_span_context()
     links = [trace.Link(origin)] if origin and origin.trace_id != here.trace_id else []
     if first:
-        STARTED.labels(record.name, version).inc()
+        STARTED.labels(record.name, route_label(record.route), version).inc()
     in_flight = IN_FLIGHT.labels(record.name, version)
     in_flight.inc()
     tokens = _run.set(attributes), logs.saga_id.set(record.id), logs.order_id.set(record.correlation_id)
@@ -59,7 +62,7 @@ def running(record: SagaRecord, *, first: bool) -> Iterator[None]:
 def attempt(step: str, action: str, number: int, calls: CallRecord) -> Iterator[None]:
     """One attempt of a step or undo, inside running(); a DomainError leaves its code on the span."""
     run = _run.get()
-    labels = (run["saga.name"], step, action, run["service.version"])
+    labels = (run["saga.name"], step, action, route_label(run["saga.route"]), run["service.version"])
     started = time.perf_counter()
     attributes = {**run, "saga.step": step, "saga.action": action, "saga.attempt": number}
     try:
@@ -79,10 +82,14 @@ def transitioned(state: str, reason: str) -> None:
     """The run under way moved its saga to `state`."""
     run = _run.get()
     trace.get_current_span().add_event("saga.state", {"saga.state": state, "saga.failure_reason": reason})
-    saga, version = run["saga.name"], run["service.version"]
+    saga, route, version = run["saga.name"], route_label(run["saga.route"]), run["service.version"]
     if state == SUCCEEDED:
-        COMPLETED.labels(saga, "succeeded", "", version).inc()
+        COMPLETED.labels(saga, "succeeded", "", route, version).inc()
     elif state == COMPENSATED:
-        COMPLETED.labels(saga, "compensated", reason if CODE.match(reason) else "other", version).inc()
+        COMPLETED.labels(saga, "compensated", reason if CODE.match(reason) else "other", route, version).inc()
     elif state == NEEDS_ATTENTION:
-        PARKED.labels(saga, version).inc()
+        PARKED.labels(saga, route, version).inc()
+
+
+def route_label(route: str) -> str:
+    return route if route in ROUTES else "other"

@@ -23,21 +23,40 @@ from .definition import (
     Run,
     Saga,
 )
-from .store import STEP_FAILED, STEP_SUCCEEDED, SagaRecord, SagaStore, StepRecord
+from .store import STEP_FAILED, STEP_SUCCEEDED, Outcome, SagaRecord, SagaStore, StepRecord
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 RETRY_BACKOFF = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts of an undo; the last repeats
 CrashPoint = Callable[[str, str], None]  # (step name, "before" | "after"): a test hook that may end the process
 
 
 class StepFailed(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, outcome: Outcome) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.outcome = reason, outcome
 
 
 class Parked(Exception):
     """An action that must succeed kept failing: the saga waits for an operator."""
+
+
+class Log:
+    """The saga log as one run writes it. A step's success is written with the run's next move (the next step's
+    start, or the saga's new state), in one transaction: were the orchestrator to die in between, the step would
+    be in doubt and run again on resume with the same idempotency key, as after a crash during its call."""
+
+    def __init__(self, store: SagaStore, saga_id: str, moved: Callable[[], None]) -> None:
+        self.store, self.saga_id, self.moved = store, saga_id, moved
+        self.succeeded: Outcome | None = None  # not written yet
+
+    async def write(self, finished: Outcome | None = None, *, started: tuple[str, str] | None = None,
+                    state: str | None = None, failure_reason: str = "") -> None:
+        if self.succeeded is not None and finished is not None:
+            raise AssertionError("a step ended while the success of another was not written")
+        await self.store.advance(self.saga_id, finished=finished or self.succeeded, started=started, state=state,
+                                 failure_reason=failure_reason)
+        self.succeeded = None
+        self.moved()
 
 
 class SagaRunner:
@@ -46,54 +65,55 @@ class SagaRunner:
         self.crash_point = crash_point or (lambda step, when: None)
         self.changed: dict[str, asyncio.Event] = {}  # saga id -> set at its next transition
 
-    async def run(self, saga: Saga, record: SagaRecord) -> str:
-        """Drives the saga until it ends (SUCCEEDED, COMPENSATED) or is parked (NEEDS_ATTENTION)."""
-        done = {(s.name, s.action): s for s in await self.store.steps(record.id)}
+    async def run(self, saga: Saga, record: SagaRecord, history: list[StepRecord] | None = None) -> str:
+        """Drives the saga until it ends (SUCCEEDED, COMPENSATED) or is parked (NEEDS_ATTENTION). `history` is
+        its steps so far (read from the log if not given; none for a saga just created)."""
+        if history is None:
+            history = await self.store.steps(record.id)
+        done = {(s.name, s.action): s for s in history}
         with observe.running(record, first=not done):
-            return await self._drive(saga, record, done)
+            return await self._drive(saga, record, done, Log(self.store, record.id, lambda: self._notify(record.id)))
 
-    async def _drive(self, saga: Saga, record: SagaRecord, done: dict[tuple[str, str], StepRecord]) -> str:
+    async def _drive(self, saga: Saga, record: SagaRecord, done: dict[tuple[str, str], StepRecord], log: Log) -> str:
         input_ = saga.decode(record.input)
         results = {name: s.result for (name, action), s in done.items() if action == EXECUTE}
         reason = record.failure_reason
         try:
             if record.state == RUNNING:
                 try:
-                    await self._forward(saga, record, input_, done, results)
-                    return await self._transition(record.id, SUCCEEDED)
+                    await self._forward(saga, record, input_, done, results, log)
+                    return await self._transition(log, SUCCEEDED)
                 except StepFailed as failure:
                     reason = failure.reason
-                    await self._transition(record.id, COMPENSATING, reason)
-            await self._compensate(saga, record.id, Run(record.id, input_, "", results, reason, record.route), done)
-            return await self._transition(record.id, COMPENSATED, reason)
+                    await self._transition(log, COMPENSATING, reason, failure.outcome)
+            await self._compensate(saga, Run(record.id, input_, "", results, reason, record.route), done, log)
+            return await self._transition(log, COMPENSATED, reason)
         except Parked:
-            return await self._transition(record.id, NEEDS_ATTENTION)
+            return await self._transition(log, NEEDS_ATTENTION)
 
     async def _forward(self, saga: Saga, record: SagaRecord, input_: Any, done: dict[tuple[str, str], StepRecord],
-                       results: dict[str, Any]) -> None:
+                       results: dict[str, Any], log: Log) -> None:
         for step in saga.steps:
             if not _succeeded(done.get((step.name, EXECUTE))):
                 run = Run(record.id, input_, step.name, results, route=record.route)
                 must_succeed = saga.on_rejected is None or step.until_done
-                results[step.name] = await self._step(run, EXECUTE, step.action, until_done=must_succeed)
+                results[step.name] = await self._step(run, EXECUTE, step.action, log, until_done=must_succeed)
 
-    async def _compensate(self, saga: Saga, saga_id: str, run: Run[Any],
-                          done: dict[tuple[str, str], StepRecord]) -> None:
-        started = {s.name for s in await self.store.steps(saga_id) if s.action == EXECUTE}
+    async def _compensate(self, saga: Saga, run: Run[Any], done: dict[tuple[str, str], StepRecord], log: Log) -> None:
+        started = {s.name for s in await self.store.steps(run.saga_id) if s.action == EXECUTE}
         for step in reversed(saga.steps):
             if step.undo and step.name in started and not _succeeded(done.get((step.name, COMPENSATE))):
-                await self._step(_at(run, step.name), COMPENSATE, step.undo, until_done=True)
+                await self._step(_at(run, step.name), COMPENSATE, step.undo, log, until_done=True)
         last = saga.on_rejected
         if last is not None and not _succeeded(done.get((last.name, EXECUTE))):
-            await self._step(_at(run, last.name), EXECUTE, last.action, until_done=True)
+            await self._step(_at(run, last.name), EXECUTE, last.action, log, until_done=True)
 
-    async def _step(self, run: Run[Any], action_name: str, action: Action, *, until_done: bool) -> Any:
+    async def _step(self, run: Run[Any], action_name: str, action: Action, log: Log, *, until_done: bool) -> Any:
         """One step or undo. A DomainError ends a forward step (its code is the saga's failure reason); an
         action that must succeed is retried with capped backoff instead, and parks the saga after
         `park_after` failures. Anything else (a bug, a lost database) propagates: the saga is resumed later."""
         saga_id, name = run.saga_id, run.step
-        await self.store.start_step(saga_id, name, action_name)
-        self._notify(saga_id)
+        await log.write(started=(name, action_name))
         for attempt in itertools.count(1):
             calls = CallRecord()
             token = current_record.set(calls)
@@ -103,29 +123,27 @@ class SagaRunner:
                     result = await action(run)
                     self.crash_point(name, "after")
             except DomainError as e:
-                await self.store.finish_step(saga_id, name, action_name, status=STEP_FAILED,
-                                             attempts=max(calls.attempts, 1), handled_by=calls.handled_by,
-                                             error=f"{e.code}: {e.detail}")
+                failed = Outcome(name, action_name, STEP_FAILED, 1 + calls.retries, calls.handled_by,
+                                 error=f"{e.code}: {e.detail}")
                 if not until_done:
-                    raise StepFailed(e.code) from e
+                    raise StepFailed(e.code, failed) from e
+                await log.write(failed)
                 if attempt >= self.park_after:
-                    log.error("saga %s: %s %s failed %d times; parked", saga_id, action_name, name, attempt)
+                    logger.error("saga %s: %s %s failed %d times; parked", saga_id, action_name, name, attempt)
                     raise Parked(name) from e
-                log.warning("saga %s: %s %s failed (%s), retrying", saga_id, action_name, name, e.code)
+                logger.warning("saga %s: %s %s failed (%s), retrying", saga_id, action_name, name, e.code)
                 await asyncio.sleep(RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF)) - 1])
                 continue
             finally:
                 current_record.reset(token)
-            await self.store.finish_step(saga_id, name, action_name, status=STEP_SUCCEEDED,
-                                         attempts=max(calls.attempts, 1), handled_by=calls.handled_by, result=result)
-            self._notify(saga_id)
+            log.succeeded = Outcome(name, action_name, STEP_SUCCEEDED, 1 + calls.retries, calls.handled_by,
+                                    result=result)
             return result
 
-    async def _transition(self, saga_id: str, state: str, reason: str = "") -> str:
-        await self.store.set_state(saga_id, state, reason)
-        log.info("saga %s is %s%s", saga_id, state, f" ({reason})" if reason else "")
+    async def _transition(self, log: Log, state: str, reason: str = "", failed: Outcome | None = None) -> str:
+        await log.write(failed, state=state, failure_reason=reason)
+        logger.info("saga %s is %s%s", log.saga_id, state, f" ({reason})" if reason else "")
         observe.transitioned(state, reason)
-        self._notify(saga_id)
         return state
 
     def _notify(self, saga_id: str) -> None:

@@ -10,11 +10,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sagashop.kit import telemetry
 from sagashop.kit.clock import now
+from sagashop.kit.db import autocommit
 
 from .definition import ACTIVE, NEEDS_ATTENTION, RUNNING
 
@@ -40,6 +42,60 @@ saga_audit = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True)),
 )
 STEP_RUNNING, STEP_SUCCEEDED, STEP_FAILED = "RUNNING", "SUCCEEDED", "FAILED"
+
+
+class _Advance:
+    """The statements of SagaStore.advance, built once with bind parameters (building a statement costs several
+    times what executing it does). `p_*` parameters: the saga (p_id, p_owner, ...), the step that ended (p_name,
+    p_action, p_status, ...), the step that starts (p_start, p_start_action, p_started_at)."""
+
+    def __init__(self) -> None:
+        p, text, moment = sa.bindparam, sa.String, sa.DateTime(timezone=True)
+        self.fence = sagas.update().where(sagas.c.id == p("p_id"), sagas.c.owner == p("p_owner")).values(
+            owner=p("p_owner_after"), lease_until=p("p_lease_until"),
+            state=sa.func.coalesce(p("p_state", type_=text), sagas.c.state),
+            updated_at=sa.func.coalesce(p("p_updated_at", type_=moment), sagas.c.updated_at),
+            failure_reason=sa.func.coalesce(p("p_failure_reason", type_=text), sagas.c.failure_reason))
+        step = (saga_steps.c.saga_id == p("p_id")) & (saga_steps.c.name == p("p_name")) & (
+            saga_steps.c.action == p("p_action"))
+        self.finish = saga_steps.update().where(step).values(
+            status=p("p_status"), attempts=saga_steps.c.attempts + p("p_attempts", type_=sa.Integer),
+            error=p("p_error"), result=p("p_result"), finished_at=p("p_finished_at"),
+            handled_by=sa.func.coalesce(sa.func.nullif(p("p_handled_by", type_=text), ""), saga_steps.c.handled_by))
+        self.new_step = {"saga_id": p("p_id"), "name": p("p_start", type_=text),
+                         "action": p("p_start_action", type_=text), "status": STEP_RUNNING, "attempts": 0,
+                         "handled_by": "", "error": "", "started_at": p("p_started_at", type_=moment)}
+        self.start_sqlite = self.start(sqlite.insert(saga_steps).values(self.new_step))
+        self.statements: dict[tuple[bool, bool], Any] = {}  # PostgreSQL's, by (finishes, starts)
+
+    @staticmethod
+    def start(insert: Any) -> Any:
+        """A step's row goes RUNNING: a new one, or the one a resumed run or an operator's retry runs again."""
+        return insert.on_conflict_do_update(
+            index_elements=[saga_steps.c.saga_id, saga_steps.c.name, saga_steps.c.action],
+            set_={"status": STEP_RUNNING, "finished_at": None})
+
+    def one_statement(self, finishes: bool, starts: bool) -> Any:
+        """PostgreSQL: the fence as a CTE (`held`: the saga's id if this orchestrator holds it) that the outcome
+        and the start depend on; the statement returns a row iff the saga was held."""
+        if (statement := self.statements.get((finishes, starts))) is None:
+            held = self.fence.returning(sagas.c.id).cte("held")
+            if starts:
+                columns = list(self.new_step)
+                row = sa.select(held.c.id, *(v if isinstance(v, sa.BindParameter) else sa.literal(v)
+                                             for k, v in self.new_step.items() if k != "saga_id"))
+                statement = self.start(postgresql.insert(saga_steps).from_select(columns, row)).returning(
+                    saga_steps.c.saga_id)
+            else:
+                statement = sa.select(held.c.id)
+            if finishes:
+                statement = statement.add_cte(self.finish.where(
+                    saga_steps.c.saga_id.in_(sa.select(held.c.id))).cte("finished"))
+            statement = self.statements[(finishes, starts)] = statement
+        return statement
+
+
+ADVANCE = _Advance()
 
 
 class LeaseLost(Exception):
@@ -76,6 +132,25 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """How one step or undo ended: its status, the attempts it took (added to the log's count), who handled it,
+    and its result or error."""
+
+    name: str
+    action: str
+    status: str
+    attempts: int
+    handled_by: str
+    error: str = ""
+    result: Any = None
+
+    def params(self) -> dict[str, Any]:
+        return {"p_name": self.name, "p_action": self.action, "p_status": self.status, "p_attempts": self.attempts,
+                "p_handled_by": self.handled_by, "p_error": self.error[:500], "p_result": self.result,
+                "p_finished_at": now()}
+
+
+@dataclass(frozen=True)
 class AuditRecord:
     action: str
     reason: str
@@ -90,6 +165,7 @@ def _record(cls: type, row: Any) -> Any:
 class SagaStore:
     def __init__(self, engine: AsyncEngine, owner: str, lease: float) -> None:
         self.engine, self.owner, self.lease = engine, owner, lease
+        self.autocommit = autocommit(engine)  # reads, and writes of one statement
 
     def _lease_until(self) -> datetime:
         return now() + timedelta(seconds=self.lease)
@@ -98,18 +174,18 @@ class SagaStore:
         """Inserts the saga, owned here; if its business key is taken, returns the saga holding it."""
         values = {f: getattr(record, f) for f in SagaRecord.__dataclass_fields__}
         try:
-            async with self.engine.begin() as conn:
+            async with self.autocommit.connect() as conn:
                 await conn.execute(sagas.insert().values(owner=self.owner, lease_until=self._lease_until(), **values))
             return record, True
         except IntegrityError:
-            async with self.engine.connect() as conn:
+            async with self.autocommit.connect() as conn:
                 row = (await conn.execute(sa.select(sagas).where(sagas.c.business_key == record.business_key))).first()
             if row is None:  # the id, not the key, collided: not a repeat
                 raise
             return _record(SagaRecord, row), False
 
     async def get(self, saga_id: str) -> SagaRecord | None:
-        async with self.engine.connect() as conn:
+        async with self.autocommit.connect() as conn:
             row = (await conn.execute(sa.select(sagas).where(sagas.c.id == saga_id))).first()
         return _record(SagaRecord, row) if row else None
 
@@ -117,57 +193,50 @@ class SagaStore:
         query = sa.select(sagas).order_by(sagas.c.created_at.desc(), sagas.c.id).limit(limit)
         if state:
             query = query.where(sagas.c.state == state)
-        async with self.engine.connect() as conn:
+        async with self.autocommit.connect() as conn:
             return [_record(SagaRecord, row) for row in await conn.execute(query)]
 
     async def steps(self, saga_id: str) -> list[StepRecord]:
         query = sa.select(saga_steps).where(saga_steps.c.saga_id == saga_id).order_by(saga_steps.c.id)
-        async with self.engine.connect() as conn:
+        async with self.autocommit.connect() as conn:
             return [_record(StepRecord, row) for row in await conn.execute(query)]
 
     async def audit(self, saga_id: str) -> list[AuditRecord]:
         query = sa.select(saga_audit).where(saga_audit.c.saga_id == saga_id).order_by(saga_audit.c.id)
-        async with self.engine.connect() as conn:
+        async with self.autocommit.connect() as conn:
             return [_record(AuditRecord, row) for row in await conn.execute(query)]
 
-    async def _fence(self, conn: AsyncConnection, saga_id: str) -> None:
-        held = await conn.execute(sagas.update().where(sagas.c.id == saga_id, sagas.c.owner == self.owner)
-                                  .values(lease_until=self._lease_until()))
-        if held.rowcount != 1:
+    async def advance(self, saga_id: str, *, finished: Outcome | None = None,
+                      started: tuple[str, str] | None = None, state: str | None = None,
+                      failure_reason: str = "") -> None:
+        """Writes the saga's next move at once: how a step or undo ended, the (name, action) that starts now
+        (RUNNING, before its call is made: after a crash the log shows its outcome is unknown), and the saga's new
+        state; a saga that stops (ended, or parked for an operator) is let go. The write is fenced: it renews the
+        lease only if this orchestrator still holds it, and else writes nothing and raises LeaseLost.
+        On PostgreSQL that is one statement (the fence and the step's outcome as data-modifying CTEs), one round
+        trip; on SQLite, statements in one transaction. The statements are built once (ADVANCE)."""
+        if finished is not None and started is not None and (finished.name, finished.action) == started:
+            raise ValueError("a step cannot end and start in one write")
+        stops = state is not None and state not in ACTIVE
+        params: dict[str, Any] = {
+            "p_id": saga_id, "p_owner": self.owner, "p_owner_after": None if stops else self.owner,
+            "p_lease_until": None if stops else self._lease_until(), "p_state": state,
+            "p_updated_at": now() if state is not None else None, "p_failure_reason": failure_reason or None,
+            **(finished.params() if finished is not None else {}),
+            **({"p_start": started[0], "p_start_action": started[1], "p_started_at": now()} if started else {})}
+        if self.engine.dialect.name == "postgresql":
+            async with self.autocommit.connect() as conn:  # one statement: atomic on its own
+                held = (await conn.execute(ADVANCE.one_statement(finished is not None, started is not None),
+                                           params)).first() is not None
+        else:
+            async with self.engine.begin() as conn:
+                held = (await conn.execute(ADVANCE.fence, params)).rowcount == 1
+                if held and finished is not None:
+                    await conn.execute(ADVANCE.finish, params)
+                if held and started is not None:
+                    await conn.execute(ADVANCE.start_sqlite, params)
+        if not held:
             raise LeaseLost(saga_id)
-
-    async def start_step(self, saga_id: str, name: str, action: str) -> None:
-        """Marks the step RUNNING before its call is made: after a crash, the log shows its outcome is unknown."""
-        key = (saga_steps.c.saga_id == saga_id) & (saga_steps.c.name == name) & (saga_steps.c.action == action)
-        async with self.engine.begin() as conn:
-            await self._fence(conn, saga_id)
-            updated = await conn.execute(saga_steps.update().where(key).values(status=STEP_RUNNING, finished_at=None))
-            if updated.rowcount == 0:
-                await conn.execute(saga_steps.insert().values(
-                    saga_id=saga_id, name=name, action=action, status=STEP_RUNNING, attempts=0, handled_by="",
-                    error="", started_at=now()))
-
-    async def finish_step(self, saga_id: str, name: str, action: str, *, status: str, attempts: int,
-                          handled_by: str, error: str = "", result: Any = None) -> None:
-        key = (saga_steps.c.saga_id == saga_id) & (saga_steps.c.name == name) & (saga_steps.c.action == action)
-        values: dict[str, Any] = {"status": status, "attempts": saga_steps.c.attempts + attempts,
-                                  "error": error[:500], "result": result, "finished_at": now()}
-        if handled_by:
-            values["handled_by"] = handled_by
-        async with self.engine.begin() as conn:
-            await self._fence(conn, saga_id)
-            await conn.execute(saga_steps.update().where(key).values(values))
-
-    async def set_state(self, saga_id: str, state: str, failure_reason: str = "") -> None:
-        """Moves the saga to `state`; a saga that stops here (ended, or parked for an operator) is let go."""
-        values: dict[str, Any] = {"state": state, "updated_at": now()}
-        if failure_reason:
-            values["failure_reason"] = failure_reason
-        if state not in ACTIVE:
-            values.update(owner=None, lease_until=None)
-        async with self.engine.begin() as conn:
-            await self._fence(conn, saga_id)
-            await conn.execute(sagas.update().where(sagas.c.id == saga_id).values(values))
 
     async def take_over(self, saga_id: str, state: str, failure_reason: str, *, action: str, note: str,
                         actor: str) -> bool:

@@ -1,4 +1,4 @@
-"""Resident memory of the shop's processes on this machine, sampled while a campaign runs."""
+"""The shop's processes on this machine, as a campaign or a benchmark watches them: resident memory, CPU time."""
 
 import asyncio
 
@@ -34,3 +34,15 @@ async def sample(samples: dict[str, list[float]], gateway_port: int, stop: async
             await asyncio.wait_for(stop.wait(), every)
         except TimeoutError:
             pass
+
+
+def cpu_seconds(processes: dict[str, psutil.Process]) -> dict[str, float]:
+    """User + system CPU time each part has used so far."""
+    used = {}
+    for part, process in processes.items():
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        used[part] = times.user + times.system
+    return used
