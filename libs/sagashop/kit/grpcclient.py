@@ -55,6 +55,19 @@ def _note_retry(state: RetryCallState) -> None:
     trace.get_current_span().add_event("retry", {"rpc.attempt": state.attempt_number, "error": reason})
 
 
+class _PathRecorder:
+    """Stands in for a channel while a generated stub is built: each of the stub's methods becomes its path."""
+
+    def __getattr__(self, kind: str) -> Callable[..., str]:  # unary_unary, unary_stream, ...
+        return lambda path, *args, **kwargs: path
+
+
+def method_paths(stub: Any) -> dict[int, str]:
+    """id of each of a stub's callables -> its method's path, `/package.Service/Method`."""
+    recorded = vars(type(stub)(_PathRecorder()))
+    return {id(getattr(stub, name)): path for name, path in recorded.items()}
+
+
 def _metadata_value(metadata: Any, key: str) -> str | None:
     for k, v in metadata or ():
         if k == key:
@@ -74,9 +87,9 @@ class Dependency(Generic[StubT]):
         self.metadata = ((ROUTE, route),) if route else ()
         self.breaker = Breaker(name if route in (None, "v1") else f"{name}@{route}", counts=is_transient,
                                fail_max=fail_max, reset_timeout=reset_timeout, redis_url=redis_url)
-        self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS,
-                                                 interceptors=telemetry.client_interceptors())
+        self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = stub(self.channel)
+        self.paths = method_paths(self.stub)
 
     async def call(self, rpc: Callable[..., Any], request: Any, *, within: float = 0.0,
                    timeout: float | None = None) -> Any:
@@ -108,15 +121,22 @@ class Dependency(Generic[StubT]):
             raise
 
     async def _attempt(self, rpc: Callable[..., Any], request: Any, timeout: float) -> Any:
+        """One call, a client span around it."""
         record = current_record.get()
         if record is not None:
             record.attempts += 1
-        call = rpc(request, timeout=timeout, metadata=self.metadata)
-        try:
-            return await call
-        finally:
-            if record is not None:
-                record.handled_by = _metadata_value(await call.initial_metadata(), SERVED_BY) or record.handled_by
+        with telemetry.rpc_span(self.paths[id(rpc)], trace.SpanKind.CLIENT) as span:
+            call = rpc(request, timeout=timeout, metadata=telemetry.outgoing(self.metadata))
+            try:
+                reply = await call
+            except grpc.aio.AioRpcError as e:
+                telemetry.ended(span, e.code())
+                raise
+            finally:
+                if record is not None:
+                    record.handled_by = _metadata_value(await call.initial_metadata(), SERVED_BY) or record.handled_by
+            telemetry.ended(span, grpc.StatusCode.OK)
+            return reply
 
     async def is_serving(self, timeout: float = 1.0) -> bool:
         stub = health_pb2_grpc.HealthStub(self.channel)

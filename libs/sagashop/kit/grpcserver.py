@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from sagashop.v1 import faults_pb2, faults_pb2_grpc
 
-from . import metrics, telemetry
+from . import metrics
 from .faults import FaultRules
 from .interceptors import ServiceEdge
 from .settings import Settings
@@ -35,7 +35,7 @@ async def start(
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Starts a server for (add_to_server, servicer, full service name) triples; returns it with its bound port.
     With `faults`, their rules apply to every call and FaultService manages them."""
-    server = grpc.aio.server(interceptors=[telemetry.server_interceptor(), ServiceEdge(served_by, faults)])
+    server = grpc.aio.server(interceptors=[ServiceEdge(served_by, faults)])
     status = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(status, server)
     names = [health.SERVICE_NAME, reflection.SERVICE_NAME]

@@ -1,16 +1,18 @@
-"""What every gRPC server does around each call: say who served it, count it and time it, and turn domain errors
-into statuses."""
+"""What every gRPC server does around each call: trace it, say who served it, count it and time it, and turn
+domain errors into statuses."""
 
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import grpc
+from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from . import metrics
+from . import metrics, telemetry
 from .errors import DomainError
 from .faults import FaultRules
 from .status import ERROR_CODE, SERVED_BY, status_of
@@ -33,18 +35,21 @@ class Red:
         self.seconds = HANDLING.labels(*self.labels)
         self.handled: dict[grpc.StatusCode, Any] = {}  # code -> its bound counter
 
-    def record(self, context: grpc.aio.ServicerContext, started: float) -> None:
+    def record(self, context: grpc.aio.ServicerContext, started: float) -> grpc.StatusCode:
+        """Counts and times the call; returns its status code."""
         code = context.code() or (grpc.StatusCode.CANCELLED if context.cancelled() else grpc.StatusCode.OK)
         if (counter := self.handled.get(code)) is None:
             service, method, version = self.labels
             counter = self.handled[code] = HANDLED.labels(service, method, code.name, version)
         counter.inc()
         self.seconds.observe(time.perf_counter() - started)
+        return code
 
 
 class ServiceEdge(grpc.aio.ServerInterceptor):
-    """Sends `x-served-by: <service>@<version>` first; applies the fault rules, if any; maps a DomainError to its
-    status plus an `error-code` trailer; an unexpected exception is logged and answered INTERNAL, no details.
+    """Continues the caller's trace in a server span (not for FaultService: plumbing); sends
+    `x-served-by: <service>@<version>` first; applies the fault rules, if any; maps a DomainError to its status
+    plus an `error-code` trailer; an unexpected exception is logged and answered INTERNAL, no details.
     Each method's handler is wrapped once, on its first call."""
 
     def __init__(self, served_by: str, faults: FaultRules | None = None) -> None:
@@ -80,37 +85,52 @@ class ServiceEdge(grpc.aio.ServerInterceptor):
 
     def _unary(self, inner: Callable[..., Awaitable[Any]], method: str,
                faults: FaultRules | None) -> Callable[..., Awaitable[Any]]:
-        name, red = method.rsplit("/", 1)[-1], Red(method)
+        name, red, span_of = method.rsplit("/", 1)[-1], Red(method), _span_maker(method)
 
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
-            await context.send_initial_metadata(self.served_by)
-            try:
-                if faults is None:
-                    return await inner(request, context)
-                return await faults.around(name, lambda: inner(request, context), context)
-            except Exception as e:  # noqa: BLE001 - every failure leaves with a status
-                await _abort(context, e, method)
-            finally:
-                red.record(context, started)
+            with span_of(context) as span:
+                await context.send_initial_metadata(self.served_by)
+                try:
+                    if faults is None:
+                        return await inner(request, context)
+                    return await faults.around(name, lambda: inner(request, context), context)
+                except Exception as e:  # noqa: BLE001 - every failure leaves with a status
+                    await _abort(context, e, method)
+                finally:
+                    _end(span, red.record(context, started))
 
         return unary
 
     def _stream(self, inner: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
-        red = Red(method)
+        red, span_of = Red(method), _span_maker(method)
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
-            await context.send_initial_metadata(self.served_by)
-            try:
-                async for reply in inner(request, context):
-                    yield reply
-            except Exception as e:  # noqa: BLE001
-                await _abort(context, e, method)
-            finally:
-                red.record(context, started)
+            with span_of(context) as span:
+                await context.send_initial_metadata(self.served_by)
+                try:
+                    async for reply in inner(request, context):
+                        yield reply
+                except Exception as e:  # noqa: BLE001
+                    await _abort(context, e, method)
+                finally:
+                    _end(span, red.record(context, started))
 
         return stream
+
+
+def _span_maker(method: str) -> Callable[[grpc.aio.ServicerContext], AbstractContextManager[Any]]:
+    """A server span per call of `method`, continuing the caller's trace; none for FaultService's calls."""
+    if method.startswith(FAULT_SERVICE):
+        return lambda context: nullcontext()
+    return lambda context: telemetry.rpc_span(method, trace.SpanKind.SERVER,
+                                              telemetry.incoming(context.invocation_metadata()))
+
+
+def _end(span: Any, code: grpc.StatusCode) -> None:
+    if span is not None:
+        telemetry.ended(span, code)
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: Exception, method: str) -> None:
