@@ -1,4 +1,5 @@
-"""Inventory tables and the queries on them; every function runs inside the caller's transaction."""
+"""Inventory tables and the queries on them; every function runs inside the caller's transaction. The statements of
+the sagas' calls are built once, with bind parameters (`p_*`): building one costs more than executing it."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,20 @@ HELD, COMMITTED, RELEASED, TOMBSTONE = "HELD", "COMMITTED", "RELEASED", "TOMBSTO
 EXPIRED = "EXPIRED"  # released by the sweeper: held longer than the TTL, its saga presumed gone
 # where the units of a reservation sit in each state it can leave
 COUNTER = {HELD: "reserved", COMMITTED: "sold"}
+P = sa.bindparam
+ALL_PRODUCTS = sa.select(products).order_by(products.c.sku)
+PRODUCTS = ALL_PRODUCTS.where(products.c.sku.in_(P("p_skus", expanding=True)))
+TAKE = (products.update().where(products.c.sku == P("p_sku"), products.c.available >= P("p_quantity"))
+        .values(available=products.c.available - P("p_quantity"), reserved=products.c.reserved + P("p_quantity")))
+MOVES = {(source, target): products.update().where(products.c.sku == P("p_sku")).values(
+    {source: products.c[source] - P("p_quantity"), target: products.c[target] + P("p_quantity")})
+    for source, target in (("reserved", "available"), ("sold", "available"), ("reserved", "sold"))}
+RESERVATION = sa.select(reservations).where(reservations.c.idempotency_key == P("p_key"))
+LOCK_RESERVATION = sa.select(reservations.c.idempotency_key).where(
+    reservations.c.idempotency_key == P("p_key")).with_for_update()
+ADD_RESERVATION = reservations.insert()
+SET_STATE = reservations.update().where(reservations.c.idempotency_key == P("p_key")).values(
+    state=P("p_state"), updated_at=P("p_at"))
 
 
 @dataclass(frozen=True)
@@ -44,10 +59,8 @@ class Inventory:
         self.conn = conn
 
     async def products(self, skus: list[str] | None = None) -> list[Product]:
-        query = sa.select(products).order_by(products.c.sku)
-        if skus:
-            query = query.where(products.c.sku.in_(skus))
-        return [Product(**row._mapping) for row in await self.conn.execute(query)]
+        rows = await self.conn.execute(PRODUCTS, {"p_skus": skus}) if skus else await self.conn.execute(ALL_PRODUCTS)
+        return [Product(**row._mapping) for row in rows]
 
     async def product(self, sku: str) -> Product | None:
         found = await self.products([sku])
@@ -65,23 +78,15 @@ class Inventory:
     async def take(self, line: Line) -> bool:
         """Moves units available -> reserved if enough are available: one conditional statement, so two
         concurrent takes can never both pass the check."""
-        result = await self.conn.execute(
-            products.update()
-            .where(products.c.sku == line.sku, products.c.available >= line.quantity)
-            .values(available=products.c.available - line.quantity, reserved=products.c.reserved + line.quantity)
-        )
+        result = await self.conn.execute(TAKE, {"p_sku": line.sku, "p_quantity": line.quantity})
         return result.rowcount == 1
 
     async def move(self, lines: tuple[Line, ...], source: str, target: str) -> None:
         for line in sorted(lines, key=lambda x: x.sku):  # one lock order: no deadlock between two movers
-            await self.conn.execute(
-                products.update().where(products.c.sku == line.sku).values(
-                    {source: products.c[source] - line.quantity, target: products.c[target] + line.quantity}
-                )
-            )
+            await self.conn.execute(MOVES[source, target], {"p_sku": line.sku, "p_quantity": line.quantity})
 
     async def reservation(self, key: str) -> Reservation | None:
-        row = (await self.conn.execute(sa.select(reservations).where(reservations.c.idempotency_key == key))).first()
+        row = (await self.conn.execute(RESERVATION, {"p_key": key})).first()
         if row is None:
             return None
         lines = tuple(Line(sku, quantity) for sku, quantity in row.lines)
@@ -89,16 +94,13 @@ class Inventory:
 
     async def add_reservation(self, r: Reservation) -> Reservation:
         moment = now()
-        await self.conn.execute(reservations.insert().values(
-            idempotency_key=r.key, order_id=r.order_id, state=r.state,
-            lines=[[line.sku, line.quantity] for line in r.lines], created_at=moment, updated_at=moment,
-        ))
+        await self.conn.execute(ADD_RESERVATION, {
+            "idempotency_key": r.key, "order_id": r.order_id, "state": r.state,
+            "lines": [[line.sku, line.quantity] for line in r.lines], "created_at": moment, "updated_at": moment})
         return r
 
     async def set_state(self, r: Reservation, state: str) -> Reservation:
-        await self.conn.execute(
-            reservations.update().where(reservations.c.idempotency_key == r.key).values(state=state, updated_at=now())
-        )
+        await self.conn.execute(SET_STATE, {"p_key": r.key, "p_state": state, "p_at": now()})
         return Reservation(r.key, r.order_id, state, r.lines)
 
     async def held_since_before(self, cutoff: datetime, limit: int) -> list[str]:
@@ -123,7 +125,5 @@ class Inventory:
     async def reservation_for_update(self, key: str) -> Reservation | None:
         """The reservation, its row locked until the transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE
         already serializes writers), so a decision taken on its state still holds when the units move."""
-        row = (await self.conn.execute(
-            sa.select(reservations.c.idempotency_key).where(reservations.c.idempotency_key == key).with_for_update()
-        )).first()
+        row = (await self.conn.execute(LOCK_RESERVATION, {"p_key": key})).first()
         return await self.reservation(key) if row else None

@@ -43,4 +43,5 @@ async def main(settings: Settings) -> None:
         await runs.stop()
         for backends in routes.values():
             await backends.close()
+        store.close()
         await db.dispose()

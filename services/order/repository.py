@@ -1,4 +1,5 @@
-"""The orders table and the queries on it; every function runs inside the caller's transaction."""
+"""The orders table and the queries on it; every function runs inside the caller's transaction. The statements are
+built once, with bind parameters (`p_*`): building one costs more than executing it."""
 
 from dataclasses import asdict, replace
 from typing import Any
@@ -25,6 +26,13 @@ orders = sa.Table(
 )
 # what a move may change; lines, currency and address are fixed at creation
 MOVABLE = ("status", "failure_reason", "payment_status", "payment_amount_cents", "tracking_number", "updated_at")
+P = sa.bindparam
+BY_ID = sa.select(orders).where(orders.c.id == P("p_id"))
+BY_ID_LOCKED = BY_ID.with_for_update()
+OF_USER = (sa.select(orders).where(orders.c.user_id == P("p_user_id"))
+           .order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(MAX_LISTED))
+INSERT = orders.insert()
+SAVE = orders.update().where(orders.c.id == P("p_id")).values({name: P(f"p_{name}") for name in MOVABLE})
 
 
 def _order(row: sa.Row[Any]) -> Order:
@@ -39,27 +47,20 @@ class Orders:
         self.conn = conn
 
     async def get(self, order_id: str, *, lock: bool = False) -> Order | None:
-        query = sa.select(orders).where(orders.c.id == order_id)
-        if lock:
-            query = query.with_for_update()
-        row = (await self.conn.execute(query)).first()
+        row = (await self.conn.execute(BY_ID_LOCKED if lock else BY_ID, {"p_id": order_id})).first()
         return _order(row) if row else None
 
     async def of_user(self, user_id: str) -> list[Order]:
         """The user's newest orders first."""
-        query = (sa.select(orders).where(orders.c.user_id == user_id)
-                 .order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(MAX_LISTED))
-        return [_order(row) for row in await self.conn.execute(query)]
+        return [_order(row) for row in await self.conn.execute(OF_USER, {"p_user_id": user_id})]
 
     async def add(self, order: Order) -> Order:
         row = asdict(order)  # items and address become plain dicts: their JSON form
-        await self.conn.execute(orders.insert().values(**row))
+        await self.conn.execute(INSERT, row)
         return order
 
     async def save(self, order: Order) -> Order:
         """Writes the outcome of a move and stamps it."""
         saved = replace(order, updated_at=now())
-        await self.conn.execute(
-            orders.update().where(orders.c.id == order.id).values({name: getattr(saved, name) for name in MOVABLE})
-        )
+        await self.conn.execute(SAVE, {"p_id": order.id, **{f"p_{name}": getattr(saved, name) for name in MOVABLE}})
         return saved

@@ -32,7 +32,9 @@ def exported() -> Iterator[InMemorySpanExporter]:
 async def store(tmp_path: Path, exported: InMemorySpanExporter):
     engine = await database(Settings(data_dir=tmp_path), "orchestrator")
     exported.clear()
-    yield SagaStore(engine, owner="me", lease=10)
+    store = SagaStore(engine, owner="me", lease=10)
+    yield store
+    store.close()
     await engine.dispose()
 
 

@@ -18,7 +18,9 @@ class Order:
 @pytest.fixture
 async def store(settings: Settings):
     engine = await database(settings, "orchestrator")
-    yield SagaStore(engine, owner="me", lease=10)
+    store = SagaStore(engine, owner="me", lease=10)
+    yield store
+    store.close()
     await engine.dispose()
 
 

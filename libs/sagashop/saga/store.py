@@ -12,11 +12,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sagashop.kit import telemetry
 from sagashop.kit.clock import now
-from sagashop.kit.db import autocommit
+from sagashop.kit.db import SqliteWriter, autocommit
 
 from .definition import ACTIVE, NEEDS_ATTENTION, RUNNING
 
@@ -96,6 +97,10 @@ class _Advance:
 
 
 ADVANCE = _Advance()
+INSERT_SAGA = sagas.insert()
+SAGA = sa.select(sagas).where(sagas.c.id == sa.bindparam("p_id"))
+SAGA_OF_KEY = sa.select(sagas).where(sagas.c.business_key == sa.bindparam("p_key"))
+STEPS = sa.select(saga_steps).where(saga_steps.c.saga_id == sa.bindparam("p_id")).order_by(saga_steps.c.id)
 
 
 class LeaseLost(Exception):
@@ -166,27 +171,37 @@ class SagaStore:
     def __init__(self, engine: AsyncEngine, owner: str, lease: float) -> None:
         self.engine, self.owner, self.lease = engine, owner, lease
         self.autocommit = autocommit(engine)  # reads, and writes of one statement
+        # SQLite: the writes of every saga's run (create, advance) on one thread, each one hand-off
+        self.writer = SqliteWriter(engine) if engine.dialect.name == "sqlite" else None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
     def _lease_until(self) -> datetime:
         return now() + timedelta(seconds=self.lease)
 
     async def create(self, record: SagaRecord) -> tuple[SagaRecord, bool]:
         """Inserts the saga, owned here; if its business key is taken, returns the saga holding it."""
-        values = {f: getattr(record, f) for f in SagaRecord.__dataclass_fields__}
+        row = {"owner": self.owner, "lease_until": self._lease_until(),
+               **{f: getattr(record, f) for f in SagaRecord.__dataclass_fields__}}
         try:
-            async with self.autocommit.connect() as conn:
-                await conn.execute(sagas.insert().values(owner=self.owner, lease_until=self._lease_until(), **values))
+            if self.writer is not None:
+                await self.writer.run(lambda conn: conn.execute(INSERT_SAGA, row))
+            else:
+                async with self.autocommit.connect() as conn:
+                    await conn.execute(INSERT_SAGA, row)
             return record, True
         except IntegrityError:
             async with self.autocommit.connect() as conn:
-                row = (await conn.execute(sa.select(sagas).where(sagas.c.business_key == record.business_key))).first()
+                row = (await conn.execute(SAGA_OF_KEY, {"p_key": record.business_key})).first()
             if row is None:  # the id, not the key, collided: not a repeat
                 raise
             return _record(SagaRecord, row), False
 
     async def get(self, saga_id: str) -> SagaRecord | None:
         async with self.autocommit.connect() as conn:
-            row = (await conn.execute(sa.select(sagas).where(sagas.c.id == saga_id))).first()
+            row = (await conn.execute(SAGA, {"p_id": saga_id})).first()
         return _record(SagaRecord, row) if row else None
 
     async def recent(self, state: str | None, limit: int = 100) -> list[SagaRecord]:
@@ -197,9 +212,8 @@ class SagaStore:
             return [_record(SagaRecord, row) for row in await conn.execute(query)]
 
     async def steps(self, saga_id: str) -> list[StepRecord]:
-        query = sa.select(saga_steps).where(saga_steps.c.saga_id == saga_id).order_by(saga_steps.c.id)
         async with self.autocommit.connect() as conn:
-            return [_record(StepRecord, row) for row in await conn.execute(query)]
+            return [_record(StepRecord, row) for row in await conn.execute(STEPS, {"p_id": saga_id})]
 
     async def audit(self, saga_id: str) -> list[AuditRecord]:
         query = sa.select(saga_audit).where(saga_audit.c.saga_id == saga_id).order_by(saga_audit.c.id)
@@ -214,7 +228,8 @@ class SagaStore:
         state; a saga that stops (ended, or parked for an operator) is let go. The write is fenced: it renews the
         lease only if this orchestrator still holds it, and else writes nothing and raises LeaseLost.
         On PostgreSQL that is one statement (the fence and the step's outcome as data-modifying CTEs), one round
-        trip; on SQLite, statements in one transaction. The statements are built once (ADVANCE)."""
+        trip; on SQLite, statements in one transaction on the writer's thread. The statements are built once
+        (ADVANCE)."""
         if finished is not None and started is not None and (finished.name, finished.action) == started:
             raise ValueError("a step cannot end and start in one write")
         stops = state is not None and state not in ACTIVE
@@ -229,12 +244,9 @@ class SagaStore:
                 held = (await conn.execute(ADVANCE.one_statement(finished is not None, started is not None),
                                            params)).first() is not None
         else:
-            async with self.engine.begin() as conn:
-                held = (await conn.execute(ADVANCE.fence, params)).rowcount == 1
-                if held and finished is not None:
-                    await conn.execute(ADVANCE.finish, params)
-                if held and started is not None:
-                    await conn.execute(ADVANCE.start_sqlite, params)
+            assert self.writer is not None
+            finishes, starts = finished is not None, started is not None
+            held = await self.writer.run(lambda conn: _advance_sqlite(conn, params, finishes, starts))
         if not held:
             raise LeaseLost(saga_id)
 
@@ -280,6 +292,16 @@ class SagaStore:
         async with self.engine.begin() as conn:
             await conn.execute(sagas.update().where(sagas.c.owner == self.owner, sagas.c.state.in_(ACTIVE))
                                .values(lease_until=now()))
+
+
+def _advance_sqlite(conn: Connection, params: dict[str, Any], finishes: bool, starts: bool) -> bool:
+    """SagaStore.advance's statements on SQLite, in the writer's transaction: whether the saga was held."""
+    held = conn.execute(ADVANCE.fence, params).rowcount == 1
+    if held and finishes:
+        conn.execute(ADVANCE.finish, params)
+    if held and starts:
+        conn.execute(ADVANCE.start_sqlite, params)
+    return held
 
 
 def new_record(name: str, saga_id: str, correlation_id: str, business_key: str | None, fingerprint: str,
