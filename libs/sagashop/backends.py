@@ -5,7 +5,6 @@ from typing import Any
 from sagashop.kit.grpcclient import Dependency
 from sagashop.kit.settings import SERVICES, Settings
 from sagashop.v1 import (
-    faults_pb2_grpc,
     inventory_pb2_grpc,
     orchestrator_pb2_grpc,
     order_pb2_grpc,
@@ -36,7 +35,6 @@ class Backends:
                                       fail_max=settings.breaker_fail_max, reset_timeout=settings.breaker_reset_seconds,
                                       redis_url=settings.redis_url, route=route)
                      for name in names}
-        self.faults = {name: faults_pb2_grpc.FaultServiceStub(dep.channel) for name, dep in self.deps.items()}
 
     @property
     def user(self) -> Dependency[user_pb2_grpc.UserServiceStub]:

@@ -1,11 +1,12 @@
-"""Inventory tables and the queries on them; every function runs inside the caller's transaction. The statements of
-the sagas' calls are built once, with bind parameters (`p_*`): building one costs more than executing it."""
+"""Inventory tables and the queries on them; every function runs inside the caller's unit of work (kit.db). The
+statements of the sagas' calls are built once, with bind parameters (`p_*`): building one costs more than
+executing it."""
 
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now
 from sagashop.values import Line
@@ -55,75 +56,75 @@ class Reservation:
 
 
 class Inventory:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    async def products(self, skus: list[str] | None = None) -> list[Product]:
-        rows = await self.conn.execute(PRODUCTS, {"p_skus": skus}) if skus else await self.conn.execute(ALL_PRODUCTS)
+    def products(self, skus: list[str] | None = None) -> list[Product]:
+        rows = self.conn.execute(PRODUCTS, {"p_skus": skus}) if skus else self.conn.execute(ALL_PRODUCTS)
         return [Product(**row._mapping) for row in rows]
 
-    async def product(self, sku: str) -> Product | None:
-        found = await self.products([sku])
+    def product(self, sku: str) -> Product | None:
+        found = self.products([sku])
         return found[0] if found else None
 
-    async def upsert(self, p: Product, *, only_if_absent: bool) -> Product:
-        current = await self.product(p.sku)
+    def upsert(self, p: Product, *, only_if_absent: bool) -> Product:
+        current = self.product(p.sku)
         fields = {"name": p.name, "price_cents": p.price_cents, "currency": p.currency, "available": p.available}
         if current is None:
-            await self.conn.execute(products.insert().values(sku=p.sku, reserved=0, sold=0, **fields))
+            self.conn.execute(products.insert().values(sku=p.sku, reserved=0, sold=0, **fields))
         elif not only_if_absent:
-            await self.conn.execute(products.update().where(products.c.sku == p.sku).values(**fields))
-        return await self.product(p.sku)  # type: ignore[return-value]
+            self.conn.execute(products.update().where(products.c.sku == p.sku).values(**fields))
+        return self.product(p.sku)  # type: ignore[return-value]
 
-    async def take(self, line: Line) -> bool:
+    def take(self, line: Line) -> bool:
         """Moves units available -> reserved if enough are available: one conditional statement, so two
         concurrent takes can never both pass the check."""
-        result = await self.conn.execute(TAKE, {"p_sku": line.sku, "p_quantity": line.quantity})
+        result = self.conn.execute(TAKE, {"p_sku": line.sku, "p_quantity": line.quantity})
         return result.rowcount == 1
 
-    async def move(self, lines: tuple[Line, ...], source: str, target: str) -> None:
+    def move(self, lines: tuple[Line, ...], source: str, target: str) -> None:
         for line in sorted(lines, key=lambda x: x.sku):  # one lock order: no deadlock between two movers
-            await self.conn.execute(MOVES[source, target], {"p_sku": line.sku, "p_quantity": line.quantity})
+            self.conn.execute(MOVES[source, target], {"p_sku": line.sku, "p_quantity": line.quantity})
 
-    async def reservation(self, key: str) -> Reservation | None:
-        row = (await self.conn.execute(RESERVATION, {"p_key": key})).first()
+    def reservation(self, key: str) -> Reservation | None:
+        row = self.conn.execute(RESERVATION, {"p_key": key}).first()
         if row is None:
             return None
         lines = tuple(Line(sku, quantity) for sku, quantity in row.lines)
         return Reservation(row.idempotency_key, row.order_id, row.state, lines)
 
-    async def add_reservation(self, r: Reservation) -> Reservation:
+    def add_reservation(self, r: Reservation) -> Reservation:
         moment = now()
-        await self.conn.execute(ADD_RESERVATION, {
+        self.conn.execute(ADD_RESERVATION, {
             "idempotency_key": r.key, "order_id": r.order_id, "state": r.state,
             "lines": [[line.sku, line.quantity] for line in r.lines], "created_at": moment, "updated_at": moment})
         return r
 
-    async def set_state(self, r: Reservation, state: str) -> Reservation:
-        await self.conn.execute(SET_STATE, {"p_key": r.key, "p_state": state, "p_at": now()})
+    def set_state(self, r: Reservation, state: str) -> Reservation:
+        self.conn.execute(SET_STATE, {"p_key": r.key, "p_state": state, "p_at": now()})
         return Reservation(r.key, r.order_id, state, r.lines)
 
-    async def held_since_before(self, cutoff: datetime, limit: int) -> list[str]:
+    def held_since_before(self, cutoff: datetime, limit: int) -> list[str]:
         """Keys of the reservations still HELD that were made before `cutoff`, oldest first."""
         query = (sa.select(reservations.c.idempotency_key)
                  .where(reservations.c.state == HELD, reservations.c.created_at < cutoff)
                  .order_by(reservations.c.created_at).limit(limit))
-        return list((await self.conn.scalars(query)).all())
+        return list(self.conn.scalars(query).all())
 
-    async def expire(self, key: str, cutoff: datetime) -> Reservation | None:
+    def expire(self, key: str, cutoff: datetime) -> Reservation | None:
         """Marks the reservation EXPIRED if it is still HELD and was made before `cutoff`; None if it was not.
         One conditional statement, so of two sweepers only one wins; commit and release lock the row first
         (`reservation_for_update`), so they either finish before this or see EXPIRED."""
-        result = await self.conn.execute(
+        result = self.conn.execute(
             reservations.update()
             .where(reservations.c.idempotency_key == key, reservations.c.state == HELD,
                    reservations.c.created_at < cutoff)
             .values(state=EXPIRED, updated_at=now())
         )
-        return await self.reservation(key) if result.rowcount == 1 else None
+        return self.reservation(key) if result.rowcount == 1 else None
 
-    async def reservation_for_update(self, key: str) -> Reservation | None:
+    def reservation_for_update(self, key: str) -> Reservation | None:
         """The reservation, its row locked until the transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE
         already serializes writers), so a decision taken on its state still holds when the units move."""
-        row = (await self.conn.execute(LOCK_RESERVATION, {"p_key": key})).first()
-        return await self.reservation(key) if row else None
+        row = self.conn.execute(LOCK_RESERVATION, {"p_key": key}).first()
+        return self.reservation(key) if row else None

@@ -4,10 +4,10 @@ from collections.abc import Iterable
 
 import grpc
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
 
 from sagashop.kit import metrics
-from sagashop.kit.db import autocommit, transaction
+from sagashop.kit.db import Database
 from sagashop.kit.errors import Compensated, NotFound
 from sagashop.v1 import inventory_pb2 as pb
 from sagashop.v1 import inventory_pb2_grpc
@@ -35,46 +35,46 @@ def reservation_pb(r: Reservation) -> pb.Reservation:
 
 
 class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
-    def __init__(self, db: AsyncEngine) -> None:
-        self.db, self.reads = db, autocommit(db)  # reads: one statement each, no transaction
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     async def ListProducts(self, request: pb.ListProductsRequest, context: grpc.aio.ServicerContext) -> pb.ProductList:
-        async with self.reads.connect() as conn:
-            found = await Inventory(conn).products(valid_skus(list(request.skus)))
+        skus = valid_skus(list(request.skus))
+        found = await self.db.autocommit(lambda conn: Inventory(conn).products(skus))
         return pb.ProductList(items=[product_pb(p) for p in found])
 
     async def GetProduct(self, request: pb.GetProductRequest, context: grpc.aio.ServicerContext) -> pb.Product:
-        async with self.reads.connect() as conn:
-            if (found := await Inventory(conn).product(valid_sku(request.sku))) is None:
-                raise NotFound(f"no product {request.sku!r}")
+        sku = valid_sku(request.sku)
+        if (found := await self.db.autocommit(lambda conn: Inventory(conn).product(sku))) is None:
+            raise NotFound(f"no product {request.sku!r}")
         return product_pb(found)
 
     async def UpsertProduct(self, request: pb.UpsertProductRequest, context: grpc.aio.ServicerContext) -> pb.Product:
         p = request.product
         wanted = valid_product(Product(p.sku, p.name, p.price_cents, p.currency, p.available))
 
-        async def work(conn: AsyncConnection) -> Product:
-            return await Inventory(conn).upsert(wanted, only_if_absent=request.only_if_absent)
+        def work(conn: Connection) -> Product:
+            return Inventory(conn).upsert(wanted, only_if_absent=request.only_if_absent)
 
-        return product_pb(await transaction(self.db, work))
+        return product_pb(await self.db.transaction(work))
 
     async def ReserveStock(self, request: pb.ReserveStockRequest, context: grpc.aio.ServicerContext) -> pb.Reservation:
         valid_step_keys(request.idempotency_key, request.order_id)
         lines = valid_lines([Line(line.sku, line.quantity) for line in request.lines])
 
-        async def work(conn: AsyncConnection) -> tuple[Reservation, bool]:
+        def work(conn: Connection) -> tuple[Reservation, bool]:
             inventory = Inventory(conn)
-            if (done := await inventory.reservation(request.idempotency_key)) is not None:
+            if (done := inventory.reservation(request.idempotency_key)) is not None:
                 if done.state in (RELEASED, TOMBSTONE, EXPIRED):
                     raise Compensated(f"reservation {done.key} was already released")
                 return done, False  # a retry gets the first answer
             for line in sorted(lines, key=lambda x: x.sku):
-                if not await inventory.take(line):
-                    raise why_not_taken(await inventory.product(line.sku), line)  # rolls back earlier lines
+                if not inventory.take(line):
+                    raise why_not_taken(inventory.product(line.sku), line)  # rolls back earlier lines
             held = Reservation(request.idempotency_key, request.order_id, HELD, lines)
-            return await inventory.add_reservation(held), True
+            return inventory.add_reservation(held), True
 
-        reservation, fresh = await transaction(self.db, work)
+        reservation, fresh = await self.db.transaction(work)
         if fresh:
             moved("reserved", reservation.lines)
         return reservation_pb(reservation)
@@ -82,18 +82,18 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     async def ReleaseStock(self, request: pb.ReleaseStockRequest, context: grpc.aio.ServicerContext) -> pb.Reservation:
         valid_step_keys(request.idempotency_key, request.order_id)
 
-        async def work(conn: AsyncConnection) -> tuple[Reservation, bool]:
+        def work(conn: Connection) -> tuple[Reservation, bool]:
             inventory = Inventory(conn)
-            done = await inventory.reservation_for_update(request.idempotency_key)
+            done = inventory.reservation_for_update(request.idempotency_key)
             if done is None:  # the reserve never landed (or has not yet): make sure it never will
-                return await inventory.add_reservation(
+                return inventory.add_reservation(
                     Reservation(request.idempotency_key, request.order_id, TOMBSTONE, ())), False
             if done.state in COUNTER:
-                await inventory.move(done.lines, COUNTER[done.state], "available")
-                return await inventory.set_state(done, RELEASED), True
+                inventory.move(done.lines, COUNTER[done.state], "available")
+                return inventory.set_state(done, RELEASED), True
             return done, False
 
-        reservation, fresh = await transaction(self.db, work)
+        reservation, fresh = await self.db.transaction(work)
         if fresh:
             moved("released", reservation.lines)
         return reservation_pb(reservation)
@@ -101,19 +101,19 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     async def CommitStock(self, request: pb.CommitStockRequest, context: grpc.aio.ServicerContext) -> pb.Reservation:
         valid_step_keys(request.idempotency_key, request.order_id)
 
-        async def work(conn: AsyncConnection) -> tuple[Reservation, bool]:
+        def work(conn: Connection) -> tuple[Reservation, bool]:
             inventory = Inventory(conn)
-            done = await inventory.reservation_for_update(request.idempotency_key)
+            done = inventory.reservation_for_update(request.idempotency_key)
             if done is None:
                 raise NotFound(f"no reservation {request.idempotency_key!r}")
             if done.state in (RELEASED, TOMBSTONE, EXPIRED):
                 raise Compensated(f"reservation {done.key} was already released")
             if done.state == HELD:
-                await inventory.move(done.lines, "reserved", "sold")
-                return await inventory.set_state(done, COMMITTED), True
+                inventory.move(done.lines, "reserved", "sold")
+                return inventory.set_state(done, COMMITTED), True
             return done, False
 
-        reservation, fresh = await transaction(self.db, work)
+        reservation, fresh = await self.db.transaction(work)
         if fresh:
             moved("committed", reservation.lines)
         return reservation_pb(reservation)

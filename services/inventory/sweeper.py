@@ -11,10 +11,10 @@ import logging
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now
-from sagashop.kit.db import autocommit, transaction
+from sagashop.kit.db import Database
 
 from .repository import Inventory
 
@@ -22,24 +22,23 @@ log = logging.getLogger(__name__)
 
 
 class Sweeper:
-    def __init__(self, db: AsyncEngine, ttl_seconds: float, batch: int = 500) -> None:
+    def __init__(self, db: Database, ttl_seconds: float, batch: int = 500) -> None:
         self.db, self.ttl, self.batch = db, timedelta(seconds=ttl_seconds), batch
 
     async def sweep(self) -> int:
         """Releases up to `batch` expired reservations, oldest first; returns how many this call released."""
         cutoff = now() - self.ttl
-        async with autocommit(self.db).connect() as conn:
-            keys = await Inventory(conn).held_since_before(cutoff, self.batch)
+        keys = await self.db.autocommit(lambda conn: Inventory(conn).held_since_before(cutoff, self.batch))
         released = 0
         for key in keys:
-            released += await transaction(self.db, partial(self._expire, key=key, cutoff=cutoff))
+            released += await self.db.transaction(partial(self._expire, key=key, cutoff=cutoff))
         return released
 
-    async def _expire(self, conn: AsyncConnection, key: str, cutoff: datetime) -> bool:
+    def _expire(self, conn: Connection, key: str, cutoff: datetime) -> bool:
         inventory = Inventory(conn)
-        if (expired := await inventory.expire(key, cutoff)) is None:
+        if (expired := inventory.expire(key, cutoff)) is None:
             return False  # committed, released or expired by someone else since we listed it
-        await inventory.move(expired.lines, "reserved", "available")
+        inventory.move(expired.lines, "reserved", "available")
         log.info("released reservation %s of order %s: held longer than %s", key, expired.order_id, self.ttl)
         return True
 

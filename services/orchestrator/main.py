@@ -43,5 +43,4 @@ async def main(settings: Settings) -> None:
         await runs.stop()
         for backends in routes.values():
             await backends.close()
-        store.close()
         await db.dispose()

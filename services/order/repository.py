@@ -1,11 +1,11 @@
-"""The orders table and the queries on it; every function runs inside the caller's transaction. The statements are
-built once, with bind parameters (`p_*`): building one costs more than executing it."""
+"""The orders table and the queries on it; every function runs inside the caller's unit of work (kit.db). The
+statements are built once, with bind parameters (`p_*`): building one costs more than executing it."""
 
 from dataclasses import asdict, replace
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now
 from sagashop.values import Address
@@ -43,24 +43,24 @@ def _order(row: sa.Row[Any]) -> Order:
 
 
 class Orders:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    async def get(self, order_id: str, *, lock: bool = False) -> Order | None:
-        row = (await self.conn.execute(BY_ID_LOCKED if lock else BY_ID, {"p_id": order_id})).first()
+    def get(self, order_id: str, *, lock: bool = False) -> Order | None:
+        row = self.conn.execute(BY_ID_LOCKED if lock else BY_ID, {"p_id": order_id}).first()
         return _order(row) if row else None
 
-    async def of_user(self, user_id: str) -> list[Order]:
+    def of_user(self, user_id: str) -> list[Order]:
         """The user's newest orders first."""
-        return [_order(row) for row in await self.conn.execute(OF_USER, {"p_user_id": user_id})]
+        return [_order(row) for row in self.conn.execute(OF_USER, {"p_user_id": user_id})]
 
-    async def add(self, order: Order) -> Order:
+    def add(self, order: Order) -> Order:
         row = asdict(order)  # items and address become plain dicts: their JSON form
-        await self.conn.execute(INSERT, row)
+        self.conn.execute(INSERT, row)
         return order
 
-    async def save(self, order: Order) -> Order:
+    def save(self, order: Order) -> Order:
         """Writes the outcome of a move and stamps it."""
         saved = replace(order, updated_at=now())
-        await self.conn.execute(SAVE, {"p_id": order.id, **{f"p_{name}": getattr(saved, name) for name in MOVABLE}})
+        self.conn.execute(SAVE, {"p_id": order.id, **{f"p_{name}": getattr(saved, name) for name in MOVABLE}})
         return saved

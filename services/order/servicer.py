@@ -3,10 +3,10 @@
 from collections.abc import Callable
 
 import grpc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now, rfc3339
-from sagashop.kit.db import autocommit, transaction
+from sagashop.kit.db import Database
 from sagashop.kit.errors import NotFound
 from sagashop.v1 import order_pb2 as pb
 from sagashop.v1 import order_pb2_grpc
@@ -37,29 +37,29 @@ def order_from(request: pb.CreateOrderRequest) -> Order:
 
 
 class OrderServicer(order_pb2_grpc.OrderServiceServicer):
-    def __init__(self, db: AsyncEngine) -> None:
-        self.db, self.reads = db, autocommit(db)  # reads: one statement each, no transaction
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     async def CreateOrder(self, request: pb.CreateOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
         wanted = order_from(request)
 
-        async def work(conn: AsyncConnection) -> Order:
+        def work(conn: Connection) -> Order:
             orders = Orders(conn)
-            if (done := await orders.get(wanted.id)) is not None:
+            if (done := orders.get(wanted.id)) is not None:
                 return done  # a repeat gets the order first created
-            return await orders.add(wanted)
+            return orders.add(wanted)
 
-        return order_pb(await transaction(self.db, work))
+        return order_pb(await self.db.transaction(work))
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
-        async with self.reads.connect() as conn:
-            if (found := await Orders(conn).get(valid_id("id", request.id))) is None:
-                raise NotFound(f"no order {request.id!r}")
+        order_id = valid_id("id", request.id)
+        if (found := await self.db.autocommit(lambda conn: Orders(conn).get(order_id))) is None:
+            raise NotFound(f"no order {request.id!r}")
         return order_pb(found)
 
     async def ListOrders(self, request: pb.ListOrdersRequest, context: grpc.aio.ServicerContext) -> pb.OrderList:
-        async with self.reads.connect() as conn:
-            found = await Orders(conn).of_user(valid_id("user_id", request.user_id))
+        user_id = valid_id("user_id", request.user_id)
+        found = await self.db.autocommit(lambda conn: Orders(conn).of_user(user_id))
         return pb.OrderList(items=[order_pb(o) for o in found])
 
     async def ApproveOrder(self, request: pb.ApproveOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
@@ -75,11 +75,11 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     async def _move(self, order_id: str, move: Callable[[Order], Order]) -> pb.Order:
         """Loads the order under a row lock, lets the domain move it and saves it if it changed."""
 
-        async def work(conn: AsyncConnection) -> Order:
+        def work(conn: Connection) -> Order:
             orders = Orders(conn)
-            if (before := await orders.get(valid_id("id", order_id), lock=True)) is None:
+            if (before := orders.get(valid_id("id", order_id), lock=True)) is None:
                 raise NotFound(f"no order {order_id!r}")
             after = move(before)
-            return before if after is before else await orders.save(after)
+            return before if after is before else orders.save(after)
 
-        return order_pb(await transaction(self.db, work))
+        return order_pb(await self.db.transaction(work))

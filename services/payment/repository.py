@@ -1,10 +1,10 @@
-"""Payment tables and the queries on them; every function runs inside the caller's transaction. The statements are
-built once, with bind parameters (`p_*`): building one costs more than executing it."""
+"""Payment tables and the queries on them; every function runs inside the caller's unit of work (kit.db). The
+statements are built once, with bind parameters (`p_*`): building one costs more than executing it."""
 
 from dataclasses import replace
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now
 
@@ -34,32 +34,32 @@ OF_ORDER = sa.select(ledger).where(ledger.c.order_id == P("p_order_id")).order_b
 
 
 class Payments:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    async def payment(self, key: str) -> Payment | None:
-        row = (await self.conn.execute(BY_KEY, {"p_key": key})).first()
+    def payment(self, key: str) -> Payment | None:
+        row = self.conn.execute(BY_KEY, {"p_key": key}).first()
         if row is None:
             return None
         return Payment(row.idempotency_key, row.order_id, row.status, row.amount_cents, row.currency)
 
-    async def add(self, p: Payment) -> Payment:
+    def add(self, p: Payment) -> Payment:
         moment = now()
-        await self.conn.execute(INSERT, {
+        self.conn.execute(INSERT, {
             "idempotency_key": p.key, "order_id": p.order_id, "status": p.status, "amount_cents": p.amount_cents,
             "currency": p.currency, "created_at": moment, "updated_at": moment})
         return p
 
-    async def set_status(self, p: Payment, status: str) -> Payment:
-        await self.conn.execute(SET_STATUS, {"p_key": p.key, "p_status": status, "p_at": now()})
+    def set_status(self, p: Payment, status: str) -> Payment:
+        self.conn.execute(SET_STATUS, {"p_key": p.key, "p_status": status, "p_at": now()})
         return replace(p, status=status)
 
-    async def record(self, p: Payment, kind: str) -> None:
+    def record(self, p: Payment, kind: str) -> None:
         """One ledger line per (key, kind): a unique index refuses a second charge or refund of one payment."""
-        await self.conn.execute(RECORD, {
+        self.conn.execute(RECORD, {
             "order_id": p.order_id, "idempotency_key": p.key, "kind": kind, "amount_cents": p.amount_cents,
             "currency": p.currency, "created_at": now()})
 
-    async def ledger(self, order_id: str) -> list[LedgerLine]:
+    def ledger(self, order_id: str) -> list[LedgerLine]:
         return [LedgerLine(row.kind, row.amount_cents, row.currency, row.created_at)
-                for row in await self.conn.execute(OF_ORDER, {"p_order_id": order_id})]
+                for row in self.conn.execute(OF_ORDER, {"p_order_id": order_id})]

@@ -2,11 +2,11 @@
 
 import grpc
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
 
 from sagashop.kit import metrics
 from sagashop.kit.clock import rfc3339
-from sagashop.kit.db import autocommit, transaction
+from sagashop.kit.db import Database
 from sagashop.kit.errors import Invalid
 from sagashop.v1 import payment_pb2 as pb
 from sagashop.v1 import payment_pb2_grpc
@@ -26,24 +26,24 @@ def payment_pb(p: Payment) -> pb.Payment:
 
 
 class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
-    def __init__(self, db: AsyncEngine) -> None:
-        self.db, self.reads = db, autocommit(db)  # reads: one statement each, no transaction
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     async def Charge(self, request: pb.ChargeRequest, context: grpc.aio.ServicerContext) -> pb.Payment:
         valid_step_keys(request.idempotency_key, request.order_id)
         valid_amount(request.amount_cents, request.currency)
 
-        async def work(conn: AsyncConnection) -> tuple[Payment, bool]:
+        def work(conn: Connection) -> tuple[Payment, bool]:
             payments = Payments(conn)
-            if (done := await payments.payment(request.idempotency_key)) is not None:
+            if (done := payments.payment(request.idempotency_key)) is not None:
                 return replayed(done), False  # a retry gets the first answer
             authorize(request.payment_token)  # a refusal records nothing
-            charged = await payments.add(Payment(request.idempotency_key, request.order_id, CHARGED,
-                                                 request.amount_cents, request.currency))
-            await payments.record(charged, CHARGE)
+            charged = payments.add(Payment(request.idempotency_key, request.order_id, CHARGED,
+                                           request.amount_cents, request.currency))
+            payments.record(charged, CHARGE)
             return charged, True
 
-        payment, fresh = await transaction(self.db, work)
+        payment, fresh = await self.db.transaction(work)
         if fresh:
             CHARGED_CENTS.labels(payment.currency, metrics.version()).inc(payment.amount_cents)
         return payment_pb(payment)
@@ -51,17 +51,17 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     async def Refund(self, request: pb.RefundRequest, context: grpc.aio.ServicerContext) -> pb.Payment:
         valid_step_keys(request.idempotency_key, request.order_id)
 
-        async def work(conn: AsyncConnection) -> tuple[Payment, bool]:
+        def work(conn: Connection) -> tuple[Payment, bool]:
             payments = Payments(conn)
-            done = await payments.payment(request.idempotency_key)
+            done = payments.payment(request.idempotency_key)
             if done is None:  # the charge never landed (or has not yet): make sure it never will
-                return await payments.add(Payment(request.idempotency_key, request.order_id, TOMBSTONE, 0, "")), False
+                return payments.add(Payment(request.idempotency_key, request.order_id, TOMBSTONE, 0, "")), False
             if done.status == CHARGED:
-                await payments.record(done, REFUND)
-                return await payments.set_status(done, REFUNDED), True
+                payments.record(done, REFUND)
+                return payments.set_status(done, REFUNDED), True
             return done, False
 
-        payment, fresh = await transaction(self.db, work)
+        payment, fresh = await self.db.transaction(work)
         if fresh:
             REFUNDED_CENTS.labels(payment.currency, metrics.version()).inc(payment.amount_cents)
         return payment_pb(payment)
@@ -69,7 +69,6 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     async def ListLedger(self, request: pb.ListLedgerRequest, context: grpc.aio.ServicerContext) -> pb.Ledger:
         if not request.order_id or not request.order_id.isprintable():
             raise Invalid("order_id is required, in printable characters")
-        async with self.reads.connect() as conn:
-            lines = await Payments(conn).ledger(request.order_id)
+        lines = await self.db.autocommit(lambda conn: Payments(conn).ledger(request.order_id))
         return pb.Ledger(items=[pb.LedgerEntry(kind=line.kind, amount_cents=line.amount_cents, currency=line.currency,
                                                created_at=rfc3339(line.created_at)) for line in lines])

@@ -1,10 +1,10 @@
-"""The shipments table and the queries on it; every function runs inside the caller's transaction. The statements
-are built once, with bind parameters (`p_*`): building one costs more than executing it."""
+"""The shipments table and the queries on it; every function runs inside the caller's unit of work (kit.db). The
+statements are built once, with bind parameters (`p_*`): building one costs more than executing it."""
 
 from dataclasses import replace
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now
 from sagashop.values import Line
@@ -34,25 +34,25 @@ def _shipment(row: sa.Row) -> Shipment:
 
 
 class Shipments:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    async def shipment(self, key: str) -> Shipment | None:
-        row = (await self.conn.execute(BY_KEY, {"p_key": key})).first()
+    def shipment(self, key: str) -> Shipment | None:
+        row = self.conn.execute(BY_KEY, {"p_key": key}).first()
         return _shipment(row) if row else None
 
-    async def live(self, order_id: str) -> list[Shipment]:
-        return [_shipment(row) for row in await self.conn.execute(LIVE, {"p_order_id": order_id})]
+    def live(self, order_id: str) -> list[Shipment]:
+        return [_shipment(row) for row in self.conn.execute(LIVE, {"p_order_id": order_id})]
 
-    async def add(self, s: Shipment) -> Shipment:
+    def add(self, s: Shipment) -> Shipment:
         moment = now()
-        await self.conn.execute(INSERT, {
+        self.conn.execute(INSERT, {
             "idempotency_key": s.key, "order_id": s.order_id, "status": s.status,
             "tracking_number": s.tracking_number or None,  # tombstones have none; the unique index skips NULLs
             "country": s.country, "lines": [[line.sku, line.quantity] for line in s.lines],
             "created_at": moment, "updated_at": moment})
         return s
 
-    async def set_status(self, s: Shipment, status: str) -> Shipment:
-        await self.conn.execute(SET_STATUS, {"p_key": s.key, "p_status": status, "p_at": now()})
+    def set_status(self, s: Shipment, status: str) -> Shipment:
+        self.conn.execute(SET_STATUS, {"p_key": s.key, "p_status": status, "p_at": now()})
         return replace(s, status=status)

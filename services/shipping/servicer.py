@@ -1,9 +1,9 @@
 """ShippingService: protobuf in and out, one transaction per call, the rules in domain.py."""
 
 import grpc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
 
-from sagashop.kit.db import autocommit, transaction
+from sagashop.kit.db import Database
 from sagashop.kit.errors import Invalid
 from sagashop.v1 import shipping_pb2 as pb
 from sagashop.v1 import shipping_pb2_grpc
@@ -19,8 +19,8 @@ def shipment_pb(s: Shipment) -> pb.Shipment:
 
 
 class ShippingServicer(shipping_pb2_grpc.ShippingServiceServicer):
-    def __init__(self, db: AsyncEngine) -> None:
-        self.db, self.reads = db, autocommit(db)  # reads: one statement each, no transaction
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     async def CreateShipment(self, request: pb.CreateShipmentRequest, context: grpc.aio.ServicerContext) -> pb.Shipment:
         valid_step_keys(request.idempotency_key, request.order_id)
@@ -28,34 +28,33 @@ class ShippingServicer(shipping_pb2_grpc.ShippingServiceServicer):
         a = request.address
         address = valid_address(Address(a.name, a.line1, a.city, a.postal_code, a.country))
 
-        async def work(conn: AsyncConnection) -> Shipment:
+        def work(conn: Connection) -> Shipment:
             shipments = Shipments(conn)
-            if (done := await shipments.shipment(request.idempotency_key)) is not None:
+            if (done := shipments.shipment(request.idempotency_key)) is not None:
                 return replayed(done)  # a retry gets the first answer
             serviceable(address)
-            return await shipments.add(Shipment(request.idempotency_key, request.order_id, CREATED,
+            return shipments.add(Shipment(request.idempotency_key, request.order_id, CREATED,
                                                 new_tracking_number(), address.country, lines))
 
-        return shipment_pb(await transaction(self.db, work))
+        return shipment_pb(await self.db.transaction(work))
 
     async def CancelShipment(self, request: pb.CancelShipmentRequest, context: grpc.aio.ServicerContext) -> pb.Shipment:
         valid_step_keys(request.idempotency_key, request.order_id)
 
-        async def work(conn: AsyncConnection) -> Shipment:
+        def work(conn: Connection) -> Shipment:
             shipments = Shipments(conn)
-            done = await shipments.shipment(request.idempotency_key)
+            done = shipments.shipment(request.idempotency_key)
             if done is None:  # the shipment never landed (or has not yet): make sure it never will
-                return await shipments.add(Shipment(request.idempotency_key, request.order_id, TOMBSTONE, "", "", ()))
+                return shipments.add(Shipment(request.idempotency_key, request.order_id, TOMBSTONE, "", "", ()))
             if done.status == CREATED:
-                return await shipments.set_status(done, CANCELLED)
+                return shipments.set_status(done, CANCELLED)
             return done
 
-        return shipment_pb(await transaction(self.db, work))
+        return shipment_pb(await self.db.transaction(work))
 
     async def ListShipments(self, request: pb.ListShipmentsRequest,
                             context: grpc.aio.ServicerContext) -> pb.ShipmentList:
         if not request.order_id or not request.order_id.isprintable():
             raise Invalid("order_id is required, in printable characters")
-        async with self.reads.connect() as conn:
-            live = await Shipments(conn).live(request.order_id)
+        live = await self.db.autocommit(lambda conn: Shipments(conn).live(request.order_id))
         return pb.ShipmentList(items=[shipment_pb(s) for s in live])

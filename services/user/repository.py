@@ -1,7 +1,7 @@
-"""The users table and the queries on it; every function runs inside the caller's transaction."""
+"""The users table and the queries on it; every function runs inside the caller's unit of work (kit.db)."""
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now
 
@@ -21,30 +21,30 @@ def _user(row: sa.Row) -> User:
 
 
 class Users:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    async def _one(self, condition: sa.ColumnElement[bool]) -> User | None:
-        row = (await self.conn.execute(sa.select(users).where(condition))).first()
+    def _one(self, condition: sa.ColumnElement[bool]) -> User | None:
+        row = self.conn.execute(sa.select(users).where(condition)).first()
         return _user(row) if row else None
 
-    async def by_id(self, user_id: str) -> User | None:
-        return await self._one(users.c.id == user_id)
+    def by_id(self, user_id: str) -> User | None:
+        return self._one(users.c.id == user_id)
 
-    async def by_email(self, email: str) -> User | None:
-        return await self._one(users.c.email == email)
+    def by_email(self, email: str) -> User | None:
+        return self._one(users.c.email == email)
 
-    async def add(self, u: User) -> User:
+    def add(self, u: User) -> User:
         """Raises IntegrityError when the email is taken: the unique index decides between two racing sign-ups."""
         moment = now()
-        await self.conn.execute(users.insert().values(
+        self.conn.execute(users.insert().values(
             id=u.id, email=u.email, name=u.name, password_hash=u.password_hash, roles=list(u.roles),
             created_at=moment, updated_at=moment,
         ))
         return u
 
-    async def update(self, u: User) -> User:
-        await self.conn.execute(users.update().where(users.c.id == u.id).values(
+    def update(self, u: User) -> User:
+        self.conn.execute(users.update().where(users.c.id == u.id).values(
             name=u.name, password_hash=u.password_hash, roles=list(u.roles), updated_at=now(),
         ))
         return u

@@ -8,10 +8,10 @@ import uuid
 from dataclasses import replace
 
 import grpc
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from sagashop.kit.db import autocommit, transaction
+from sagashop.kit.db import Database
 from sagashop.kit.errors import NotFound
 from sagashop.v1 import user_pb2 as pb
 from sagashop.v1 import user_pb2_grpc
@@ -41,36 +41,36 @@ def user_pb(u: User) -> pb.User:
 
 
 class UserServicer(user_pb2_grpc.UserServiceServicer):
-    def __init__(self, db: AsyncEngine) -> None:
-        self.db, self.reads = db, autocommit(db)  # reads: one statement each, no transaction
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     async def CreateUser(self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
         email, name = valid_email(request.email), valid_name(request.name)
         password_hash = await asyncio.to_thread(hash_password, valid_password(request.password))
         user = User(uuid.uuid4().hex, email, name, (CUSTOMER,), password_hash)
-        try:
-            async with self.db.begin() as conn:
-                return user_pb(await Users(conn).add(user))
+        try:  # the unique index decides between two racing sign-ups: no second try
+            return user_pb(await self.db.transaction(lambda conn: Users(conn).add(user), tries=1))
         except IntegrityError as e:
             raise EmailTaken(f"{email} already has an account") from e
 
     async def Authenticate(self, request: pb.AuthenticateRequest, context: grpc.aio.ServicerContext) -> pb.User:
         email = normal_email(request.email)
-        async with self.reads.connect() as conn:
-            found = await Users(conn).by_email(email) if could_have_account(email) else None
+        found = None
+        if could_have_account(email):
+            found = await self.db.autocommit(lambda conn: Users(conn).by_email(email))
         matches = await asyncio.to_thread(password_matches, found.password_hash if found else None, request.password)
         if found is None or not matches:
             raise InvalidCredentials("wrong email or password")
         return user_pb(found)
 
     async def GetUser(self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
-        async with self.reads.connect() as conn:
-            if (found := await Users(conn).by_id(valid_id(request.id))) is None:
-                raise NotFound(f"no user {request.id!r}")
+        user_id = valid_id(request.id)
+        if (found := await self.db.autocommit(lambda conn: Users(conn).by_id(user_id))) is None:
+            raise NotFound(f"no user {request.id!r}")
         return user_pb(found)
 
 
-async def ensure_admin(db: AsyncEngine, email: str, password: str | None) -> User:
+async def ensure_admin(db: Database, email: str, password: str | None) -> User:
     """Makes sure the admin account exists, holds the admin role and signs in with `password` (None: a new
     random one, logged once so the operator can read it)."""
     if password is None:
@@ -78,11 +78,11 @@ async def ensure_admin(db: AsyncEngine, email: str, password: str | None) -> Use
         log.warning("admin account %s password %s", email, password)
     password_hash = await asyncio.to_thread(hash_password, password)
 
-    async def work(conn: AsyncConnection) -> User:
+    def work(conn: Connection) -> User:
         users = Users(conn)
-        if (found := await users.by_email(normal_email(email))) is None:
+        if (found := users.by_email(normal_email(email))) is None:
             admin = User(uuid.uuid4().hex, normal_email(email), "Admin", with_admin(()), password_hash)
-            return await users.add(admin)  # a replica starting alongside may win: the retry updates its row
-        return await users.update(replace(found, roles=with_admin(found.roles), password_hash=password_hash))
+            return users.add(admin)  # a replica starting alongside may win: the retry updates its row
+        return users.update(replace(found, roles=with_admin(found.roles), password_hash=password_hash))
 
-    return await transaction(db, work)
+    return await db.transaction(work)

@@ -1,13 +1,14 @@
 import asyncio
 import logging
+import shutil
 from datetime import timedelta
 
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from sagashop.kit.clock import now
-from sagashop.kit.db import database
+from sagashop.kit.db import Database, database
 from sagashop.kit.errors import Compensated
+from sagashop.kit.settings import Settings
 from sagashop.v1 import inventory_pb2 as pb
 from sagashop.v1 import inventory_pb2_grpc
 from services.inventory.main import SERVICE
@@ -24,10 +25,10 @@ async def inventory(grpc_service):
 
 @pytest.fixture
 async def db(settings, inventory):
-    """The inventory database as another replica sees it: an engine of its own."""
-    engine = await database(settings, "inventory")
-    yield engine
-    await engine.dispose()
+    """The inventory database as another replica sees it: connections of its own."""
+    other = await database(settings, "inventory")
+    yield other
+    await other.dispose()
 
 
 async def put(inventory, sku: str, available: int) -> None:
@@ -57,14 +58,12 @@ async def release(inventory, key: str) -> pb.Reservation:
 
 
 async def state(db, key: str) -> str:
-    async with db.connect() as conn:
-        return (await Inventory(conn).reservation(key)).state  # type: ignore[union-attr]
+    return (await db.autocommit(lambda conn: Inventory(conn).reservation(key))).state  # type: ignore[union-attr]
 
 
 async def made_ago(db, key: str, seconds: float) -> None:
-    async with db.begin() as conn:
-        await conn.execute(reservations.update().where(reservations.c.idempotency_key == key)
-                           .values(created_at=now() - timedelta(seconds=seconds)))
+    await db.transaction(lambda conn: conn.execute(reservations.update().where(reservations.c.idempotency_key == key)
+                                                   .values(created_at=now() - timedelta(seconds=seconds))))
 
 
 async def test_a_reservation_held_past_the_ttl_is_released_and_a_younger_one_is_kept(inventory, db):
@@ -153,7 +152,8 @@ class Failures(logging.Handler):
 
 
 async def test_the_sweep_loop_logs_a_database_error_and_keeps_sweeping(tmp_path):
-    broken = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'inventory.db'}")
+    broken = Database(Settings(data_dir=tmp_path / "gone"), "inventory")
+    shutil.rmtree(tmp_path / "gone")  # its file cannot be opened now
     failures, log = Failures(wanted=3), logging.getLogger("services.inventory.sweeper")
     log.addHandler(failures)
     loop = asyncio.create_task(Sweeper(broken, ttl_seconds=0).sweep_forever(interval_seconds=0.01))

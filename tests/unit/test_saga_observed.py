@@ -32,9 +32,7 @@ def exported() -> Iterator[InMemorySpanExporter]:
 async def store(tmp_path: Path, exported: InMemorySpanExporter):
     engine = await database(Settings(data_dir=tmp_path), "orchestrator")
     exported.clear()
-    store = SagaStore(engine, owner="me", lease=10)
-    yield store
-    store.close()
+    yield SagaStore(engine, owner="me", lease=10)
     await engine.dispose()
 
 

@@ -18,9 +18,7 @@ class Order:
 @pytest.fixture
 async def store(settings: Settings):
     engine = await database(settings, "orchestrator")
-    store = SagaStore(engine, owner="me", lease=10)
-    yield store
-    store.close()
+    yield SagaStore(engine, owner="me", lease=10)
     await engine.dispose()
 
 
@@ -161,7 +159,7 @@ async def test_a_saga_without_a_way_back_retries_each_step_until_it_succeeds(sto
 async def test_an_orchestrator_that_lost_its_lease_cannot_write_the_sagas_log(store):
     saga = shop(recorder([]))
     record = await start(store, saga)
-    other = SagaStore(store.engine, owner="other", lease=10)
+    other = SagaStore(store.db, owner="other", lease=10)
     await store.release()  # our lease lapses ...
     assert await other.claim() == ["s1"]  # ... and another orchestrator takes the saga over
 

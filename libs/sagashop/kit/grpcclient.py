@@ -13,6 +13,8 @@ from opentelemetry import trace
 from pybreaker import CircuitBreakerError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from sagashop.v1 import faults_pb2_grpc
+
 from . import telemetry
 from .breaker import Breaker
 from .errors import Unavailable
@@ -89,7 +91,8 @@ class Dependency(Generic[StubT]):
                                fail_max=fail_max, reset_timeout=reset_timeout, redis_url=redis_url)
         self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = stub(self.channel)
-        self.paths = method_paths(self.stub)
+        self.faults = faults_pb2_grpc.FaultServiceStub(self.channel)  # every part serves its fault rules
+        self.paths = method_paths(self.stub) | method_paths(self.faults)
 
     async def call(self, rpc: Callable[..., Any], request: Any, *, within: float = 0.0,
                    timeout: float | None = None) -> Any:

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.engine import Engine
 
 from .settings import Settings
 
@@ -96,12 +96,12 @@ def incoming(metadata: Sequence[tuple[str, str | bytes]] | None) -> Context | No
     return None
 
 
-def trace_statements(engine: AsyncEngine) -> None:
+def trace_statements(engine: Engine) -> None:
     """A span per SQL statement of the process's engine (the instrumentor takes one engine per process). Its
     release declares SQLAlchemy < 2.1, but the engine events it listens to are the same in 2.1."""
     instrumentor = SQLAlchemyInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.instrument(engine=engine.sync_engine, skip_dep_check=True)
+        instrumentor.instrument(engine=engine, skip_dep_check=True)
 
 
 def traceparent() -> str | None:

@@ -11,13 +11,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import IntegrityError
 
 from sagashop.kit import telemetry
 from sagashop.kit.clock import now
-from sagashop.kit.db import SqliteWriter, autocommit
+from sagashop.kit.db import Database
 
 from .definition import ACTIVE, NEEDS_ATTENTION, RUNNING
 
@@ -168,15 +167,8 @@ def _record(cls: type, row: Any) -> Any:
 
 
 class SagaStore:
-    def __init__(self, engine: AsyncEngine, owner: str, lease: float) -> None:
-        self.engine, self.owner, self.lease = engine, owner, lease
-        self.autocommit = autocommit(engine)  # reads, and writes of one statement
-        # SQLite: the writes of every saga's run (create, advance) on one thread, each one hand-off
-        self.writer = SqliteWriter(engine) if engine.dialect.name == "sqlite" else None
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+    def __init__(self, db: Database, owner: str, lease: float) -> None:
+        self.db, self.owner, self.lease = db, owner, lease
 
     def _lease_until(self) -> datetime:
         return now() + timedelta(seconds=self.lease)
@@ -186,39 +178,34 @@ class SagaStore:
         row = {"owner": self.owner, "lease_until": self._lease_until(),
                **{f: getattr(record, f) for f in SagaRecord.__dataclass_fields__}}
         try:
-            if self.writer is not None:
-                await self.writer.run(lambda conn: conn.execute(INSERT_SAGA, row))
-            else:
-                async with self.autocommit.connect() as conn:
-                    await conn.execute(INSERT_SAGA, row)
+            await self.db.autocommit(lambda conn: conn.execute(INSERT_SAGA, row))
             return record, True
         except IntegrityError:
-            async with self.autocommit.connect() as conn:
-                row = (await conn.execute(SAGA_OF_KEY, {"p_key": record.business_key})).first()
-            if row is None:  # the id, not the key, collided: not a repeat
+            holder = await self.db.autocommit(lambda conn: conn.execute(
+                SAGA_OF_KEY, {"p_key": record.business_key}).first())
+            if holder is None:  # the id, not the key, collided: not a repeat
                 raise
-            return _record(SagaRecord, row), False
+            return _record(SagaRecord, holder), False
 
     async def get(self, saga_id: str) -> SagaRecord | None:
-        async with self.autocommit.connect() as conn:
-            row = (await conn.execute(SAGA, {"p_id": saga_id})).first()
+        row = await self.db.autocommit(lambda conn: conn.execute(SAGA, {"p_id": saga_id}).first())
         return _record(SagaRecord, row) if row else None
 
     async def recent(self, state: str | None, limit: int = 100) -> list[SagaRecord]:
         query = sa.select(sagas).order_by(sagas.c.created_at.desc(), sagas.c.id).limit(limit)
         if state:
             query = query.where(sagas.c.state == state)
-        async with self.autocommit.connect() as conn:
-            return [_record(SagaRecord, row) for row in await conn.execute(query)]
+        rows = await self.db.autocommit(lambda conn: conn.execute(query).all())
+        return [_record(SagaRecord, row) for row in rows]
 
     async def steps(self, saga_id: str) -> list[StepRecord]:
-        async with self.autocommit.connect() as conn:
-            return [_record(StepRecord, row) for row in await conn.execute(STEPS, {"p_id": saga_id})]
+        rows = await self.db.autocommit(lambda conn: conn.execute(STEPS, {"p_id": saga_id}).all())
+        return [_record(StepRecord, row) for row in rows]
 
     async def audit(self, saga_id: str) -> list[AuditRecord]:
         query = sa.select(saga_audit).where(saga_audit.c.saga_id == saga_id).order_by(saga_audit.c.id)
-        async with self.autocommit.connect() as conn:
-            return [_record(AuditRecord, row) for row in await conn.execute(query)]
+        rows = await self.db.autocommit(lambda conn: conn.execute(query).all())
+        return [_record(AuditRecord, row) for row in rows]
 
     async def advance(self, saga_id: str, *, finished: Outcome | None = None,
                       started: tuple[str, str] | None = None, state: str | None = None,
@@ -228,8 +215,7 @@ class SagaStore:
         state; a saga that stops (ended, or parked for an operator) is let go. The write is fenced: it renews the
         lease only if this orchestrator still holds it, and else writes nothing and raises LeaseLost.
         On PostgreSQL that is one statement (the fence and the step's outcome as data-modifying CTEs), one round
-        trip; on SQLite, statements in one transaction on the writer's thread. The statements are built once
-        (ADVANCE)."""
+        trip; on SQLite, statements in one transaction. The statements are built once (ADVANCE)."""
         if finished is not None and started is not None and (finished.name, finished.action) == started:
             raise ValueError("a step cannot end and start in one write")
         stops = state is not None and state not in ACTIVE
@@ -239,14 +225,12 @@ class SagaStore:
             "p_updated_at": now() if state is not None else None, "p_failure_reason": failure_reason or None,
             **(finished.params() if finished is not None else {}),
             **({"p_start": started[0], "p_start_action": started[1], "p_started_at": now()} if started else {})}
-        if self.engine.dialect.name == "postgresql":
-            async with self.autocommit.connect() as conn:  # one statement: atomic on its own
-                held = (await conn.execute(ADVANCE.one_statement(finished is not None, started is not None),
-                                           params)).first() is not None
+        finishes, starts = finished is not None, started is not None
+        if self.db.dialect == "postgresql":  # one statement: atomic on its own
+            statement = ADVANCE.one_statement(finishes, starts)
+            held = await self.db.autocommit(lambda conn: conn.execute(statement, params).first() is not None)
         else:
-            assert self.writer is not None
-            finishes, starts = finished is not None, started is not None
-            held = await self.writer.run(lambda conn: _advance_sqlite(conn, params, finishes, starts))
+            held = await self.db.transaction(lambda conn: _advance_sqlite(conn, params, finishes, starts), tries=1)
         if not held:
             raise LeaseLost(saga_id)
 
@@ -257,14 +241,16 @@ class SagaStore:
         values: dict[str, Any] = {"state": state, "updated_at": now(), "failure_reason": failure_reason,
                                   "owner": self.owner if state in ACTIVE else None,
                                   "lease_until": self._lease_until() if state in ACTIVE else None}
-        async with self.engine.begin() as conn:
+
+        def work(conn: Connection) -> bool:
             parked = (sagas.c.id == saga_id) & (sagas.c.state == NEEDS_ATTENTION)
-            moved = await conn.execute(sagas.update().where(parked).values(values))
-            if moved.rowcount != 1:
+            if conn.execute(sagas.update().where(parked).values(values)).rowcount != 1:
                 return False
-            await conn.execute(saga_audit.insert().values(saga_id=saga_id, action=action, reason=note[:500],
-                                                          actor=actor[:200], at=now()))
-        return True
+            conn.execute(saga_audit.insert().values(saga_id=saga_id, action=action, reason=note[:500],
+                                                    actor=actor[:200], at=now()))
+            return True
+
+        return await self.db.transaction(work, tries=1)
 
     async def claim(self, limit: int = 20) -> list[str]:
         """Takes over running sagas whose owner's lease ran out: one conditional UPDATE, so two orchestrators
@@ -272,30 +258,32 @@ class SagaStore:
         moment = now()
         expired = (sa.select(sagas.c.id).where(sagas.c.state.in_(ACTIVE), sagas.c.lease_until < moment)
                    .order_by(sagas.c.lease_until).limit(limit))
-        async with self.engine.begin() as conn:
-            candidates = [row.id for row in await conn.execute(expired)]
+
+        def work(conn: Connection) -> list[str]:
+            candidates = [row.id for row in conn.execute(expired)]
             if not candidates:
                 return []
-            claimed = await conn.execute(
+            claimed = conn.execute(
                 sagas.update().where(sagas.c.id.in_(candidates), sagas.c.lease_until < moment)
                 .values(owner=self.owner, lease_until=self._lease_until()).returning(sagas.c.id))
             return [row.id for row in claimed]
 
+        return await self.db.transaction(work, tries=1)
+
     async def renew(self, saga_ids: list[str]) -> None:
         if saga_ids:
-            async with self.engine.begin() as conn:
-                await conn.execute(sagas.update().where(sagas.c.id.in_(saga_ids), sagas.c.owner == self.owner)
-                                   .values(lease_until=self._lease_until()))
+            await self.db.autocommit(lambda conn: conn.execute(
+                sagas.update().where(sagas.c.id.in_(saga_ids), sagas.c.owner == self.owner)
+                .values(lease_until=self._lease_until())))
 
     async def release(self) -> None:
         """Lets the leases of a stopping orchestrator lapse now, so another resumes its sagas at once."""
-        async with self.engine.begin() as conn:
-            await conn.execute(sagas.update().where(sagas.c.owner == self.owner, sagas.c.state.in_(ACTIVE))
-                               .values(lease_until=now()))
+        await self.db.autocommit(lambda conn: conn.execute(
+            sagas.update().where(sagas.c.owner == self.owner, sagas.c.state.in_(ACTIVE)).values(lease_until=now())))
 
 
 def _advance_sqlite(conn: Connection, params: dict[str, Any], finishes: bool, starts: bool) -> bool:
-    """SagaStore.advance's statements on SQLite, in the writer's transaction: whether the saga was held."""
+    """SagaStore.advance's statements on SQLite, in one transaction: whether the saga was held."""
     held = conn.execute(ADVANCE.fence, params).rowcount == 1
     if held and finishes:
         conn.execute(ADVANCE.finish, params)

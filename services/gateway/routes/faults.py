@@ -27,7 +27,7 @@ async def add_fault(body: FaultIn, admin: AdminUser, b: Backends) -> Fault:
     rule = faults_pb2.FaultRule(method=body.method, error=body.error or "", rate=body.rate, count=body.count,
                                 delay_ms=body.delay_ms, after_commit=body.after_commit, crash=body.crash or "")
     dep = b.deps[body.service]
-    return fault_out(body.service, await dep.call(b.faults[body.service].AddFault, rule))
+    return fault_out(body.service, await dep.call(dep.faults.AddFault, rule))
 
 
 @router.get("/admin/faults")
@@ -41,8 +41,8 @@ async def clear_faults(admin: AdminUser, b: Backends) -> FaultList:
 
 
 async def _each(b: Backends, method: str) -> FaultList:
-    names = list(b.faults)
-    replies = await asyncio.gather(*(b.deps[name].call(getattr(b.faults[name], method), common_pb2.Empty(),
+    names = list(b.deps)
+    replies = await asyncio.gather(*(b.deps[name].call(getattr(b.deps[name].faults, method), common_pb2.Empty(),
                                                        within=READ_WITHIN) for name in names))
     return FaultList(items=[fault_out(name, rule) for name, reply in zip(names, replies, strict=True)
                             for rule in reply.items])
