@@ -15,7 +15,7 @@ import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -63,6 +63,9 @@ class Database:
             _serialize_sqlite_writers(self.engine)
             self.thread = ThreadPoolExecutor(1, thread_name_prefix=f"{service}-db")
         self.dialect = self.engine.dialect.name
+        # by autocommit: the engine to run a unit on (made once: an engine with options is an object per call)
+        runs_on: Any = self.server or self.engine
+        self.runs_on: dict[bool, Any] = {False: runs_on, True: runs_on.execution_options(isolation_level="AUTOCOMMIT")}
 
     async def transaction(self, work: Work[T], *, tries: int = 3) -> T:
         """Runs `work` in one transaction. Two requests with one idempotency key can both find no record and both
@@ -83,16 +86,14 @@ class Database:
 
     async def _run(self, work: Work[T], *, autocommit: bool) -> T:
         if self.server is not None:
-            engine = self.server.execution_options(isolation_level="AUTOCOMMIT") if autocommit else self.server
-            async with engine.begin() as conn:
+            async with self.runs_on[autocommit].begin() as conn:
                 return await conn.run_sync(work)
         # in the caller's context (its trace, its logs)
         return await asyncio.get_running_loop().run_in_executor(
             self.thread, contextvars.copy_context().run, self._here, work, autocommit)
 
     def _here(self, work: Work[T], autocommit: bool) -> T:
-        engine = self.engine.execution_options(isolation_level="AUTOCOMMIT") if autocommit else self.engine
-        with engine.begin() as conn:
+        with self.runs_on[autocommit].begin() as conn:
             return work(conn)
 
     async def dispose(self) -> None:
