@@ -99,9 +99,9 @@ class Database:
     async def dispose(self) -> None:
         if self.server is not None:
             await self.server.dispose()
-        else:
-            self.engine.dispose()
+        else:  # its connection belongs to its thread
             assert self.thread is not None
+            await asyncio.get_running_loop().run_in_executor(self.thread, self.engine.dispose)
             self.thread.shutdown()
 
 

@@ -128,7 +128,9 @@ class Dependency(Generic[StubT]):
         record = current_record.get()
         if record is not None:
             record.attempts += 1
-        with telemetry.rpc_span(self.paths[id(rpc)], trace.SpanKind.CLIENT) as span:
+        if (path := self.paths.get(id(rpc))) is None:
+            raise TypeError(f"{rpc!r} is not a method of {self.name}'s stubs (dep.stub, dep.faults)")
+        with telemetry.rpc_span(path, trace.SpanKind.CLIENT) as span:
             call = rpc(request, timeout=timeout, metadata=telemetry.outgoing(self.metadata))
             try:
                 reply = await call
