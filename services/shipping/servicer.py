@@ -34,7 +34,7 @@ class ShippingServicer(shipping_pb2_grpc.ShippingServiceServicer):
                 return replayed(done)  # a retry gets the first answer
             serviceable(address)
             return shipments.add(Shipment(request.idempotency_key, request.order_id, CREATED,
-                                                new_tracking_number(), address.country, lines))
+                                          new_tracking_number(), address.country, lines))
 
         return shipment_pb(await self.db.transaction(work))
 
