@@ -24,6 +24,7 @@ from sagashop.backends import Backends
 from sagashop.kit.clock import now
 from sagashop.kit.settings import Settings
 from sagashop.saga import SagaRunner, StepRecord, new_record
+from sagashop.saga.store import STEP_RUNNING
 from sagashop.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 from .processes import cpu_seconds, sample, shop_processes
@@ -139,7 +140,7 @@ class ForgetfulLog:
 
     async def advance(self, saga_id: str, *, started: tuple[str, str] | None = None, **_: Any) -> None:
         if started is not None:
-            self.started[saga_id].append(StepRecord(*started, "RUNNING", 0, "", "", None, now(), None))
+            self.started[saga_id].append(StepRecord(*started, STEP_RUNNING, 0, "", "", None, now(), None))
 
     async def steps(self, saga_id: str) -> list[StepRecord]:
         return self.started[saga_id]
