@@ -59,7 +59,8 @@ class Breaker:
 
     @asynccontextmanager
     async def guard(self) -> AsyncIterator[None]:
-        trial = await self._io(self._admit)
+        clean = self._clean()  # closed, nothing counted: no admission, and a success has nothing to record
+        trial = False if clean else await self._io(self._admit)
         if trial and self._trial.locked():
             raise CircuitBreakerError(f"circuit {self.name} is half-open and its trial call is under way")
         async with self._trial if trial else nullcontext():
@@ -68,15 +69,17 @@ class Breaker:
             except (asyncio.CancelledError, TimeoutError):
                 raise  # the caller gave up: neither a success nor a failure
             except Exception as error:
-                await self._io(self._record, self._counts(error))
+                if (counted := self._counts(error)) or not clean:
+                    await self._io(self._record, counted)
                 raise
-            await self._io(self._record, False)
+            if not clean:
+                await self._io(self._record, False)
 
     async def _io(self, step: Callable[..., T], *args: Any) -> T | None:
         """Runs one pybreaker step: in a thread when it talks to Redis. A breaker whose Redis is unreachable
         lets calls through (None: no trial, nothing counted) rather than failing them: a breaker must never be
         the outage."""
-        if self._redis_url is None or self._quiet(step, *args):
+        if self._redis_url is None:
             return self._step(step, *args)
         try:
             return await asyncio.to_thread(self._step, step, *args)
@@ -91,14 +94,16 @@ class Breaker:
         finally:
             self.state, self.failures = breaker.current_state, breaker.fail_counter
 
-    def _quiet(self, step: Callable[..., Any], *args: Any) -> bool:
-        """Whether the step needs no Redis I/O: the copy is fresh, the circuit closed with no failure counted, and
-        the step admits a call or records a success (nothing to write)."""
-        storage = self._made[1] if self._made else None
-        if not isinstance(storage, SharedStorage) or not storage.fresh():
+    def _clean(self) -> bool:
+        """Whether the circuit is closed with no failure counted, as seen here (from a fresh copy, if shared in
+        Redis): a call then needs no admission, and a success changes nothing."""
+        if self._made is None:
             return False
-        closed = storage.copy["state"] == STATE_CLOSED and storage.copy["fail_counter"] == 0
-        return closed and (step == self._admit or args == (False,))
+        storage = self._made[1]
+        if isinstance(storage, SharedStorage):
+            copy = storage.copy
+            return storage.fresh() and copy["state"] == STATE_CLOSED and copy["fail_counter"] == 0
+        return storage.state == STATE_CLOSED and storage.counter == 0
 
     def _pybreaker(self) -> tuple[CircuitBreaker, CircuitBreakerStorage]:
         """Made on first use, as making one on Redis already reads and writes there."""

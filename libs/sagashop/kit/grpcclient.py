@@ -2,6 +2,7 @@
 attempt, retries of transient failures within an overall deadline, and failed calls turned into domain errors.
 Each call is a client span (its context travels in the call's metadata); retries and rejections are span events."""
 
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -99,19 +100,36 @@ class Dependency(Generic[StubT]):
         """Calls `rpc`; retries UNAVAILABLE/DEADLINE_EXCEEDED/RESOURCE_EXHAUSTED with jittered backoff until
         `within` seconds have passed (0: one attempt); an open circuit fails an attempt without calling.
         Raises the DomainError the answer stands for."""
+        timeout = timeout or self.attempt_timeout
+        started = time.monotonic()
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(_worth_retrying), reraise=True, before_sleep=_note_retry,
-                wait=wait_random_exponential(multiplier=0.05, max=1.0), stop=stop_after_delay(within),
-            ):
-                with attempt:
-                    return await self._guarded(rpc, request, timeout or self.attempt_timeout)
-            raise AssertionError("unreachable: reraise=True")
+            try:  # the first attempt on its own: most calls need no other, and a retry loop costs ~0.1 ms to set up
+                return await self._guarded(rpc, request, timeout)
+            except Exception as first:
+                if within <= 0 or not _worth_retrying(first):
+                    raise
+                return await self._retried(rpc, request, timeout, first, within - (time.monotonic() - started))
         except grpc.aio.AioRpcError as e:
             raise error_from(e.code(), e.details() or "", _metadata_value(e.trailing_metadata(), ERROR_CODE),
                              self.name) from e
         except CircuitBreakerError as e:
             raise Unavailable(f"{self.name} is failing: {e}", code=f"{self.name}_unavailable") from e
+
+    async def _retried(self, rpc: Callable[..., Any], request: Any, timeout: float, first: Exception,
+                       left: float) -> Any:
+        """The attempts after a first one that failed with `first`, until `left` seconds have passed. The loop's
+        own first attempt is that failure (so it is counted, and waited on, like any other)."""
+        failed: Exception | None = first
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_worth_retrying), reraise=True, before_sleep=_note_retry,
+            wait=wait_random_exponential(multiplier=0.05, max=1.0), stop=stop_after_delay(max(left, 0.0)),
+        ):
+            with attempt:
+                if failed is not None:
+                    error, failed = failed, None
+                    raise error
+                return await self._guarded(rpc, request, timeout)
+        raise AssertionError("unreachable: reraise=True")
 
     async def _guarded(self, rpc: Callable[..., Any], request: Any, timeout: float) -> Any:
         """One attempt, through the circuit breaker; a rejection leaves a span event."""
