@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from sagashop.kit.errors import DomainError, NotFound, Unauthenticated
 
 from .. import console
-from ..deps import Backends, tokens
+from ..deps import Backends, TokenIssuer
 from ..schemas import IdPath
 from ..tokens import Principal
 from . import breakers, faults, sagas
@@ -24,10 +24,10 @@ ASSETS = {"console.js": "text/javascript", "console.css": "text/css", "favicon.s
 T = TypeVar("T")
 
 
-def signed_in(request: Request) -> Principal | None:
+async def signed_in(request: Request, issuer: TokenIssuer) -> Principal | None:
     """The administrator whose token the console cookie holds, if it is a valid one."""
     try:
-        user = tokens(request).verify(request.cookies.get(COOKIE, ""))
+        user = issuer.verify(request.cookies.get(COOKIE, ""))
     except Unauthenticated:
         return None
     return user if user.is_admin else None
