@@ -38,6 +38,7 @@ def test_every_checkout_is_approved_and_timed_with_its_steps(shop, how):
     assert shop.available(figures["sku"]) == 12 * 2 + 10 - 12  # one unit sold per checkout
     assert set(figures["cpu_ms_per_checkout"]) == set(PARTS)  # the shop runs here: its processes are watched
     assert figures["cpu_ms_per_checkout"]["orchestrator"] > 0
+    assert figures["client_cpu_ms_per_checkout"] > 0  # the benchmark's own share of the machine
     assert all(0 < mib["first"] <= mib["max"] for mib in figures["memory_mib"].values())
 
 
