@@ -5,6 +5,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now
@@ -31,7 +32,9 @@ BY_ID = sa.select(orders).where(orders.c.id == P("p_id"))
 BY_ID_LOCKED = BY_ID.with_for_update()
 OF_USER = (sa.select(orders).where(orders.c.user_id == P("p_user_id"))
            .order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(MAX_LISTED))
-INSERT = orders.insert()
+# by dialect: the order, unless one with its id is there already (then no row comes back)
+INSERT_IF_ABSENT = {name: dialect.insert(orders).on_conflict_do_nothing(index_elements=[orders.c.id])
+                    .returning(orders.c.id) for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
 SAVE = orders.update().where(orders.c.id == P("p_id")).values({name: P(f"p_{name}") for name in MOVABLE})
 
 
@@ -55,9 +58,14 @@ class Orders:
         return [_order(row) for row in self.conn.execute(OF_USER, {"p_user_id": user_id})]
 
     def add(self, order: Order) -> Order:
+        """Adds the order, or, if one with its id exists (a repeat), returns that one: the insert is one statement
+        that does nothing on a conflict, so a first request costs one round trip."""
         row = asdict(order)  # items and address become plain dicts: their JSON form
-        self.conn.execute(INSERT, row)
-        return order
+        if self.conn.execute(INSERT_IF_ABSENT[self.conn.dialect.name], row).first() is not None:
+            return order
+        first = self.get(order.id)
+        assert first is not None, "an order is never deleted"
+        return first
 
     def save(self, order: Order) -> Order:
         """Writes the outcome of a move and stamps it."""

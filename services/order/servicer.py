@@ -41,15 +41,8 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         self.db = db
 
     async def CreateOrder(self, request: pb.CreateOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
-        wanted = order_from(request)
-
-        def work(conn: Connection) -> Order:
-            orders = Orders(conn)
-            if (done := orders.get(wanted.id)) is not None:
-                return done  # a repeat gets the order first created
-            return orders.add(wanted)
-
-        return order_pb(await self.db.transaction(work))
+        wanted = order_from(request)  # a repeat gets the order first created
+        return order_pb(await self.db.autocommit(lambda conn: Orders(conn).add(wanted)))
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
         order_id = valid_id("id", request.id)
