@@ -72,7 +72,7 @@ class Breaker:
                 if (counted := self._counts(error)) or not clean:
                     await self._io(self._record, counted)
                 raise
-            if not clean:
+            if not (clean and self._clean()):  # a failure counted meanwhile is reset by this success, as ever
                 await self._io(self._record, False)
 
     async def _io(self, step: Callable[..., T], *args: Any) -> T | None:
