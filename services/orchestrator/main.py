@@ -12,6 +12,7 @@ from sagashop.kit.settings import Settings
 from sagashop.saga import SagaRunner, SagaStore
 from sagashop.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
+from .awaited import AwaitedOrders
 from .checkout import cancellation_saga, checkout_saga
 from .runs import SagaRuns
 from .servicer import OrchestratorServicer
@@ -24,7 +25,8 @@ async def main(settings: Settings) -> None:
     db = await database(settings, "orchestrator")
     called = ("order", "inventory", "payment", "shipping")
     routes = {route: Backends(settings, called, route=route) for route in ("v1", "v2")}
-    steps = CheckoutSteps(routes, settings.step_deadline_seconds)
+    awaited = AwaitedOrders()
+    steps = CheckoutSteps(routes, settings.step_deadline_seconds, awaited)
     sagas = checkout_saga(steps), cancellation_saga(steps)
     step_names = tuple({step.name for saga in sagas for step in saga.steps})
     faults = fault_rules(settings, SERVICE, extra=step_names)  # saga steps are crash points
@@ -36,7 +38,8 @@ async def main(settings: Settings) -> None:
     upkeep = asyncio.create_task(runs.keep_leases())
     try:
         await serve(settings, "orchestrator", (orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
-                                               OrchestratorServicer(store, runs, routes["v1"], settings.canary_percent),
+                                               OrchestratorServicer(store, runs, routes["v1"], awaited,
+                                                                    settings.canary_percent),
                                                SERVICE), faults=faults)
     finally:
         upkeep.cancel()

@@ -11,10 +11,11 @@ import grpc
 from sagashop.backends import Backends
 from sagashop.kit.breaker import BREAKERS
 from sagashop.kit.errors import Conflict, Invalid, NotFound, Rejected
-from sagashop.saga import ABORTED, ACTIVE, COMPENSATING, RUNNING, SagaRecord, SagaStore, new_record
+from sagashop.saga import ABORTED, ACTIVE, COMPENSATING, RUNNING, TERMINAL, SagaRecord, SagaStore, new_record
 from sagashop.v1 import common_pb2, orchestrator_pb2_grpc, order_pb2
 from sagashop.v1 import orchestrator_pb2 as pb
 
+from .awaited import AwaitedOrders
 from .intake import checkout_of, fingerprint
 from .runs import SagaRuns
 from .views import saga_pb
@@ -23,9 +24,11 @@ WATCH_POLL = 1.0  # seconds between reads of a watched saga that another orchest
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    def __init__(self, store: SagaStore, runs: SagaRuns, backends: Backends, canary_percent: float = 0.0) -> None:
-        """`backends` serve the reads outside sagas: prices, and the order to cancel."""
-        self.store, self.runs, self.backends = store, runs, backends
+    def __init__(self, store: SagaStore, runs: SagaRuns, backends: Backends, awaited: AwaitedOrders,
+                 canary_percent: float = 0.0) -> None:
+        """`backends` serve the reads outside sagas: prices, and the order to cancel. `awaited` is where the
+        checkout's last step leaves the order for the StartCheckout call waiting for it."""
+        self.store, self.runs, self.backends, self.awaited = store, runs, backends, awaited
         self.canary_percent = canary_percent
 
     def pick_route(self) -> str:
@@ -43,10 +46,16 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             route=self.pick_route()))
         if not created and record.fingerprint != fingerprint(request):
             raise Conflict("this Idempotency-Key was used for another order", code="idempotency_conflict")
-        if created:
+        reply = pb.StartCheckoutReply(order_id=record.correlation_id, created=created)
+        if not created:  # a repeat: the caller reads the order
+            reply.state = await self._wait(record.id, max(request.wait_ms, 0) / 1000, until_order_exists=True)
+            return reply
+        with self.awaited.awaiting(record.correlation_id) as left:
             self.runs.start(record.id, new=record)
-        state = await self._wait(record.id, max(request.wait_ms, 0) / 1000, until_order_exists=True)
-        return pb.StartCheckoutReply(order_id=record.correlation_id, created=created, state=state)
+            reply.state = await self._wait(record.id, max(request.wait_ms, 0) / 1000, until_order_exists=True)
+            if reply.state in TERMINAL and (order := left()) is not None:
+                reply.order.CopyFrom(order)
+        return reply
 
     async def CancelOrder(self, request: pb.CancellationRequest, context: grpc.aio.ServicerContext) -> pb.Saga:
         order = await self.backends.order.call(self.backends.order.stub.GetOrder,

@@ -8,6 +8,8 @@ from sagashop.saga.definition import Action
 from sagashop.v1 import inventory_pb2, order_pb2, payment_pb2, shipping_pb2
 from sagashop.values import Address, PricedLine
 
+from .awaited import AwaitedOrders
+
 
 @dataclass(frozen=True)
 class Checkout:
@@ -31,9 +33,10 @@ class Checkout:
 class CheckoutSteps:
     """Each step calls the services of the version set its saga is pinned to (`Run.route`)."""
 
-    def __init__(self, routes: dict[str, Backends], deadline: float) -> None:
+    def __init__(self, routes: dict[str, Backends], deadline: float, awaited: AwaitedOrders | None = None) -> None:
         self.routes = routes
         self.deadline = deadline  # how long one step keeps retrying a service that does not answer
+        self.awaited = awaited or AwaitedOrders()  # where the last step leaves the order for a waiting caller
 
     async def create_order(self, run: Run[Checkout]) -> None:
         c = run.input
@@ -86,9 +89,9 @@ class CheckoutSteps:
 
     async def approve_order(self, run: Run[Checkout]) -> None:
         dep = self.routes[run.route].order
-        await dep.call(dep.stub.ApproveOrder, order_pb2.ApproveOrderRequest(
+        self.awaited.left(await dep.call(dep.stub.ApproveOrder, order_pb2.ApproveOrderRequest(
             id=run.input.order_id, tracking_number=run.results["create_shipment"],
-            charged_cents=run.results["charge_payment"]), within=self.deadline)
+            charged_cents=run.results["charge_payment"]), within=self.deadline))
 
     async def cancel_order(self, run: Run[Checkout]) -> None:
         dep = self.routes[run.route].order
@@ -104,9 +107,9 @@ class CheckoutSteps:
             order_id=run.input.order_id), within=self.deadline)
         refunded = sum(line.amount_cents for line in ledger.items if line.kind == "refund")
         dep = self.routes[run.route].order
-        await dep.call(dep.stub.RejectOrder, order_pb2.RejectOrderRequest(
+        self.awaited.left(await dep.call(dep.stub.RejectOrder, order_pb2.RejectOrderRequest(
             id=run.input.order_id, failure_reason=run.reason, refunded=refunded > 0, refunded_cents=refunded,
-        ), within=self.deadline)
+        ), within=self.deadline))
 
 
 def undo_of_checkout(undo: Action, step: str) -> Action:

@@ -18,6 +18,7 @@ def test_an_order_is_approved_charged_shipped_and_its_stock_sold(shop):
     assert shop.ledger(order["id"]) == [("charge", 7_800)]
     assert shop.timeline(order["id"]) == [*EXECUTED, ("create_shipment", "execute"), ("commit_stock", "execute"),
                                           ("approve_order", "execute")]
+    assert shop.http.get(f"/v1/orders/{order['id']}", headers=shop.admin).json() == order  # answered as stored
 
 
 def test_a_declined_payment_rejects_the_order_and_returns_the_stock(shop):
@@ -31,6 +32,7 @@ def test_a_declined_payment_rejects_the_order_and_returns_the_stock(shop):
     assert shop.ledger(order["id"]) == []
     assert shop.timeline(order["id"]) == [*EXECUTED, ("charge_payment", "compensate"),
                                           ("reserve_stock", "compensate"), ("reject_order", "execute")]
+    assert shop.http.get(f"/v1/orders/{order['id']}", headers=shop.admin).json() == order
 
 
 def test_a_rejected_shipment_refunds_the_charge_and_returns_the_stock(shop):

@@ -59,7 +59,8 @@ async def place_order(body: OrderIn, user: CurrentUser, b: Backends, keys: Idemp
             return earlier
         started = await start_checkout(b, user, body, idempotency_key, wait)
         claim.order_id = started.order_id
-    order = await current_order(b, started.order_id)
+    # the saga's last step's order when the checkout ended before the reply; else the order as it stands now
+    order = order_out(started.order) if started.HasField("order") else await current_order(b, started.order_id)
     if order.status == "PENDING":
         response.status_code = 202
         response.headers["Location"] = f"/v1/orders/{order.id}"
