@@ -21,18 +21,23 @@ from .tokens import Tokens
 EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 MAX_BUCKETS = 100_000  # in-process buckets kept before the full ones are forgotten
 
-# KEYS[1]: the bucket; ARGV: tokens per second, burst. Returns the seconds to wait ("0": a token was taken).
+# KEYS: the buckets; ARGV: each one's tokens per second and burst, in turn. Each bucket with a token gives one;
+# returns the longest wait in seconds ("0": every bucket gave a token).
 TAKE = """
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local saved = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = math.min(burst, (tonumber(saved[1]) or burst) + math.max(0, now - (tonumber(saved[2]) or now)) * rate)
-local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil((burst - tokens) / rate) + 1)
-return tostring(wait)
+local longest = 0
+for i, key in ipairs(KEYS) do
+  local rate, burst = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local saved = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = math.min(burst, (tonumber(saved[1]) or burst) + math.max(0, now - (tonumber(saved[2]) or now)) * rate)
+  local wait = 0
+  if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'at', tostring(now))
+  redis.call('EXPIRE', key, math.ceil((burst - tokens) / rate) + 1)
+  longest = math.max(longest, wait)
+end
+return tostring(longest)
 """
 
 
@@ -43,8 +48,9 @@ class Limit:
 
 
 class Buckets(Protocol):
-    async def take(self, key: str, limit: Limit) -> float:
-        """Takes a token from the bucket of `key`: 0.0 if there was one, else the seconds until there is."""
+    async def take(self, *wanted: tuple[str, Limit]) -> float:
+        """Takes a token from the bucket of each (key, limit) that has one: 0.0 if every one had, else the seconds
+        until the last of them has."""
 
 
 class MemoryBuckets:
@@ -52,8 +58,11 @@ class MemoryBuckets:
         self.clock = clock
         self.buckets: dict[str, tuple[float, float, float]] = {}  # key -> (tokens, at, full again at)
 
-    async def take(self, key: str, limit: Limit) -> float:
+    async def take(self, *wanted: tuple[str, Limit]) -> float:
         now = self.clock()
+        return max((self._take(key, limit, now) for key, limit in wanted), default=0.0)
+
+    def _take(self, key: str, limit: Limit, now: float) -> float:
         tokens, at, _ = self.buckets.get(key, (float(limit.burst), now, now))
         tokens = min(float(limit.burst), tokens + (now - at) * limit.per_second)
         wait = 0.0 if tokens >= 1 else (1 - tokens) / limit.per_second
@@ -69,9 +78,12 @@ class RedisBuckets:
         self.prefix, self.script = prefix, client.register_script(TAKE)
         self.fail_open = FailOpen("rate-limit")
 
-    async def take(self, key: str, limit: Limit) -> float:
+    async def take(self, *wanted: tuple[str, Limit]) -> float:
+        """Every bucket in one script call: one round trip per request."""
+
         async def call() -> float:
-            return float(await self.script(keys=[self.prefix + key], args=[limit.per_second, limit.burst]))
+            return float(await self.script(keys=[self.prefix + key for key, _ in wanted],
+                                           args=[n for _, limit in wanted for n in (limit.per_second, limit.burst)]))
 
         return await self.fail_open.run(call, 0.0)
 
@@ -94,10 +106,10 @@ class RateLimits:
 
     async def wait(self, scope: Scope) -> float:
         client = scope.get("client")
-        wait = await self.buckets.take(f"address:{client[0] if client else 'unknown'}", self.per_address)
+        wanted = [(f"address:{client[0] if client else 'unknown'}", self.per_address)]
         if (user_id := self.user_id(Headers(scope=scope))) is not None:
-            wait = max(wait, await self.buckets.take(f"user:{user_id}", self.per_user))
-        return wait
+            wanted.append((f"user:{user_id}", self.per_user))
+        return await self.buckets.take(*wanted)
 
     def user_id(self, headers: Headers) -> str | None:
         scheme, _, token = headers.get("authorization", "").partition(" ")
