@@ -47,11 +47,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if not created and record.fingerprint != fingerprint(request):
             raise Conflict("this Idempotency-Key was used for another order", code="idempotency_conflict")
         reply = pb.StartCheckoutReply(order_id=record.correlation_id, created=created)
-        if not created:  # a repeat: the caller reads the order
-            reply.state = await self._wait(record.id, max(request.wait_ms, 0) / 1000, until_order_exists=True)
-            return reply
-        with self.awaited.awaiting(record.correlation_id) as left:
-            self.runs.start(record.id, new=record)
+        # a repeat gets no order: the saga that leaves one is another call's (the caller reads the order)
+        with self.awaited.awaiting(record.correlation_id) if created else contextlib.nullcontext(lambda: None) as left:
+            if created:
+                self.runs.start(record.id, new=record)
             reply.state = await self._wait(record.id, max(request.wait_ms, 0) / 1000, until_order_exists=True)
             if reply.state in TERMINAL and (order := left()) is not None:
                 reply.order.CopyFrom(order)
