@@ -64,6 +64,27 @@ async def test_it_opens_after_fail_max_transient_failures_and_then_fails_fast_wi
     assert not ran
 
 
+async def test_a_success_resets_the_failures_counted_while_it_ran():
+    b = breaker()
+    assert await ran_through(b)  # the circuit is set up, closed and clean
+    release = asyncio.Event()
+
+    async def slow_success() -> None:
+        async with b.guard():
+            await release.wait()
+
+    call = asyncio.create_task(slow_success())
+    await asyncio.sleep(0)  # admitted on a clean circuit
+    await fail(b, Transient())
+    assert b.failures == 1
+    release.set()
+    await call
+    assert (b.state, b.failures) == ("closed", 0)  # so two more failures do not open it
+    await fail(b, Transient())
+    await fail(b, Transient())
+    assert b.state == "closed"
+
+
 async def test_the_call_that_trips_it_raises_its_own_error():
     b = breaker()
     await fail(b, Transient())
