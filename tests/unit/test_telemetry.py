@@ -67,3 +67,26 @@ def test_the_trace_file_gets_one_json_line_per_span_from_each_process_writing_to
     spans = [json.loads(line) for line in path.read_text().splitlines()]
     assert [span["name"] for span in spans] == ["order work", "payment work"]
     assert all(span["context"]["trace_id"].startswith("0x") for span in spans)
+
+
+def test_an_unrecorded_span_continues_the_callers_trace_under_an_id_of_its_own(monkeypatch):
+    monkeypatch.setattr(telemetry, "_recording", False)  # nothing exports spans
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with telemetry.rpc_span("/sagashop.v1.Inventory/ReserveStock", trace.SpanKind.SERVER,
+                            telemetry.incoming([(telemetry.TRACEPARENT, caller)])) as served:
+        passed_on = telemetry.span_context(telemetry.traceparent())
+        with telemetry.span("inner") as inner:
+            assert trace.get_current_span() is inner
+        assert trace.get_current_span() is served
+    with telemetry.span("a call nobody traced") as first, telemetry.span("another") as second:
+        pass
+
+    context = served.get_span_context()
+    assert not served.is_recording()
+    assert f"{context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+    assert context.span_id not in (0, 0xB7AD6B7169203331) and not context.trace_flags.sampled
+    assert passed_on is not None and passed_on.span_id == context.span_id  # what an outgoing call carries
+    assert inner.get_span_context().trace_id == context.trace_id
+    assert inner.get_span_context().span_id != context.span_id
+    assert first.get_span_context().is_valid and second.get_span_context().trace_id == first.get_span_context().trace_id
+    assert not trace.get_current_span().get_span_context().is_valid  # each block gave its span back

@@ -50,7 +50,7 @@ def running(record: SagaRecord, *, first: bool) -> Iterator[None]:
     in_flight.inc()
     tokens = _run.set(attributes), logs.saga_id.set(record.id), logs.order_id.set(record.correlation_id)
     try:
-        with tracer.start_as_current_span(f"saga {record.name}", attributes=attributes, links=links):
+        with telemetry.span(f"saga {record.name}", tracer=tracer, attributes=attributes, links=links):
             yield
     finally:
         in_flight.dec()
@@ -66,7 +66,7 @@ def attempt(step: str, action: str, number: int, calls: CallRecord) -> Iterator[
     started = time.perf_counter()
     attributes = {**run, "saga.step": step, "saga.action": action, "saga.attempt": number}
     try:
-        with tracer.start_as_current_span(f"{step} {action}", attributes=attributes) as span:
+        with telemetry.span(f"{step} {action}", tracer=tracer, attributes=attributes) as span:
             try:
                 yield
             except DomainError as e:
