@@ -18,7 +18,8 @@ class SagaRuns:
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
     def start(self, saga_id: str, new: SagaRecord | None = None) -> None:
-        """Runs the saga here (unless it already runs here): `new`, just created, or else as its log says."""
+        """Runs the saga here (unless it already runs here): `new`, just created with its first step's start
+        (SagaStore.create(record, first=saga.first)), or else as its log says."""
         if saga_id not in self.tasks:
             task = asyncio.create_task(self._run(saga_id, new), name=f"saga-{saga_id}")
             self.tasks[saga_id] = task
@@ -35,7 +36,7 @@ class SagaRuns:
     async def _run(self, saga_id: str, new: SagaRecord | None) -> str | None:
         try:
             if new is not None:
-                return await self.runner.run(self.sagas[new.name], new, history=[])
+                return await self.runner.run(self.sagas[new.name], new, created=True)
             if (record := await self.store.get(saga_id)) is not None:
                 return await self.runner.run(self.sagas[record.name], record)
         except LeaseLost:

@@ -43,7 +43,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         saga = self.runs.sagas["checkout"]
         record, created = await self.store.create(new_record(
             saga.name, checkout.order_id, checkout.order_id, key, fingerprint(request), saga.encode(checkout),
-            route=self.pick_route()))
+            route=self.pick_route()), first=saga.first)
         if not created and record.fingerprint != fingerprint(request):
             raise Conflict("this Idempotency-Key was used for another order", code="idempotency_conflict")
         reply = pb.StartCheckoutReply(order_id=record.correlation_id, created=created)
@@ -65,7 +65,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         saga_id = f"{order.id}-cancel"
         record, created = await self.store.create(new_record("cancellation", saga_id, order.id,
                                                              f"cancel:{order.id}", "", checkout.input,
-                                                             route=checkout.route))
+                                                             route=checkout.route),
+                                                  first=self.runs.sagas["cancellation"].first)
         if created:
             self.runs.start(saga_id, new=record)
         await self._wait(saga_id, max(request.wait_ms, 0) / 1000)

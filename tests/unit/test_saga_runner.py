@@ -109,6 +109,34 @@ async def test_one_business_key_holds_one_saga(store):
     assert (created, created_again, again.id, again.fingerprint) == (True, False, "a", "f1")
 
 
+async def test_a_saga_created_with_its_first_step_has_it_in_doubt_at_once_and_runs_it_without_rewriting_it(store):
+    log: list[str] = []
+    saga = shop(recorder(log))
+    record, created = await store.create(new_record(saga.name, "s1", "s1", "user:k", "f", saga.encode(Order("s1"))),
+                                         first=saga.first)
+    # as if the orchestrator died right after: the log shows the first step's outcome unknown, to be run again
+    assert created and [(s.name, s.action, s.status) for s in await store.steps("s1")] == [
+        ("reserve", "execute", "RUNNING")]
+    again, created_again = await store.create(new_record(saga.name, "s2", "s2", "user:k", "f", {"id": "s2"}),
+                                              first=saga.first)
+    assert (created_again, again.id, await store.steps("s2")) == (False, "s1", [])
+
+    writes: list[dict[str, object]] = []
+    advance = store.advance
+
+    async def counted(saga_id: str, **move: object) -> None:
+        writes.append(move)
+        await advance(saga_id, **move)
+
+    store.advance = counted  # type: ignore[method-assign]
+    assert await SagaRunner(store).run(saga, record, created=True) == SUCCEEDED
+    assert log == ["reserve", "charge", "ship"]
+    assert [w["started"] for w in writes] == [("charge", "execute"), ("ship", "execute"), None]
+    assert [(s.name, s.action, s.status, s.attempts) for s in await store.steps("s1")] == [
+        ("reserve", "execute", "SUCCEEDED", 1), ("charge", "execute", "SUCCEEDED", 1),
+        ("ship", "execute", "SUCCEEDED", 1)]
+
+
 async def test_an_undo_that_keeps_failing_parks_the_saga_and_an_operator_retry_finishes_it(store):
     log: list[str] = []
     record = recorder(log)

@@ -67,6 +67,11 @@ class Saga:
         object.__setattr__(self, "on_rejected", on_rejected)
         object.__setattr__(self, "input_type", input_type)
 
+    @property
+    def first(self) -> tuple[str, str]:
+        """The (step, action) a new saga's run starts with."""
+        return self.steps[0].name, EXECUTE
+
     def encode(self, input_: Any) -> Any:
         """The input as JSON, for the saga log."""
         return _adapter(self.input_type).dump_python(input_, mode="json")

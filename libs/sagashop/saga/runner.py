@@ -45,17 +45,21 @@ class Log:
     start, or the saga's new state), in one transaction: were the orchestrator to die in between, the step would
     be in doubt and run again on resume with the same idempotency key, as after a crash during its call."""
 
-    def __init__(self, store: SagaStore, saga_id: str, moved: Callable[[], None]) -> None:
+    def __init__(self, store: SagaStore, saga_id: str, moved: Callable[[], None],
+                 written: tuple[str, str] | None = None) -> None:
         self.store, self.saga_id, self.moved = store, saga_id, moved
         self.succeeded: Outcome | None = None  # not written yet
+        self.written = written  # the start the saga's creation wrote with it: the run's first move, done
 
     async def write(self, finished: Outcome | None = None, *, started: tuple[str, str] | None = None,
                     state: str | None = None, failure_reason: str = "") -> None:
         if self.succeeded is not None and finished is not None:
             raise AssertionError("a step ended while the success of another was not written")
-        await self.store.advance(self.saga_id, finished=finished or self.succeeded, started=started, state=state,
-                                 failure_reason=failure_reason)
-        self.succeeded = None
+        written, self.written = self.written, None
+        if (started, finished, self.succeeded, state) != (written, None, None, None):
+            await self.store.advance(self.saga_id, finished=finished or self.succeeded, started=started,
+                                     state=state, failure_reason=failure_reason)
+            self.succeeded = None
         self.moved()
 
 
@@ -65,14 +69,20 @@ class SagaRunner:
         self.crash_point = crash_point or (lambda step, when: None)
         self.changed: dict[str, asyncio.Event] = {}  # saga id -> set at its next transition
 
-    async def run(self, saga: Saga, record: SagaRecord, history: list[StepRecord] | None = None) -> str:
+    async def run(self, saga: Saga, record: SagaRecord, history: list[StepRecord] | None = None, *,
+                  created: bool = False) -> str:
         """Drives the saga until it ends (SUCCEEDED, COMPENSATED) or is parked (NEEDS_ATTENTION). `history` is
-        its steps so far (read from the log if not given; none for a saga just created)."""
-        if history is None:
+        its steps so far (read from the log if not given; none for a saga just created). `created`: the saga was
+        just created with its first step's start (SagaStore.create(first=saga.first)), so the run need not
+        write that start again."""
+        if created:
+            history = []
+        elif history is None:
             history = await self.store.steps(record.id)
         done = {(s.name, s.action): s for s in history}
+        log = Log(self.store, record.id, lambda: self._notify(record.id), saga.first if created else None)
         with observe.running(record, first=not done):
-            return await self._drive(saga, record, done, Log(self.store, record.id, lambda: self._notify(record.id)))
+            return await self._drive(saga, record, done, log)
 
     async def _drive(self, saga: Saga, record: SagaRecord, done: dict[tuple[str, str], StepRecord], log: Log) -> str:
         input_ = saga.decode(record.input)

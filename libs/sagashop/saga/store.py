@@ -75,17 +75,19 @@ class _Advance:
             index_elements=[saga_steps.c.saga_id, saga_steps.c.name, saga_steps.c.action],
             set_={"status": STEP_RUNNING, "finished_at": None})
 
+    def start_for(self, saga_id: Any) -> Any:
+        """PostgreSQL: the start of a step of the saga whose id the column `saga_id` (of a CTE) holds."""
+        row = sa.select(saga_id, *(v if isinstance(v, sa.BindParameter) else sa.literal(v)
+                                   for k, v in self.new_step.items() if k != "saga_id"))
+        return self.start(postgresql.insert(saga_steps).from_select(list(self.new_step), row))
+
     def one_statement(self, finishes: bool, starts: bool) -> Any:
         """PostgreSQL: the fence as a CTE (`held`: the saga's id if this orchestrator holds it) that the outcome
         and the start depend on; the statement returns a row iff the saga was held."""
         if (statement := self.statements.get((finishes, starts))) is None:
             held = self.fence.returning(sagas.c.id).cte("held")
             if starts:
-                columns = list(self.new_step)
-                row = sa.select(held.c.id, *(v if isinstance(v, sa.BindParameter) else sa.literal(v)
-                                             for k, v in self.new_step.items() if k != "saga_id"))
-                statement = self.start(postgresql.insert(saga_steps).from_select(columns, row)).returning(
-                    saga_steps.c.saga_id)
+                statement = self.start_for(held.c.id).returning(saga_steps.c.saga_id)
             else:
                 statement = sa.select(held.c.id)
             if finishes:
@@ -97,6 +99,9 @@ class _Advance:
 
 ADVANCE = _Advance()
 INSERT_SAGA = sagas.insert()
+# PostgreSQL: a new saga and its first step's start, one statement (the saga's columns as p_saga_<column>)
+INSERT_SAGA_STARTED = ADVANCE.start_for(postgresql.insert(sagas).values(
+    {c.name: sa.bindparam(f"p_saga_{c.name}", type_=c.type) for c in sagas.c}).returning(sagas.c.id).cte("saga").c.id)
 SAGA = sa.select(sagas).where(sagas.c.id == sa.bindparam("p_id"))
 SAGA_OF_KEY = sa.select(sagas).where(sagas.c.business_key == sa.bindparam("p_key"))
 STEPS = sa.select(saga_steps).where(saga_steps.c.saga_id == sa.bindparam("p_id")).order_by(saga_steps.c.id)
@@ -173,12 +178,24 @@ class SagaStore:
     def _lease_until(self) -> datetime:
         return now() + timedelta(seconds=self.lease)
 
-    async def create(self, record: SagaRecord) -> tuple[SagaRecord, bool]:
-        """Inserts the saga, owned here; if its business key is taken, returns the saga holding it."""
+    async def create(self, record: SagaRecord, first: tuple[str, str] | None = None) -> tuple[SagaRecord, bool]:
+        """Inserts the saga, owned here, and with `first` (name, action) that step's start: the run begins with
+        it written (one statement on PostgreSQL, one transaction on SQLite). If the saga's business key is taken,
+        writes nothing and returns the saga holding it."""
         row = {"owner": self.owner, "lease_until": self._lease_until(),
                **{f: getattr(record, f) for f in SagaRecord.__dataclass_fields__}}
         try:
-            await self.db.autocommit(lambda conn: conn.execute(INSERT_SAGA, row))
+            if first is None:
+                await self.db.autocommit(lambda conn: conn.execute(INSERT_SAGA, row))
+            else:
+                step = {"p_id": record.id, "p_start": first[0], "p_start_action": first[1],
+                        "p_started_at": record.created_at}
+                if self.db.dialect == "postgresql":
+                    await self.db.autocommit(lambda conn: conn.execute(
+                        INSERT_SAGA_STARTED, {**step, **{f"p_saga_{k}": v for k, v in row.items()}}))
+                else:
+                    await self.db.transaction(lambda conn: (conn.execute(INSERT_SAGA, row),
+                                                            conn.execute(ADVANCE.start_sqlite, step)), tries=1)
             return record, True
         except IntegrityError:
             holder = await self.db.autocommit(lambda conn: conn.execute(
