@@ -5,10 +5,10 @@ from dataclasses import asdict, replace
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now
+from sagashop.kit.db import insert_if_absent
 from sagashop.values import Address
 
 from .domain import Order, PricedLine
@@ -33,8 +33,7 @@ BY_ID_LOCKED = BY_ID.with_for_update()
 OF_USER = (sa.select(orders).where(orders.c.user_id == P("p_user_id"))
            .order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(MAX_LISTED))
 # by dialect: the order, unless one with its id is there already (then no row comes back)
-INSERT_IF_ABSENT = {name: dialect.insert(orders).on_conflict_do_nothing(index_elements=[orders.c.id])
-                    .returning(orders.c.id) for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+INSERT_IF_ABSENT = insert_if_absent(orders)
 SAVE = orders.update().where(orders.c.id == P("p_id")).values({name: P(f"p_{name}") for name in MOVABLE})
 
 

@@ -4,9 +4,11 @@ statements are built once, with bind parameters (`p_*`): building one costs more
 from dataclasses import replace
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now
+from sagashop.kit.db import insert_if_absent
 
 from .domain import LedgerLine, Payment
 
@@ -30,6 +32,14 @@ INSERT = payments.insert()
 SET_STATUS = payments.update().where(payments.c.idempotency_key == P("p_key")).values(
     status=P("p_status"), updated_at=P("p_at"))
 RECORD = ledger.insert()
+INSERT_IF_ABSENT = insert_if_absent(payments)  # by dialect
+_NEW = (postgresql.insert(payments).values({c.name: P(f"p_{c.name}", type_=c.type) for c in payments.c})
+        .on_conflict_do_nothing(index_elements=[payments.c.idempotency_key]).returning(*payments.c).cte("new"))
+# PostgreSQL: a payment and its ledger line in one statement, the line only if the payment is new (a row comes back)
+INSERT_IF_ABSENT_RECORDED = ledger.insert().from_select(
+    ["order_id", "idempotency_key", "kind", "amount_cents", "currency", "created_at"],
+    sa.select(_NEW.c.order_id, _NEW.c.idempotency_key, P("p_kind", type_=sa.String), _NEW.c.amount_cents,
+              _NEW.c.currency, _NEW.c.created_at)).returning(ledger.c.id)
 OF_ORDER = sa.select(ledger).where(ledger.c.order_id == P("p_order_id")).order_by(ledger.c.created_at, ledger.c.id)
 
 
@@ -44,11 +54,26 @@ class Payments:
         return Payment(row.idempotency_key, row.order_id, row.status, row.amount_cents, row.currency)
 
     def add(self, p: Payment) -> Payment:
-        moment = now()
-        self.conn.execute(INSERT, {
-            "idempotency_key": p.key, "order_id": p.order_id, "status": p.status, "amount_cents": p.amount_cents,
-            "currency": p.currency, "created_at": moment, "updated_at": moment})
+        self.conn.execute(INSERT, _row(p))
         return p
+
+    def add_if_absent(self, p: Payment, kind: str) -> bool:
+        """Adds the payment and its ledger line (`kind`), unless a payment with its key is there already (then
+        False, and nothing is written): one statement on PostgreSQL, two on SQLite (run them in one transaction:
+        Database.atomic)."""
+        if self.conn.dialect.name == "postgresql":
+            row = {f"p_{name}": value for name, value in _row(p).items()}
+            return self.conn.execute(INSERT_IF_ABSENT_RECORDED, {**row, "p_kind": kind}).first() is not None
+        if self.conn.execute(INSERT_IF_ABSENT["sqlite"], _row(p)).first() is None:
+            return False
+        self.record(p, kind)
+        return True
+
+    def first(self, key: str) -> Payment:
+        """The payment a key made (one is never deleted)."""
+        found = self.payment(key)
+        assert found is not None, f"no payment {key!r}"
+        return found
 
     def set_status(self, p: Payment, status: str) -> Payment:
         self.conn.execute(SET_STATUS, {"p_key": p.key, "p_status": status, "p_at": now()})
@@ -63,3 +88,9 @@ class Payments:
     def ledger(self, order_id: str) -> list[LedgerLine]:
         return [LedgerLine(row.kind, row.amount_cents, row.currency, row.created_at)
                 for row in self.conn.execute(OF_ORDER, {"p_order_id": order_id})]
+
+
+def _row(p: Payment) -> dict[str, object]:
+    moment = now()
+    return {"idempotency_key": p.key, "order_id": p.order_id, "status": p.status, "amount_cents": p.amount_cents,
+            "currency": p.currency, "created_at": moment, "updated_at": moment}

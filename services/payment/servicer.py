@@ -7,7 +7,7 @@ from sqlalchemy.engine import Connection
 from sagashop.kit import metrics
 from sagashop.kit.clock import rfc3339
 from sagashop.kit.db import Database
-from sagashop.kit.errors import Invalid
+from sagashop.kit.errors import Invalid, Rejected
 from sagashop.v1 import payment_pb2 as pb
 from sagashop.v1 import payment_pb2_grpc
 from sagashop.values import valid_step_keys
@@ -35,15 +35,19 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
 
         def work(conn: Connection) -> tuple[Payment, bool]:
             payments = Payments(conn)
-            if (done := payments.payment(request.idempotency_key)) is not None:
+            try:
+                authorize(request.payment_token)  # a refusal records nothing
+            except Rejected:
+                if (done := payments.payment(request.idempotency_key)) is None:
+                    raise
                 return replayed(done), False  # a retry gets the first answer
-            authorize(request.payment_token)  # a refusal records nothing
-            charged = payments.add(Payment(request.idempotency_key, request.order_id, CHARGED,
-                                           request.amount_cents, request.currency))
-            payments.record(charged, CHARGE)
-            return charged, True
+            charged = Payment(request.idempotency_key, request.order_id, CHARGED, request.amount_cents,
+                              request.currency)
+            if payments.add_if_absent(charged, CHARGE):  # with its ledger line; only a repeat reads the first
+                return charged, True
+            return replayed(payments.first(request.idempotency_key)), False
 
-        payment, fresh = await self.db.transaction(work)
+        payment, fresh = await self.db.atomic(work)
         if fresh:
             CHARGED_CENTS.labels(payment.currency, metrics.version()).inc(payment.amount_cents)
         return payment_pb(payment)

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now
+from sagashop.kit.db import insert_if_absent
 from sagashop.values import Line
 
 from .domain import CREATED, Shipment
@@ -24,6 +25,7 @@ BY_KEY = sa.select(shipments).where(shipments.c.idempotency_key == P("p_key"))
 LIVE = (sa.select(shipments).where(shipments.c.order_id == P("p_order_id"), shipments.c.status == CREATED)
         .order_by(shipments.c.created_at))
 INSERT = shipments.insert()
+INSERT_IF_ABSENT = insert_if_absent(shipments)  # by dialect
 SET_STATUS = shipments.update().where(shipments.c.idempotency_key == P("p_key")).values(
     status=P("p_status"), updated_at=P("p_at"))
 
@@ -45,14 +47,27 @@ class Shipments:
         return [_shipment(row) for row in self.conn.execute(LIVE, {"p_order_id": order_id})]
 
     def add(self, s: Shipment) -> Shipment:
-        moment = now()
-        self.conn.execute(INSERT, {
-            "idempotency_key": s.key, "order_id": s.order_id, "status": s.status,
-            "tracking_number": s.tracking_number or None,  # tombstones have none; the unique index skips NULLs
-            "country": s.country, "lines": [[line.sku, line.quantity] for line in s.lines],
-            "created_at": moment, "updated_at": moment})
+        self.conn.execute(INSERT, _row(s))
         return s
+
+    def add_if_absent(self, s: Shipment) -> bool:
+        """Adds the shipment in one statement, unless one with its key is there already (then False)."""
+        return self.conn.execute(INSERT_IF_ABSENT[self.conn.dialect.name], _row(s)).first() is not None
+
+    def first(self, key: str) -> Shipment:
+        """The shipment a key made (one is never deleted)."""
+        found = self.shipment(key)
+        assert found is not None, f"no shipment {key!r}"
+        return found
 
     def set_status(self, s: Shipment, status: str) -> Shipment:
         self.conn.execute(SET_STATUS, {"p_key": s.key, "p_status": status, "p_at": now()})
         return replace(s, status=status)
+
+
+def _row(s: Shipment) -> dict[str, object]:
+    moment = now()
+    return {"idempotency_key": s.key, "order_id": s.order_id, "status": s.status,
+            "tracking_number": s.tracking_number or None,  # tombstones have none; the unique index skips NULLs
+            "country": s.country, "lines": [[line.sku, line.quantity] for line in s.lines],
+            "created_at": moment, "updated_at": moment}

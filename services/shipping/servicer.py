@@ -4,7 +4,7 @@ import grpc
 from sqlalchemy.engine import Connection
 
 from sagashop.kit.db import Database
-from sagashop.kit.errors import Invalid
+from sagashop.kit.errors import Invalid, Rejected
 from sagashop.v1 import shipping_pb2 as pb
 from sagashop.v1 import shipping_pb2_grpc
 from sagashop.values import Address, Line, valid_address, valid_lines, valid_step_keys
@@ -30,13 +30,19 @@ class ShippingServicer(shipping_pb2_grpc.ShippingServiceServicer):
 
         def work(conn: Connection) -> Shipment:
             shipments = Shipments(conn)
-            if (done := shipments.shipment(request.idempotency_key)) is not None:
+            try:
+                serviceable(address)  # a refusal records nothing
+            except Rejected:
+                if (done := shipments.shipment(request.idempotency_key)) is None:
+                    raise
                 return replayed(done)  # a retry gets the first answer
-            serviceable(address)
-            return shipments.add(Shipment(request.idempotency_key, request.order_id, CREATED,
-                                          new_tracking_number(), address.country, lines))
+            created = Shipment(request.idempotency_key, request.order_id, CREATED, new_tracking_number(),
+                               address.country, lines)
+            if shipments.add_if_absent(created):  # one statement; only a repeat reads the first shipment
+                return created
+            return replayed(shipments.first(request.idempotency_key))
 
-        return shipment_pb(await self.db.transaction(work))
+        return shipment_pb(await self.db.autocommit(work))
 
     async def CancelShipment(self, request: pb.CancelShipmentRequest, context: grpc.aio.ServicerContext) -> pb.Shipment:
         valid_step_keys(request.idempotency_key, request.order_id)

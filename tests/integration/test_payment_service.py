@@ -52,6 +52,15 @@ async def test_a_repeated_charge_replays_the_first_answer_and_charges_once(payme
     assert await ledger(payments) == [("charge", 2500)]
 
 
+async def test_a_repeat_of_a_made_charge_gets_its_first_answer_whatever_its_token_says_now(payments):
+    first = await charge(payments, "k1")
+    assert await charge(payments, "k1", token="tok_declined") == first
+    await refund(payments, "k1")
+    with pytest.raises(Compensated):  # refunded since: the repeat is told so, not declined
+        await charge(payments, "k1", token="tok_declined")
+    assert await ledger(payments) == [("charge", 2500), ("refund", 2500)]
+
+
 async def test_a_repeated_refund_refunds_once(payments):
     await charge(payments, "k1")
     await refund(payments, "k1")

@@ -75,6 +75,12 @@ async def test_a_create_repeated_after_its_cancel_is_refused(shipping):
     assert await live(shipping) == []
 
 
+async def test_a_repeat_of_a_made_shipment_gets_it_back_even_where_the_address_is_refused_now(shipping):
+    first = await ship(shipping, "k1")
+    assert await ship(shipping, "k1", country="AQ") == first
+    assert await live(shipping) == [first.tracking_number]
+
+
 async def test_antarctica_is_refused_and_nothing_is_shipped(shipping):
     with pytest.raises(Rejected) as refused:
         await ship(shipping, "k1", country="AQ")

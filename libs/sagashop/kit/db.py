@@ -19,9 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -86,6 +88,11 @@ class Database:
         that saves the BEGIN and COMMIT round trips, on SQLite the write lock a read would otherwise take."""
         return await self._run(work, autocommit=True)
 
+    async def atomic(self, work: Work[T]) -> T:
+        """Runs `work` whose writes are one statement on PostgreSQL (data-modifying CTEs) and several on SQLite:
+        in autocommit there, as one statement is atomic on its own, in a transaction here."""
+        return await self._run(work, autocommit=self.dialect == "postgresql")
+
     async def _run(self, work: Work[T], *, autocommit: bool) -> T:
         if self.server is not None:  # the sync engine in one greenlet, where it awaits asyncpg
             return await greenlet_spawn(self._here, work, autocommit)
@@ -104,6 +111,15 @@ class Database:
             assert self.thread is not None
             await asyncio.get_running_loop().run_in_executor(self.thread, self.engine.dispose)
             self.thread.shutdown()
+
+
+def insert_if_absent(table: sa.Table, *returning: sa.Column) -> dict[str, sa.Insert]:
+    """By dialect: an insert into `table` that does nothing if a row with its primary key is there already, and
+    returns `returning` of the row it inserted (no row: a repeat). One statement makes an idempotent write one
+    round trip; a repeat reads the first row after."""
+    key = list(table.primary_key.columns)
+    return {name: dialect.insert(table).on_conflict_do_nothing(index_elements=key).returning(*(returning or key))
+            for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
 
 
 def _serialize_sqlite_writers(engine: Engine) -> None:
