@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now
+from sagashop.kit.db import insert_if_absent
 from sagashop.values import Line
 
 from .domain import Product
@@ -40,11 +41,12 @@ MOVES = {(source, target): products.update().where(products.c.sku == P("p_sku"))
     {source: products.c[source] - P("p_quantity"), target: products.c[target] + P("p_quantity")})
     for source, target in (("reserved", "available"), ("sold", "available"), ("reserved", "sold"))}
 RESERVATION = sa.select(reservations).where(reservations.c.idempotency_key == P("p_key"))
-LOCK_RESERVATION = sa.select(reservations.c.idempotency_key).where(
-    reservations.c.idempotency_key == P("p_key")).with_for_update()
+LOCKED_RESERVATION = RESERVATION.with_for_update()
 ADD_RESERVATION = reservations.insert()
+ADD_RESERVATION_IF_ABSENT = insert_if_absent(reservations)  # by dialect
 SET_STATE = reservations.update().where(reservations.c.idempotency_key == P("p_key")).values(
     state=P("p_state"), updated_at=P("p_at"))
+MOVE_STATE = SET_STATE.where(reservations.c.state == P("p_from")).returning(*reservations.c)
 
 
 @dataclass(frozen=True)
@@ -87,22 +89,26 @@ class Inventory:
             self.conn.execute(MOVES[source, target], {"p_sku": line.sku, "p_quantity": line.quantity})
 
     def reservation(self, key: str) -> Reservation | None:
-        row = self.conn.execute(RESERVATION, {"p_key": key}).first()
-        if row is None:
-            return None
-        lines = tuple(Line(sku, quantity) for sku, quantity in row.lines)
-        return Reservation(row.idempotency_key, row.order_id, row.state, lines)
+        return _reservation(self.conn.execute(RESERVATION, {"p_key": key}).first())
 
     def add_reservation(self, r: Reservation) -> Reservation:
-        moment = now()
-        self.conn.execute(ADD_RESERVATION, {
-            "idempotency_key": r.key, "order_id": r.order_id, "state": r.state,
-            "lines": [[line.sku, line.quantity] for line in r.lines], "created_at": moment, "updated_at": moment})
+        self.conn.execute(ADD_RESERVATION, _row(r))
         return r
+
+    def add_reservation_if_absent(self, r: Reservation) -> bool:
+        """Adds the reservation in one statement, unless one with its key is there already (then False). A
+        concurrent one with the key is waited for: if it commits, this finds it; if it rolls back, this adds."""
+        return self.conn.execute(ADD_RESERVATION_IF_ABSENT[self.conn.dialect.name], _row(r)).first() is not None
 
     def set_state(self, r: Reservation, state: str) -> Reservation:
         self.conn.execute(SET_STATE, {"p_key": r.key, "p_state": state, "p_at": now()})
         return Reservation(r.key, r.order_id, state, r.lines)
+
+    def move_state(self, key: str, source: str, target: str) -> Reservation | None:
+        """Moves the reservation from state `source` to `target` if it is in `source`: one conditional statement
+        (it locks the row, so of a commit and a sweeper only one moves it), the reservation it moved, or None."""
+        return _reservation(self.conn.execute(
+            MOVE_STATE, {"p_key": key, "p_from": source, "p_state": target, "p_at": now()}).first())
 
     def held_since_before(self, cutoff: datetime, limit: int) -> list[str]:
         """Keys of the reservations still HELD that were made before `cutoff`, oldest first."""
@@ -114,7 +120,7 @@ class Inventory:
     def expire(self, key: str, cutoff: datetime) -> Reservation | None:
         """Marks the reservation EXPIRED if it is still HELD and was made before `cutoff`; None if it was not.
         One conditional statement, so of two sweepers only one wins; commit and release lock the row first
-        (`reservation_for_update`), so they either finish before this or see EXPIRED."""
+        (`reservation_for_update`, `move_state`), so they either finish before this or see EXPIRED."""
         result = self.conn.execute(
             reservations.update()
             .where(reservations.c.idempotency_key == key, reservations.c.state == HELD,
@@ -126,5 +132,17 @@ class Inventory:
     def reservation_for_update(self, key: str) -> Reservation | None:
         """The reservation, its row locked until the transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE
         already serializes writers), so a decision taken on its state still holds when the units move."""
-        row = self.conn.execute(LOCK_RESERVATION, {"p_key": key}).first()
-        return self.reservation(key) if row else None
+        return _reservation(self.conn.execute(LOCKED_RESERVATION, {"p_key": key}).first())
+
+
+def _reservation(row: sa.Row | None) -> Reservation | None:
+    if row is None:
+        return None
+    return Reservation(row.idempotency_key, row.order_id, row.state,
+                       tuple(Line(sku, quantity) for sku, quantity in row.lines))
+
+
+def _row(r: Reservation) -> dict[str, object]:
+    moment = now()
+    return {"idempotency_key": r.key, "order_id": r.order_id, "state": r.state,
+            "lines": [[line.sku, line.quantity] for line in r.lines], "created_at": moment, "updated_at": moment}

@@ -64,15 +64,17 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
         def work(conn: Connection) -> tuple[Reservation, bool]:
             inventory = Inventory(conn)
-            if (done := inventory.reservation(request.idempotency_key)) is not None:
+            held = Reservation(request.idempotency_key, request.order_id, HELD, lines)
+            if not inventory.add_reservation_if_absent(held):  # the key is taken: only a repeat reads it
+                done = inventory.reservation(request.idempotency_key)
+                assert done is not None, "a reservation is never deleted"
                 if done.state in (RELEASED, TOMBSTONE, EXPIRED):
                     raise Compensated(f"reservation {done.key} was already released")
                 return done, False  # a retry gets the first answer
             for line in sorted(lines, key=lambda x: x.sku):
                 if not inventory.take(line):
-                    raise why_not_taken(inventory.product(line.sku), line)  # rolls back earlier lines
-            held = Reservation(request.idempotency_key, request.order_id, HELD, lines)
-            return inventory.add_reservation(held), True
+                    raise why_not_taken(inventory.product(line.sku), line)  # rolls back the reservation too
+            return held, True
 
         reservation, fresh = await self.db.transaction(work)
         if fresh:
@@ -103,15 +105,15 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
         def work(conn: Connection) -> tuple[Reservation, bool]:
             inventory = Inventory(conn)
-            done = inventory.reservation_for_update(request.idempotency_key)
+            if (committed := inventory.move_state(request.idempotency_key, HELD, COMMITTED)) is not None:
+                inventory.move(committed.lines, "reserved", "sold")
+                return committed, True
+            done = inventory.reservation(request.idempotency_key)  # not HELD: what it is instead
             if done is None:
                 raise NotFound(f"no reservation {request.idempotency_key!r}")
             if done.state in (RELEASED, TOMBSTONE, EXPIRED):
                 raise Compensated(f"reservation {done.key} was already released")
-            if done.state == HELD:
-                inventory.move(done.lines, "reserved", "sold")
-                return inventory.set_state(done, COMMITTED), True
-            return done, False
+            return done, False  # committed already: a retry gets the first answer
 
         reservation, fresh = await self.db.transaction(work)
         if fresh:
