@@ -16,7 +16,7 @@ from sagashop.kit.errors import Unauthenticated
 
 from .problems import problem
 from .stores import FailOpen
-from .tokens import Tokens
+from .tokens import VERIFIED, Principal, Tokens
 
 EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 MAX_BUCKETS = 100_000  # in-process buckets kept before the full ones are forgotten
@@ -107,15 +107,16 @@ class RateLimits:
     async def wait(self, scope: Scope) -> float:
         client = scope.get("client")
         wanted = [(f"address:{client[0] if client else 'unknown'}", self.per_address)]
-        if (user_id := self.user_id(Headers(scope=scope))) is not None:
-            wanted.append((f"user:{user_id}", self.per_user))
+        if (user := self.user(Headers(scope=scope))) is not None:
+            wanted.append((f"user:{user.user_id}", self.per_user))
+            scope.setdefault("state", {})[VERIFIED] = user  # the route's dependency need not verify it again
         return await self.buckets.take(*wanted)
 
-    def user_id(self, headers: Headers) -> str | None:
+    def user(self, headers: Headers) -> Principal | None:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None
         try:
-            return self.tokens.verify(token.strip()).user_id
+            return self.tokens.verify(token.strip())
         except Unauthenticated:  # the route will say so; limited by address meanwhile
             return None

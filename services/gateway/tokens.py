@@ -8,6 +8,7 @@ import jwt
 from sagashop.kit.errors import Unauthenticated
 
 ALGORITHM = "HS256"
+VERIFIED = "sagashop.principal"  # the request state key under which the rate limiter leaves the token it verified
 
 
 @dataclass(frozen=True)
