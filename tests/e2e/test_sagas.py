@@ -17,6 +17,16 @@ def test_each_step_says_which_service_and_version_handled_it(shop):
     assert handled["create_shipment"] == "shipping@v1"
 
 
+def test_a_step_that_was_refused_says_who_refused_it_and_its_undos_who_ran_them(shop):
+    order = shop.place_order({shop.product(stock=1): 1}, country="AQ")  # shipping refuses Antarctica
+    assert order["status"] == "REJECTED"
+    steps = {(s["name"], s["action"]): s for s in shop.saga(order["id"])["steps"]}
+    refused = steps[("create_shipment", "execute")]
+    assert (refused["status"], refused["handled_by"]) == ("FAILED", "shipping@v1")
+    assert refused["error"].startswith("shipping_rejected")
+    assert steps[("charge_payment", "compensate")]["handled_by"] == "payment@v1"
+
+
 def test_a_saga_can_be_followed_live_until_it_ends(shop):
     sku, user = shop.product(stock=1), shop.customer()
     shop.add_fault(service="payment", method="Charge", delay_ms=1_500, count=1)

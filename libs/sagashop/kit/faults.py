@@ -15,6 +15,7 @@ import grpc
 from sagashop.v1 import common_pb2, faults_pb2, faults_pb2_grpc
 
 from .errors import Invalid
+from .status import trailers
 
 log = logging.getLogger(__name__)
 INJECTED = (("error-code", "injected_fault"),)
@@ -71,12 +72,14 @@ class FaultRules(faults_pb2_grpc.FaultServiceServicer):
         if not rule.after_commit:
             await asyncio.sleep(rule.delay_ms / 1000)
             if rule.error:
-                await context.abort(grpc.StatusCode[rule.error], f"injected {rule.error}", trailing_metadata=INJECTED)
+                await context.abort(grpc.StatusCode[rule.error], f"injected {rule.error}",
+                                    trailing_metadata=trailers(context, *INJECTED))
             return await call()
         await call()  # the work is done and committed ...
         await asyncio.sleep(rule.delay_ms / 1000)
         error = grpc.StatusCode[rule.error or "UNAVAILABLE"]  # ... and the reply is lost
-        await context.abort(error, f"injected {error.name} after commit", trailing_metadata=INJECTED)
+        await context.abort(error, f"injected {error.name} after commit",
+                            trailing_metadata=trailers(context, *INJECTED))
 
     def crash_point(self, step: str, when: str) -> None:
         """Exits the process at once, as a SIGKILL would, if a crash rule for this saga step hits."""

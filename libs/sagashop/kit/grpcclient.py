@@ -157,7 +157,7 @@ class Dependency(Generic[StubT]):
                 raise
             finally:
                 if record is not None:
-                    record.handled_by = _metadata_value(await call.initial_metadata(), SERVED_BY) or record.handled_by
+                    record.handled_by = _metadata_value(await call.trailing_metadata(), SERVED_BY) or record.handled_by
             telemetry.ended(span, grpc.StatusCode.OK)
             return reply
 

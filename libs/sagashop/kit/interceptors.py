@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from . import metrics, telemetry
 from .errors import DomainError
 from .faults import FaultRules
-from .status import ERROR_CODE, SERVED_BY, status_of
+from .status import ERROR_CODE, SERVED_BY, status_of, trailers
 
 log = logging.getLogger(__name__)
 FAULT_SERVICE = "/sagashop.v1.FaultService/"  # manages the rules; never subject to them
@@ -47,9 +47,11 @@ class Red:
 
 
 class ServiceEdge(grpc.aio.ServerInterceptor):
-    """Continues the caller's trace in a server span (not for FaultService: plumbing); sends
-    `x-served-by: <service>@<version>` first; applies the fault rules, if any; maps a DomainError to its status
-    plus an `error-code` trailer; an unexpected exception is logged and answered INTERNAL, no details.
+    """Continues the caller's trace in a server span (not for FaultService: plumbing); answers
+    `x-served-by: <service>@<version>` in the trailers, with the status (sent ahead as initial metadata, it
+    cost each call a batch of its own: 70-110 us of the server's CPU and 40-55 us of the client's at
+    concurrency 1); applies the fault rules, if any; maps a DomainError to its status plus an `error-code`
+    trailer; an unexpected exception is logged and answered INTERNAL, no details.
     Each method's handler is wrapped once, on its first call."""
 
     def __init__(self, served_by: str, faults: FaultRules | None = None) -> None:
@@ -90,7 +92,7 @@ class ServiceEdge(grpc.aio.ServerInterceptor):
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             with span_of(context) as span:
-                await context.send_initial_metadata(self.served_by)
+                context.set_trailing_metadata(self.served_by)
                 try:
                     if faults is None:
                         return await inner(request, context)
@@ -108,7 +110,7 @@ class ServiceEdge(grpc.aio.ServerInterceptor):
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
             with span_of(context) as span:
-                await context.send_initial_metadata(self.served_by)
+                context.set_trailing_metadata(self.served_by)
                 try:
                     async for reply in inner(request, context):
                         yield reply
@@ -136,12 +138,14 @@ def _end(span: Any, code: grpc.StatusCode) -> None:
 async def _abort(context: grpc.aio.ServicerContext, error: Exception, method: str) -> None:
     if isinstance(error, DomainError):
         # details travel in a trailer: keep them short, whatever input they quote
-        await context.abort(status_of(error), error.detail[:MAX_DETAIL], trailing_metadata=((ERROR_CODE, error.code),))
+        await context.abort(status_of(error), error.detail[:MAX_DETAIL],
+                            trailing_metadata=trailers(context, (ERROR_CODE, error.code)))
     if isinstance(error, grpc.aio.AbortError):
         raise error
     if isinstance(error, DBAPIError) and (error.connection_invalidated or isinstance(error, OperationalError)):
         log.warning("%s: database unavailable: %s", method, error.orig)  # lost connection, locked, restarting
         await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable",
-                            trailing_metadata=((ERROR_CODE, "database_unavailable"),))
+                            trailing_metadata=trailers(context, (ERROR_CODE, "database_unavailable")))
     log.exception("%s failed", method)
-    await context.abort(grpc.StatusCode.INTERNAL, "internal error", trailing_metadata=((ERROR_CODE, "internal"),))
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error",
+                        trailing_metadata=trailers(context, (ERROR_CODE, "internal")))

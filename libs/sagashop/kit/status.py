@@ -29,8 +29,13 @@ TRANSIENT = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 )
 ERROR_CODE = "error-code"  # trailing metadata key holding DomainError.code
-SERVED_BY = "x-served-by"  # initial metadata key holding "<service>@<version>"
+SERVED_BY = "x-served-by"  # trailing metadata key holding "<service>@<version>", on every answer
 ROUTE = "x-sagashop-route"  # request metadata: the version set (v1, v2) a saga's calls are pinned to
+
+
+def trailers(context: grpc.aio.ServicerContext, *pairs: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    """An aborted call's trailing metadata: what the call had set (who served it) and `pairs`."""
+    return (*(context.trailing_metadata() or ()), *pairs)
 
 
 def status_of(error: DomainError) -> grpc.StatusCode:
