@@ -29,12 +29,13 @@ orders = sa.Table(
 MOVABLE = ("status", "failure_reason", "payment_status", "payment_amount_cents", "tracking_number", "updated_at")
 P = sa.bindparam
 BY_ID = sa.select(orders).where(orders.c.id == P("p_id"))
-BY_ID_LOCKED = BY_ID.with_for_update()
 OF_USER = (sa.select(orders).where(orders.c.user_id == P("p_user_id"))
            .order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(MAX_LISTED))
 # by dialect: the order, unless one with its id is there already (then no row comes back)
 INSERT_IF_ABSENT = insert_if_absent(orders)
-SAVE = orders.update().where(orders.c.id == P("p_id")).values({name: P(f"p_{name}") for name in MOVABLE})
+# a move, only if the order still has the status it was moved from (every move changes the status)
+SAVE_IF = orders.update().where(orders.c.id == P("p_id"), orders.c.status == P("p_was")).values(
+    {name: P(f"p_{name}") for name in MOVABLE})
 
 
 def _order(row: sa.Row[Any]) -> Order:
@@ -48,8 +49,8 @@ class Orders:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def get(self, order_id: str, *, lock: bool = False) -> Order | None:
-        row = self.conn.execute(BY_ID_LOCKED if lock else BY_ID, {"p_id": order_id}).first()
+    def get(self, order_id: str) -> Order | None:
+        row = self.conn.execute(BY_ID, {"p_id": order_id}).first()
         return _order(row) if row else None
 
     def of_user(self, user_id: str) -> list[Order]:
@@ -66,8 +67,10 @@ class Orders:
         assert first is not None, "an order is never deleted"
         return first
 
-    def save(self, order: Order) -> Order:
-        """Writes the outcome of a move and stamps it."""
+    def save(self, order: Order, *, was: str) -> Order | None:
+        """Writes the outcome of a move and stamps it, if the order's status is still `was`, the one it was moved
+        from: one conditional statement. None if another move came first."""
         saved = replace(order, updated_at=now())
-        self.conn.execute(SAVE, {"p_id": order.id, **{f"p_{name}": getattr(saved, name) for name in MOVABLE}})
-        return saved
+        moved = self.conn.execute(SAVE_IF, {"p_id": order.id, "p_was": was,
+                                            **{f"p_{name}": getattr(saved, name) for name in MOVABLE}})
+        return saved if moved.rowcount == 1 else None

@@ -66,13 +66,20 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         return await self._move(request.id, Order.cancel)
 
     async def _move(self, order_id: str, move: Callable[[Order], Order]) -> pb.Order:
-        """Loads the order under a row lock, lets the domain move it and saves it if it changed."""
+        """Lets the domain move the order as read, and saves the move only if the order still has the status it
+        was read with; if another move came first, reads it again. Every move changes the status, so no move is
+        decided on a stale order. Two round trips (was BEGIN, a locked read, the update and COMMIT)."""
+        order_id = valid_id("id", order_id)
 
         def work(conn: Connection) -> Order:
             orders = Orders(conn)
-            if (before := orders.get(valid_id("id", order_id), lock=True)) is None:
-                raise NotFound(f"no order {order_id!r}")
-            after = move(before)
-            return before if after is before else orders.save(after)
+            while True:
+                if (before := orders.get(order_id)) is None:
+                    raise NotFound(f"no order {order_id!r}")
+                after = move(before)
+                if after is before:
+                    return before
+                if (saved := orders.save(after, was=before.status)) is not None:
+                    return saved
 
-        return order_pb(await self.db.transaction(work))
+        return order_pb(await self.db.autocommit(work))

@@ -2,10 +2,12 @@ import asyncio
 
 import pytest
 
+from sagashop.kit.db import database
 from sagashop.kit.errors import Invalid, NotFound, Rejected
 from sagashop.v1 import order_pb2 as pb
 from sagashop.v1 import order_pb2_grpc
 from services.order.main import SERVICE
+from services.order.repository import Orders
 from services.order.servicer import OrderServicer
 
 HOME = {"name": "Ada", "line1": "1 Main St", "city": "Paris", "postal_code": "75001", "country": "FR"}
@@ -129,6 +131,25 @@ async def test_an_approve_racing_a_reject_settles_the_order_once(orders):
     assert len(settled) == 1
     assert [getattr(o, "code", "") for o in outcomes if not isinstance(o, pb.Order)] == ["invalid_transition"]
     assert await orders.call(orders.stub.GetOrder, pb.GetOrderRequest(id="o1")) == settled[0]
+
+
+async def test_a_move_is_saved_only_onto_the_status_it_was_decided_from(settings):
+    db = await database(settings, "order")
+    try:
+        await OrderServicer(db).CreateOrder(new("o1", LAMP=(1, 1500)), None)
+
+        def race(conn):
+            orders = Orders(conn)
+            read = orders.get("o1")  # PENDING: two moves decided on it, the reject saved first
+            rejected = orders.save(read.reject("payment_declined", False, 0), was=read.status)
+            approved = orders.save(read.approve("SS1", 1500), was=read.status)
+            return rejected, approved, orders.get("o1")
+
+        rejected, approved, now = await db.autocommit(race)
+    finally:
+        await db.dispose()
+    assert approved is None and rejected is not None
+    assert (now.status, now.failure_reason, now.tracking_number) == ("REJECTED", "payment_declined", "")
 
 
 @pytest.mark.parametrize("malformed", [
