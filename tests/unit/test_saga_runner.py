@@ -1,5 +1,6 @@
 """The saga engine with fake steps and a real saga log, on SQLite and on PostgreSQL."""
 
+import asyncio
 from dataclasses import dataclass
 
 import pytest
@@ -8,6 +9,7 @@ from sagashop.kit.db import database
 from sagashop.kit.errors import Rejected, Unavailable
 from sagashop.kit.settings import Settings
 from sagashop.saga import COMPENSATED, SUCCEEDED, LeaseLost, Outcome, Run, Saga, SagaRunner, SagaStore, Step, new_record
+from sagashop.saga.store import sagas
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,36 @@ async def test_a_saga_created_with_its_first_step_has_it_in_doubt_at_once_and_ru
     assert [(s.name, s.action, s.status, s.attempts) for s in await store.steps("s1")] == [
         ("reserve", "execute", "SUCCEEDED", 1), ("charge", "execute", "SUCCEEDED", 1),
         ("ship", "execute", "SUCCEEDED", 1)]
+
+
+async def test_concurrent_moves_of_many_sagas_each_hold_their_own_fence_and_go_in_few_writes(store):
+    saga = shop(recorder([]))
+    ids = [f"s{n}" for n in range(12)]
+    for saga_id in ids:
+        await store.create(new_record(saga.name, saga_id, saga_id, None, "f", {"id": saga_id}), first=saga.first)
+    await store.db.autocommit(lambda conn: conn.execute(sagas.update().where(sagas.c.id == "s3").values(owner="other")))
+    flushes: list[int] = []
+    if store.moves is not None:  # PostgreSQL: a group commit
+        flush = store.moves.flush
+
+        async def counted(moves):
+            flushes.append(len(moves))
+            return await flush(moves)
+
+        store.moves.flush = counted
+
+    done = Outcome("reserve", "execute", "SUCCEEDED", 1, "inventory@v1", result=None)
+    outcomes = await asyncio.gather(*(store.advance(saga_id, finished=done, started=("charge", "execute"))
+                                      for saga_id in ids), return_exceptions=True)
+
+    assert [saga_id for saga_id, o in zip(ids, outcomes, strict=True) if isinstance(o, LeaseLost)] == ["s3"]
+    assert all(o is None for saga_id, o in zip(ids, outcomes, strict=True) if saga_id != "s3")
+    for saga_id in ("s0", "s3", "s11"):
+        steps = [(s.name, s.status, s.handled_by) for s in await store.steps(saga_id)]
+        moved = [("reserve", "SUCCEEDED", "inventory@v1"), ("charge", "RUNNING", "")]
+        assert steps == ([("reserve", "RUNNING", "")] if saga_id == "s3" else moved)  # the fenced one: nothing
+    if store.moves is not None:
+        assert sum(flushes) == 12 and len(flushes) < 12, flushes
 
 
 async def test_an_undo_that_keeps_failing_parks_the_saga_and_an_operator_retry_finishes_it(store):

@@ -5,8 +5,10 @@ A store belongs to one orchestrator (`owner`). Every transition it writes first 
 condition that it still holds it: an orchestrator that lost a saga to another (its lease ran out) is fenced off
 with LeaseLost instead of writing over the new owner's progress."""
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from sagashop.kit import telemetry
+from sagashop.kit.batch import GroupCommit
 from sagashop.kit.clock import now
 from sagashop.kit.db import Database
 
@@ -45,9 +48,10 @@ STEP_RUNNING, STEP_SUCCEEDED, STEP_FAILED = "RUNNING", "SUCCEEDED", "FAILED"
 
 
 class _Advance:
-    """The statements of SagaStore.advance, built once with bind parameters (building a statement costs several
-    times what executing it does). `p_*` parameters: the saga (p_id, p_owner, ...), the step that ended (p_name,
-    p_action, p_status, ...), the step that starts (p_start, p_start_action, p_started_at)."""
+    """The statements of SagaStore.advance on SQLite, and of a step's start, built once with bind parameters
+    (building a statement costs several times what executing it does). `p_*` parameters: the saga (p_id, p_owner,
+    ...), the step that ended (p_name, p_action, p_status, ...), the step that starts (p_start, p_start_action,
+    p_started_at). PostgreSQL writes moves in batches (ADVANCE_MANY)."""
 
     def __init__(self) -> None:
         p, text, moment = sa.bindparam, sa.String, sa.DateTime(timezone=True)
@@ -66,7 +70,6 @@ class _Advance:
                          "action": p("p_start_action", type_=text), "status": STEP_RUNNING, "attempts": 0,
                          "handled_by": "", "error": "", "started_at": p("p_started_at", type_=moment)}
         self.start_sqlite = self.start(sqlite.insert(saga_steps).values(self.new_step))
-        self.statements: dict[tuple[bool, bool], Any] = {}  # PostgreSQL's, by (finishes, starts)
 
     @staticmethod
     def start(insert: Any) -> Any:
@@ -81,23 +84,40 @@ class _Advance:
                                    for k, v in self.new_step.items() if k != "saga_id"))
         return self.start(postgresql.insert(saga_steps).from_select(list(self.new_step), row))
 
-    def one_statement(self, finishes: bool, starts: bool) -> Any:
-        """PostgreSQL: the fence as a CTE (`held`: the saga's id if this orchestrator holds it) that the outcome
-        and the start depend on; the statement returns a row iff the saga was held."""
-        if (statement := self.statements.get((finishes, starts))) is None:
-            held = self.fence.returning(sagas.c.id).cte("held")
-            if starts:
-                statement = self.start_for(held.c.id).returning(saga_steps.c.saga_id)
-            else:
-                statement = sa.select(held.c.id)
-            if finishes:
-                statement = statement.add_cte(self.finish.where(
-                    saga_steps.c.saga_id.in_(sa.select(held.c.id))).cte("finished"))
-            statement = self.statements[(finishes, starts)] = statement
-        return statement
-
 
 ADVANCE = _Advance()
+# PostgreSQL: the moves of several sagas in one statement, each fenced as SagaStore.advance says. `moves` unpacks
+# one array per parameter (a move's p_* values at one index; NULL where a move has no such part); `held` is the
+# fence, and the step that ended and the one that starts are written only for a saga in it; the statement returns
+# the ids of the sagas held. Plain SQL: SQLAlchemy's Core has no form for UPDATE ... FROM unnest(...).
+MOVE_FIELDS = {
+    "p_id": "text", "p_owner": "text", "p_owner_after": "text", "p_lease_until": "timestamptz", "p_state": "text",
+    "p_updated_at": "timestamptz", "p_failure_reason": "text", "p_name": "text", "p_action": "text",
+    "p_status": "text", "p_attempts": "int", "p_handled_by": "text", "p_error": "text", "p_result": "text",
+    "p_finished_at": "timestamptz", "p_start": "text", "p_start_action": "text", "p_started_at": "timestamptz"}
+ADVANCE_MANY = sa.text(f"""
+WITH moves AS (
+    SELECT * FROM unnest({", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in MOVE_FIELDS.items())})
+        AS m({", ".join(MOVE_FIELDS)})
+), held AS (
+    UPDATE sagas SET owner = m.p_owner_after, lease_until = m.p_lease_until,
+        state = coalesce(m.p_state, sagas.state), updated_at = coalesce(m.p_updated_at, sagas.updated_at),
+        failure_reason = coalesce(m.p_failure_reason, sagas.failure_reason)
+    FROM moves m WHERE sagas.id = m.p_id AND sagas.owner = m.p_owner
+    RETURNING sagas.id
+), finished AS (
+    UPDATE saga_steps SET status = m.p_status, attempts = saga_steps.attempts + m.p_attempts, error = m.p_error,
+        result = CAST(m.p_result AS json), finished_at = m.p_finished_at,
+        handled_by = coalesce(nullif(m.p_handled_by, ''), saga_steps.handled_by)
+    FROM moves m JOIN held ON held.id = m.p_id
+    WHERE saga_steps.saga_id = m.p_id AND saga_steps.name = m.p_name AND saga_steps.action = m.p_action
+), started AS (
+    INSERT INTO saga_steps (saga_id, name, action, status, attempts, handled_by, error, started_at)
+    SELECT m.p_id, m.p_start, m.p_start_action, '{STEP_RUNNING}', 0, '', '', m.p_started_at
+    FROM moves m JOIN held ON held.id = m.p_id WHERE m.p_start IS NOT NULL
+    ON CONFLICT (saga_id, name, action) DO UPDATE SET status = '{STEP_RUNNING}', finished_at = NULL
+)
+SELECT id FROM held""")
 INSERT_SAGA = sagas.insert()
 # PostgreSQL: a new saga and its first step's start, one statement (the saga's columns as p_saga_<column>)
 INSERT_SAGA_STARTED = ADVANCE.start_for(postgresql.insert(sagas).values(
@@ -174,6 +194,7 @@ def _record(cls: type, row: Any) -> Any:
 class SagaStore:
     def __init__(self, db: Database, owner: str, lease: float) -> None:
         self.db, self.owner, self.lease = db, owner, lease
+        self.moves = GroupCommit(self._advance_many, key=itemgetter("p_id")) if db.dialect == "postgresql" else None
 
     def _lease_until(self) -> datetime:
         return now() + timedelta(seconds=self.lease)
@@ -231,8 +252,9 @@ class SagaStore:
         (RUNNING, before its call is made: after a crash the log shows its outcome is unknown), and the saga's new
         state; a saga that stops (ended, or parked for an operator) is let go. The write is fenced: it renews the
         lease only if this orchestrator still holds it, and else writes nothing and raises LeaseLost.
-        On PostgreSQL that is one statement (the fence and the step's outcome as data-modifying CTEs), one round
-        trip; on SQLite, statements in one transaction. The statements are built once (ADVANCE)."""
+        On PostgreSQL that is one statement (the fence and the step's outcome as data-modifying CTEs), written
+        with the moves other runs ask for meanwhile (a group commit: one round trip and one commit for them all);
+        on SQLite, statements in one transaction."""
         if finished is not None and started is not None and (finished.name, finished.action) == started:
             raise ValueError("a step cannot end and start in one write")
         stops = state is not None and state not in ACTIVE
@@ -242,14 +264,20 @@ class SagaStore:
             "p_updated_at": now() if state is not None else None, "p_failure_reason": failure_reason or None,
             **(finished.params() if finished is not None else {}),
             **({"p_start": started[0], "p_start_action": started[1], "p_started_at": now()} if started else {})}
-        finishes, starts = finished is not None, started is not None
-        if self.db.dialect == "postgresql":  # one statement: atomic on its own
-            statement = ADVANCE.one_statement(finishes, starts)
-            held = await self.db.autocommit(lambda conn: conn.execute(statement, params).first() is not None)
+        if self.moves is not None:
+            held = await self.moves.write(params)
         else:
+            finishes, starts = finished is not None, started is not None
             held = await self.db.transaction(lambda conn: _advance_sqlite(conn, params, finishes, starts), tries=1)
         if not held:
             raise LeaseLost(saga_id)
+
+    async def _advance_many(self, moves: list[dict[str, Any]]) -> list[bool]:
+        """PostgreSQL: the moves in one statement (ADVANCE_MANY), atomic on its own; whether each saga was held."""
+        arrays = {name: [move.get(name) for move in moves] for name in MOVE_FIELDS}
+        arrays["p_result"] = [json.dumps(move["p_result"]) if "p_name" in move else None for move in moves]
+        held = set(await self.db.autocommit(lambda conn: conn.execute(ADVANCE_MANY, arrays).scalars().all()))
+        return [move["p_id"] in held for move in moves]
 
     async def take_over(self, saga_id: str, state: str, failure_reason: str, *, action: str, note: str,
                         actor: str) -> bool:
