@@ -146,14 +146,13 @@ async def test_concurrent_moves_of_many_sagas_each_hold_their_own_fence_and_go_i
         await store.create(new_record(saga.name, saga_id, saga_id, None, "f", {"id": saga_id}), first=saga.first)
     await store.db.autocommit(lambda conn: conn.execute(sagas.update().where(sagas.c.id == "s3").values(owner="other")))
     flushes: list[int] = []
-    if store.moves is not None:  # PostgreSQL: a group commit
-        flush = store.moves.flush
+    flush = store.moves.flush
 
-        async def counted(moves):
-            flushes.append(len(moves))
-            return await flush(moves)
+    async def counted(moves):
+        flushes.append(len(moves))
+        return await flush(moves)
 
-        store.moves.flush = counted
+    store.moves.flush = counted
 
     done = Outcome("reserve", "execute", "SUCCEEDED", 1, "inventory@v1", result=None)
     outcomes = await asyncio.gather(*(store.advance(saga_id, finished=done, started=("charge", "execute"))
@@ -165,8 +164,7 @@ async def test_concurrent_moves_of_many_sagas_each_hold_their_own_fence_and_go_i
         steps = [(s.name, s.status, s.handled_by) for s in await store.steps(saga_id)]
         moved = [("reserve", "SUCCEEDED", "inventory@v1"), ("charge", "RUNNING", "")]
         assert steps == ([("reserve", "RUNNING", "")] if saga_id == "s3" else moved)  # the fenced one: nothing
-    if store.moves is not None:
-        assert sum(flushes) == 12 and len(flushes) < 12, flushes
+    assert sum(flushes) == 12 and len(flushes) < 12, flushes  # a group commit
 
 
 async def test_an_undo_that_keeps_failing_parks_the_saga_and_an_operator_retry_finishes_it(store):

@@ -194,7 +194,7 @@ def _record(cls: type, row: Any) -> Any:
 class SagaStore:
     def __init__(self, db: Database, owner: str, lease: float) -> None:
         self.db, self.owner, self.lease = db, owner, lease
-        self.moves = GroupCommit(self._advance_many, key=itemgetter("p_id")) if db.dialect == "postgresql" else None
+        self.moves = GroupCommit(self._advance_many, key=itemgetter("p_id"))
 
     def _lease_until(self) -> datetime:
         return now() + timedelta(seconds=self.lease)
@@ -252,9 +252,8 @@ class SagaStore:
         (RUNNING, before its call is made: after a crash the log shows its outcome is unknown), and the saga's new
         state; a saga that stops (ended, or parked for an operator) is let go. The write is fenced: it renews the
         lease only if this orchestrator still holds it, and else writes nothing and raises LeaseLost.
-        On PostgreSQL that is one statement (the fence and the step's outcome as data-modifying CTEs), written
-        with the moves other runs ask for meanwhile (a group commit: one round trip and one commit for them all);
-        on SQLite, statements in one transaction."""
+        The move is written with those other runs ask for meanwhile (a group commit: kit/batch.py): on PostgreSQL
+        one statement for them all (the fence and the steps as data-modifying CTEs), on SQLite one transaction."""
         if finished is not None and started is not None and (finished.name, finished.action) == started:
             raise ValueError("a step cannot end and start in one write")
         stops = state is not None and state not in ACTIVE
@@ -264,16 +263,14 @@ class SagaStore:
             "p_updated_at": now() if state is not None else None, "p_failure_reason": failure_reason or None,
             **(finished.params() if finished is not None else {}),
             **({"p_start": started[0], "p_start_action": started[1], "p_started_at": now()} if started else {})}
-        if self.moves is not None:
-            held = await self.moves.write(params)
-        else:
-            finishes, starts = finished is not None, started is not None
-            held = await self.db.transaction(lambda conn: _advance_sqlite(conn, params, finishes, starts), tries=1)
-        if not held:
+        if not await self.moves.write(params):
             raise LeaseLost(saga_id)
 
     async def _advance_many(self, moves: list[dict[str, Any]]) -> list[bool]:
-        """PostgreSQL: the moves in one statement (ADVANCE_MANY), atomic on its own; whether each saga was held."""
+        """The moves of a batch, all or none: on PostgreSQL one statement (ADVANCE_MANY), atomic on its own; on
+        SQLite each move's statements, in one transaction. Whether each saga was held."""
+        if self.db.dialect != "postgresql":
+            return await self.db.transaction(lambda conn: [_advance_sqlite(conn, move) for move in moves], tries=1)
         arrays = {name: [move.get(name) for move in moves] for name in MOVE_FIELDS}
         arrays["p_result"] = [json.dumps(move["p_result"]) if "p_name" in move else None for move in moves]
         held = set(await self.db.autocommit(lambda conn: conn.execute(ADVANCE_MANY, arrays).scalars().all()))
@@ -327,13 +324,13 @@ class SagaStore:
             sagas.update().where(sagas.c.owner == self.owner, sagas.c.state.in_(ACTIVE)).values(lease_until=now())))
 
 
-def _advance_sqlite(conn: Connection, params: dict[str, Any], finishes: bool, starts: bool) -> bool:
-    """SagaStore.advance's statements on SQLite, in one transaction: whether the saga was held."""
-    held = conn.execute(ADVANCE.fence, params).rowcount == 1
-    if held and finishes:
-        conn.execute(ADVANCE.finish, params)
-    if held and starts:
-        conn.execute(ADVANCE.start_sqlite, params)
+def _advance_sqlite(conn: Connection, move: dict[str, Any]) -> bool:
+    """One move's statements on SQLite (within the batch's transaction): whether the saga was held."""
+    held = conn.execute(ADVANCE.fence, move).rowcount == 1
+    if held and "p_name" in move:  # a step ended
+        conn.execute(ADVANCE.finish, move)
+    if held and "p_start" in move:  # a step starts
+        conn.execute(ADVANCE.start_sqlite, move)
     return held
 
 
