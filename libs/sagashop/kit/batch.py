@@ -20,6 +20,8 @@ class GroupCommit(Generic[Item, Answer]):
         self.flush, self.key, self.most = flush, key, most
         self.waiting: list[tuple[Item, asyncio.Future[Answer]]] = []
         self.flushing = False
+        self.task: asyncio.Task[None] | None = None  # the flush of waiting writes under way (the loop keeps only
+        # a weak reference to a task)
 
     async def write(self, item: Item) -> Answer:
         if self.flushing:  # the next flush takes it
@@ -45,8 +47,7 @@ class GroupCommit(Generic[Item, Answer]):
                 rest.append((item, answer))
         self.waiting = rest
         self.flushing = bool(batch)
-        if batch:
-            asyncio.get_running_loop().create_task(self._flush(batch))
+        self.task = asyncio.get_running_loop().create_task(self._flush(batch)) if batch else None
 
     async def _flush(self, batch: list[tuple[Item, asyncio.Future[Answer]]]) -> None:
         try:

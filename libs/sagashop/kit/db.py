@@ -136,18 +136,19 @@ def _roll_back(conn: Connection) -> None:
         raise
 
 
-def insert_if_absent(table: sa.Table, *returning: sa.Column) -> dict[str, sa.Insert]:
+def insert_if_absent(table: sa.Table) -> dict[str, sa.Insert]:
     """By dialect: an insert into `table` that does nothing if a row with its primary key is there already, and
-    returns `returning` of the row it inserted (no row: a repeat). One statement makes an idempotent write one
-    round trip; a repeat reads the first row after."""
+    returns the key of the row it inserted (no row: a repeat). One statement makes an idempotent write one round
+    trip; a repeat reads the first row after."""
     key = list(table.primary_key.columns)
-    return {name: dialect.insert(table).on_conflict_do_nothing(index_elements=key).returning(*(returning or key))
+    return {name: dialect.insert(table).on_conflict_do_nothing(index_elements=key).returning(*key)
             for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
 
 
 def _serialize_sqlite_writers(engine: Engine) -> None:
-    """WAL + BEGIN IMMEDIATE (BEGIN): a transaction takes the write lock when it starts, so two writers queue (for
-    up to the busy timeout) instead of one failing with 'database is locked' when it upgrades a read lock."""
+    """WAL, and transactions begun IMMEDIATE (BEGIN): a transaction takes the write lock when it starts, so two
+    writers queue (for up to the busy timeout) instead of one failing with 'database is locked' when it upgrades a
+    read lock."""
 
     @event.listens_for(engine, "connect")
     def connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
