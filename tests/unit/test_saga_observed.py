@@ -51,7 +51,8 @@ SAGA = Saga("observed", Step("reserve", nothing, undo=nothing), Step("charge", d
 async def started(store: SagaStore, saga_id: str):
     """A saga created inside the span of the call that starts it, as StartCheckout does."""
     with trace.get_tracer("test").start_as_current_span("StartCheckout") as call:
-        record, _ = await store.create(new_record(SAGA.name, saga_id, f"order-{saga_id}", None, "f", {}))
+        record, _ = await store.create(new_record(SAGA.name, saga_id, f"order-{saga_id}", None, "f", {}),
+                                       first=SAGA.first)
     return record, call.get_span_context()
 
 

@@ -44,7 +44,8 @@ def shop(record, *, charge_fails: Exception | None = None) -> Saga:
 
 
 async def start(store: SagaStore, saga: Saga, saga_id: str = "s1"):
-    record, _ = await store.create(new_record(saga.name, saga_id, saga_id, None, "f", saga.encode(Order(saga_id))))
+    record, _ = await store.create(new_record(saga.name, saga_id, saga_id, None, "f", saga.encode(Order(saga_id))),
+                                   first=saga.first)
     return record
 
 
@@ -106,8 +107,10 @@ async def test_a_failing_undo_is_retried_until_it_succeeds(store):
 
 
 async def test_one_business_key_holds_one_saga(store):
-    first, created = await store.create(new_record("t", "a", "a", "user:key", "f1", {"id": "a"}))
-    again, created_again = await store.create(new_record("t", "b", "b", "user:key", "f2", {"id": "b"}))
+    first, created = await store.create(new_record("t", "a", "a", "user:key", "f1", {"id": "a"}),
+                                        first=("reserve", "execute"))
+    again, created_again = await store.create(new_record("t", "b", "b", "user:key", "f2", {"id": "b"}),
+                                              first=("reserve", "execute"))
     assert (created, created_again, again.id, again.fingerprint) == (True, False, "a", "f1")
 
 
@@ -220,10 +223,11 @@ async def test_an_orchestrator_that_lost_its_lease_cannot_write_the_sagas_log(st
     other = SagaStore(store.db, owner="other", lease=10)
     await store.release()  # our lease lapses ...
     assert await other.claim() == ["s1"]  # ... and another orchestrator takes the saga over
+    created = await store.steps("s1")  # the first step's start, written with the saga
 
     with pytest.raises(LeaseLost):
         await SagaRunner(store).run(saga, record)
-    assert await store.steps("s1") == []
+    assert await store.steps("s1") == created == [created[0]] and created[0].status == "RUNNING"
 
 
 async def test_a_step_past_the_point_of_no_return_is_retried_and_never_compensated(store):

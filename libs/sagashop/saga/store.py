@@ -199,24 +199,20 @@ class SagaStore:
     def _lease_until(self) -> datetime:
         return now() + timedelta(seconds=self.lease)
 
-    async def create(self, record: SagaRecord, first: tuple[str, str] | None = None) -> tuple[SagaRecord, bool]:
-        """Inserts the saga, owned here, and with `first` (name, action) that step's start: the run begins with
-        it written (one statement on PostgreSQL, one transaction on SQLite). If the saga's business key is taken,
+    async def create(self, record: SagaRecord, *, first: tuple[str, str]) -> tuple[SagaRecord, bool]:
+        """Inserts the saga, owned here, with the start of its `first` (step, action): its run begins with that
+        written (one statement on PostgreSQL, one transaction on SQLite). If the saga's business key is taken,
         writes nothing and returns the saga holding it."""
         row = {"owner": self.owner, "lease_until": self._lease_until(),
                **{f: getattr(record, f) for f in SagaRecord.__dataclass_fields__}}
+        step = {"p_id": record.id, "p_start": first[0], "p_start_action": first[1], "p_started_at": record.created_at}
         try:
-            if first is None:
-                await self.db.autocommit(lambda conn: conn.execute(INSERT_SAGA, row))
+            if self.db.dialect == "postgresql":
+                await self.db.autocommit(lambda conn: conn.execute(
+                    INSERT_SAGA_STARTED, {**step, **{f"p_saga_{k}": v for k, v in row.items()}}))
             else:
-                step = {"p_id": record.id, "p_start": first[0], "p_start_action": first[1],
-                        "p_started_at": record.created_at}
-                if self.db.dialect == "postgresql":
-                    await self.db.autocommit(lambda conn: conn.execute(
-                        INSERT_SAGA_STARTED, {**step, **{f"p_saga_{k}": v for k, v in row.items()}}))
-                else:
-                    await self.db.transaction(lambda conn: (conn.execute(INSERT_SAGA, row),
-                                                            conn.execute(ADVANCE.start_sqlite, step)), tries=1)
+                await self.db.transaction(lambda conn: (conn.execute(INSERT_SAGA, row),
+                                                        conn.execute(ADVANCE.start_sqlite, step)), tries=1)
             return record, True
         except IntegrityError:
             holder = await self.db.autocommit(lambda conn: conn.execute(
