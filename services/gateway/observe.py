@@ -6,17 +6,18 @@ import time
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sagashop.kit import metrics
+from sagashop.kit import metrics, telemetry
 
 REQUESTS = Counter("sagashop_http_requests_total", "HTTP requests answered, by route template and status",
                    ["route", "method", "status", "version"])
 SECONDS = Histogram("sagashop_http_request_seconds", "time to answer an HTTP request, to the end of its body",
                     ["route", "method", "version"])
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # any other is "other"
-UNTRACED = "/healthz,/readyz,/metrics"  # probes and scrapes
+UNTRACED = ("/healthz", "/readyz", "/metrics")  # probes and scrapes
 
 
 class HttpMetrics:
@@ -54,7 +55,29 @@ class HttpMetrics:
         return self.templates.get(id(scope.get("route")), "unmatched")
 
 
+class TraceContext:
+    """ASGI middleware: the request's span when spans are not recorded, which is then only its ids (continuing
+    the caller's `traceparent`, or a new trace), for the response, the log lines and every gRPC call to carry.
+    OpenTelemetry's instrumentation, which also names the route and the status, cost each request 0.22-0.25 ms of
+    the gateway's CPU (alternating runs, 3000 requests each) for spans that went nowhere."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNTRACED:
+            await self.app(scope, receive, send)
+            return
+        caller = [(telemetry.TRACEPARENT, value) for key, value in scope["headers"] if key == b"traceparent"]
+        with telemetry.span("HTTP request", parent=telemetry.incoming(caller), kind=SpanKind.SERVER):
+            await self.app(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
-    """Call it after every other middleware is added: the metrics see what the client sees."""
+    """Call it after every other middleware is added: the metrics see what the client sees, and the span is
+    current for all of them."""
     app.add_middleware(HttpMetrics)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls=UNTRACED, exclude_spans=["receive", "send"])
+    if telemetry.recording():
+        FastAPIInstrumentor.instrument_app(app, excluded_urls=",".join(UNTRACED), exclude_spans=["receive", "send"])
+    else:
+        app.add_middleware(TraceContext)

@@ -71,6 +71,11 @@ def configure(part: str, settings: Settings) -> None:
         RedisInstrumentor().instrument()
 
 
+def recording() -> bool:
+    """Whether spans are recorded (an exporter or a sampler was configured): otherwise only their ids are made."""
+    return _recording
+
+
 @contextmanager
 def span(name: str, *, tracer: trace.Tracer = TRACER, parent: Context | None = None,
          kind: trace.SpanKind = trace.SpanKind.INTERNAL, **options: Any) -> Iterator[trace.Span]:
