@@ -14,7 +14,7 @@ from sagashop.v1 import inventory_pb2_grpc
 from sagashop.values import Line, valid_lines, valid_sku, valid_step_keys
 
 from .domain import Product, valid_product, valid_skus, why_not_taken
-from .repository import COMMITTED, COUNTER, EXPIRED, HELD, RELEASED, TOMBSTONE, Inventory, Reservation
+from .repository import COUNTER, EXPIRED, HELD, RELEASED, TOMBSTONE, Inventory, Reservation
 
 UNITS = Counter("sagashop_inventory_units_total", "units reserved, committed (sold) and released by the sagas' calls",
                 ["movement", "version"])
@@ -105,8 +105,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
         def work(conn: Connection) -> tuple[Reservation, bool]:
             inventory = Inventory(conn)
-            if (committed := inventory.move_state(request.idempotency_key, HELD, COMMITTED)) is not None:
-                inventory.move(committed.lines, "reserved", "sold")
+            if (committed := inventory.commit_held(request.idempotency_key)) is not None:
                 return committed, True
             done = inventory.reservation(request.idempotency_key)  # not HELD: what it is instead
             if done is None:
@@ -115,7 +114,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                 raise Compensated(f"reservation {done.key} was already released")
             return done, False  # committed already: a retry gets the first answer
 
-        reservation, fresh = await self.db.transaction(work)
+        reservation, fresh = await self.db.atomic(work)
         if fresh:
             moved("committed", reservation.lines)
         return reservation_pb(reservation)

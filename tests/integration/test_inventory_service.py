@@ -93,6 +93,28 @@ async def test_concurrent_reservations_never_oversell(inventory):
     assert await stock(inventory, "LAMP") == (0, 5, 0)
 
 
+async def test_commits_releases_and_reserves_of_the_same_products_at_once_all_land_and_conserve_stock(inventory):
+    skus = ("AAA", "BBB", "CCC")
+    for sku in skus:
+        await put(inventory, sku, 1000)
+    orders = [dict.fromkeys(skus[::-1] if i % 2 else skus, 1) for i in range(30)]  # lines in either order
+    for i, lines in enumerate(orders):
+        await inventory.call(inventory.stub.ReserveStock, reserve(f"k{i}", **lines))
+
+    def finish(i: int):  # a third released, the rest committed, while new reservations take units
+        if i % 3 == 0:
+            return inventory.stub.ReleaseStock, pb.ReleaseStockRequest(idempotency_key=f"k{i}", order_id=f"order-k{i}")
+        return inventory.stub.CommitStock, pb.CommitStockRequest(idempotency_key=f"k{i}", order_id=f"order-k{i}")
+
+    calls = [finish(i) for i in range(len(orders))]
+    calls += [(inventory.stub.ReserveStock, reserve(f"new{i}", **orders[i])) for i in range(10)]
+    answers = await asyncio.gather(*(inventory.call(method, request) for method, request in calls))
+
+    assert [a.state for a in answers] == ["RELEASED" if i % 3 == 0 else "COMMITTED" for i in range(30)] + ["HELD"] * 10
+    for sku in skus:  # 30 reserved: 10 released, 20 sold; 10 more held
+        assert await stock(inventory, sku) == (1000 - 20 - 10, 10, 20)
+
+
 async def test_seeding_leaves_an_existing_product_untouched(inventory):
     await put(inventory, "LAMP", 5)
     seed = pb.Product(sku="LAMP", name="Other", price_cents=1, currency="EUR", available=99)
