@@ -2,6 +2,7 @@
 statements of the sagas' calls are built once, with bind parameters (`p_*`): building one costs more than
 executing it."""
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,7 +13,7 @@ from sagashop.kit.clock import now
 from sagashop.kit.db import insert_if_absent
 from sagashop.values import Line
 
-from .domain import Product
+from .domain import Product, why_not_taken
 
 metadata = sa.MetaData()
 products = sa.Table(
@@ -47,6 +48,34 @@ ADD_RESERVATION_IF_ABSENT = insert_if_absent(reservations)  # by dialect
 SET_STATE = reservations.update().where(reservations.c.idempotency_key == P("p_key")).values(
     state=P("p_state"), updated_at=P("p_at"))
 MOVE_STATE = SET_STATE.where(reservations.c.state == P("p_from")).returning(*reservations.c)
+# PostgreSQL: a reservation made HELD with all its lines' units moved available -> reserved, or nothing at all, in
+# one statement. Its products are locked in SKU order first (`locked`, which reads them as they are now) and the
+# reservation is claimed only if every line has enough (`enough`), then the units are taken for a claimed one
+# (`took`). Not claimed: the SKU of the first line short of units, and how many it has (null: no such product),
+# or none (the key is taken).
+RESERVE = sa.text(f"""
+WITH wanted AS (
+    SELECT * FROM unnest(CAST(:p_skus AS varchar[]), CAST(:p_quantities AS integer[])) AS w(sku, quantity)
+), locked AS (
+    SELECT p.sku, p.available FROM products AS p JOIN wanted AS w ON p.sku = w.sku ORDER BY p.sku FOR UPDATE OF p
+), enough AS (
+    SELECT count(*) = :p_count AS ok FROM locked AS l JOIN wanted AS w ON l.sku = w.sku WHERE l.available >= w.quantity
+), claim AS (
+    INSERT INTO reservations (idempotency_key, order_id, state, lines, created_at, updated_at)
+    SELECT :p_key, :p_order_id, '{HELD}', CAST(:p_lines AS json), :p_at, :p_at FROM enough WHERE enough.ok
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING idempotency_key
+), took AS (
+    UPDATE products AS p SET available = p.available - w.quantity, reserved = p.reserved + w.quantity
+    FROM wanted AS w, claim WHERE p.sku = w.sku
+    RETURNING p.sku
+)
+SELECT (SELECT count(*) FROM claim) AS claimed, short.sku AS short_sku, short.available AS short_available
+FROM (SELECT 1) AS one LEFT JOIN (
+    SELECT w.sku, l.available FROM wanted AS w LEFT JOIN locked AS l ON l.sku = w.sku
+    WHERE l.sku IS NULL OR l.available < w.quantity ORDER BY w.sku LIMIT 1
+) AS short ON true
+""")
 # PostgreSQL: a HELD reservation COMMITTED and its units moved reserved -> sold in one statement. Its products are
 # locked in SKU order first (`locked`; the update touches only rows that came out of it), as `Inventory.move`
 # orders its updates, so two statements moving the same products never deadlock. (A data-modifying CTE runs to
@@ -115,6 +144,32 @@ class Inventory:
     def add_reservation(self, r: Reservation) -> Reservation:
         self.conn.execute(ADD_RESERVATION, _row(r))
         return r
+
+    def reserve(self, r: Reservation) -> bool:
+        """Adds the HELD reservation `r` and moves its lines' units available -> reserved, all or nothing: True if
+        it did, False if a reservation with its key is there already (nothing done); raises the refusal if a line
+        is short (nothing done). One statement on PostgreSQL (4 round trips -> 1 for a one-line order); on SQLite
+        an insert then a conditional update per line (run it in one transaction, Database.atomic: a refusal
+        rolls it back)."""
+        if self.conn.dialect.name != "postgresql":
+            if not self.add_reservation_if_absent(r):
+                return False
+            for line in sorted(r.lines, key=lambda x: x.sku):
+                if not self.take(line):
+                    raise why_not_taken(self.product(line.sku), line)
+            return True
+        row = _row(r)
+        result = self.conn.execute(RESERVE, {
+            "p_skus": [line.sku for line in r.lines], "p_quantities": [line.quantity for line in r.lines],
+            "p_count": len(r.lines), "p_key": r.key, "p_order_id": r.order_id, "p_lines": json.dumps(row["lines"]),
+            "p_at": row["created_at"]}).one()
+        if result.claimed:
+            return True
+        if result.short_sku is None or self.reservation(r.key) is not None:
+            return False  # the key is taken (when a line is short too: a repeat finds its first answer)
+        line = next(line for line in r.lines if line.sku == result.short_sku)
+        found = None if result.short_available is None else Product(line.sku, "", 0, "", result.short_available)
+        raise why_not_taken(found, line)
 
     def add_reservation_if_absent(self, r: Reservation) -> bool:
         """Adds the reservation in one statement, unless one with its key is there already (then False). A

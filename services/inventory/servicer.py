@@ -13,7 +13,7 @@ from sagashop.v1 import inventory_pb2 as pb
 from sagashop.v1 import inventory_pb2_grpc
 from sagashop.values import Line, valid_lines, valid_sku, valid_step_keys
 
-from .domain import Product, valid_product, valid_skus, why_not_taken
+from .domain import Product, valid_product, valid_skus
 from .repository import COUNTER, EXPIRED, HELD, RELEASED, TOMBSTONE, Inventory, Reservation
 
 UNITS = Counter("sagashop_inventory_units_total", "units reserved, committed (sold) and released by the sagas' calls",
@@ -65,18 +65,15 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         def work(conn: Connection) -> tuple[Reservation, bool]:
             inventory = Inventory(conn)
             held = Reservation(request.idempotency_key, request.order_id, HELD, lines)
-            if not inventory.add_reservation_if_absent(held):  # the key is taken: only a repeat reads it
-                done = inventory.reservation(request.idempotency_key)
-                assert done is not None, "a reservation is never deleted"
-                if done.state in (RELEASED, TOMBSTONE, EXPIRED):
-                    raise Compensated(f"reservation {done.key} was already released")
-                return done, False  # a retry gets the first answer
-            for line in sorted(lines, key=lambda x: x.sku):
-                if not inventory.take(line):
-                    raise why_not_taken(inventory.product(line.sku), line)  # rolls back the reservation too
-            return held, True
+            if inventory.reserve(held):  # a refusal raises, having taken nothing
+                return held, True
+            done = inventory.reservation(request.idempotency_key)  # the key is taken: only a repeat reads it
+            assert done is not None, "a reservation is never deleted"
+            if done.state in (RELEASED, TOMBSTONE, EXPIRED):
+                raise Compensated(f"reservation {done.key} was already released")
+            return done, False  # a retry gets the first answer
 
-        reservation, fresh = await self.db.transaction(work)
+        reservation, fresh = await self.db.atomic(work)
         if fresh:
             moved("reserved", reservation.lines)
         return reservation_pb(reservation)

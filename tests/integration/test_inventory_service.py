@@ -50,6 +50,17 @@ async def test_a_repeated_reserve_replays_the_first_answer_and_takes_nothing_mor
     assert await stock(inventory, "LAMP") == (3, 2, 0)
 
 
+async def test_a_repeat_gets_its_first_answer_even_when_the_units_are_gone_since(inventory):
+    await put(inventory, "LAMP", 2)
+    first = await inventory.call(inventory.stub.ReserveStock, reserve("k1", LAMP=2))
+    again = await inventory.call(inventory.stub.ReserveStock, reserve("k1", LAMP=2))  # none left for a new one
+    assert (again.idempotency_key, again.state, list(again.lines)) == ("k1", "HELD", list(first.lines))
+    with pytest.raises(Rejected) as refused:
+        await inventory.call(inventory.stub.ReserveStock, reserve("k2", LAMP=2))
+    assert (refused.value.code, refused.value.detail) == ("out_of_stock", "LAMP: 0 left, 2 asked")
+    assert await stock(inventory, "LAMP") == (0, 2, 0)
+
+
 async def test_refused_lines_take_nothing_from_the_lines_before_them(inventory):
     await put(inventory, "LAMP", 5)
     await put(inventory, "SOFA", 1)
