@@ -48,8 +48,9 @@ def valid_skus(skus: list[str]) -> list[str]:
     return [valid_sku(sku) for sku in skus]
 
 
-def why_not_taken(product: Product | None, line: Line) -> Rejected:
-    """The refusal for a line whose units could not be taken from `product` (None: no such product)."""
-    if product is None:
+def why_not_taken(line: Line, available: int | None) -> Rejected:
+    """The refusal for a line whose units could not be taken: its product has `available` (None: no such
+    product)."""
+    if available is None:
         return UnknownProduct(f"{line.sku}: no such product")
-    return OutOfStock(f"{line.sku}: {product.available} left, {line.quantity} asked")
+    return OutOfStock(f"{line.sku}: {available} left, {line.quantity} asked")

@@ -156,7 +156,8 @@ class Inventory:
                 return False
             for line in sorted(r.lines, key=lambda x: x.sku):
                 if not self.take(line):
-                    raise why_not_taken(self.product(line.sku), line)
+                    product = self.product(line.sku)
+                    raise why_not_taken(line, None if product is None else product.available)
             return True
         row = _row(r)
         result = self.conn.execute(RESERVE, {
@@ -167,9 +168,7 @@ class Inventory:
             return True
         if result.short_sku is None or self.reservation(r.key) is not None:
             return False  # the key is taken (when a line is short too: a repeat finds its first answer)
-        line = next(line for line in r.lines if line.sku == result.short_sku)
-        found = None if result.short_available is None else Product(line.sku, "", 0, "", result.short_available)
-        raise why_not_taken(found, line)
+        raise why_not_taken(next(line for line in r.lines if line.sku == result.short_sku), result.short_available)
 
     def add_reservation_if_absent(self, r: Reservation) -> bool:
         """Adds the reservation in one statement, unless one with its key is there already (then False). A
