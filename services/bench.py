@@ -16,10 +16,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import grpc
-from yarl import URL
 
 from sagashop.backends import Backends
 from sagashop.kit.clock import now
@@ -30,6 +30,7 @@ from sagashop.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 from .processes import cpu_seconds, sample, shop_processes
 
+RATE_LIMITED_WAITS = 10  # times a set-up request waits as told (429, Retry-After) before the run gives up
 ADDRESS = {"name": "Bench", "line1": "1 Main St", "city": "Paris", "postal_code": "75001", "country": "FR"}
 
 
@@ -94,8 +95,8 @@ async def run(url: str, admin: tuple[str, str], checkouts: int, concurrency: int
 async def _watching(url: str) -> AsyncIterator[tuple[dict[str, float], dict[str, list[float]]]]:
     """While the checkouts run: the CPU seconds each part of the shop used, and its memory every 2 s (nothing for
     a shop on another machine)."""
-    port = URL(url).port or 80
-    processes = shop_processes(port) if URL(url).host in ("127.0.0.1", "localhost") else {}
+    port = urlsplit(url).port or 80
+    processes = shop_processes(port) if urlsplit(url).hostname in ("127.0.0.1", "localhost") else {}
     before, used, memory, stop = cpu_seconds(processes), {}, {}, asyncio.Event()
     sampler = asyncio.create_task(sample(memory, port, stop)) if processes else None
     try:
@@ -109,17 +110,18 @@ async def _watching(url: str) -> AsyncIterator[tuple[dict[str, float], dict[str,
 
 
 async def _json(http: aiohttp.ClientSession, method: str, path: str, **kwargs: Any) -> Any:
-    """The JSON body of a set-up request's answer, after waiting as told when rate-limited; Refused if it is an
-    error."""
-    while True:
+    """The JSON body of a set-up request's answer, after waiting as told when rate-limited (at most
+    RATE_LIMITED_WAITS times); Refused if it is an error."""
+    for waits in range(RATE_LIMITED_WAITS + 1):  # the last try answers or raises
         async with http.request(method, path, **kwargs) as reply:
-            if reply.status == 429 and "Retry-After" in reply.headers:
+            if reply.status == 429 and "Retry-After" in reply.headers and waits < RATE_LIMITED_WAITS:
                 wait = float(reply.headers["Retry-After"])
             elif reply.status >= 400:
                 raise Refused(method, path, reply.status, await reply.text())
             else:
                 return await reply.json()
         await asyncio.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 async def _login(http: aiohttp.ClientSession, email: str, password: str) -> dict[str, str]:
