@@ -145,30 +145,38 @@ class Inventory:
         self.conn.execute(ADD_RESERVATION, _row(r))
         return r
 
-    def reserve(self, r: Reservation) -> bool:
-        """Adds the HELD reservation `r` and moves its lines' units available -> reserved, all or nothing: True if
-        it did, False if a reservation with its key is there already (nothing done); raises the refusal if a line
-        is short (nothing done). One statement on PostgreSQL (4 round trips -> 1 for a one-line order); on SQLite
-        an insert then a conditional update per line (run it in one transaction, Database.atomic: a refusal
-        rolls it back)."""
+    def reserve(self, r: Reservation) -> Reservation | None:
+        """Adds the HELD reservation `r` and moves its lines' units available -> reserved, all or nothing: None if
+        it did; the reservation already holding its key if there is one (nothing done); raises the refusal if a
+        line is short (nothing done). One statement on PostgreSQL (4 round trips -> 1 for a one-line order); on
+        SQLite an insert then a conditional update per line (run it in one transaction, Database.atomic: a
+        refusal rolls it back). A reservation is never deleted, so a key once taken stays taken."""
         if self.conn.dialect.name != "postgresql":
             if not self.add_reservation_if_absent(r):
-                return False
+                return self._holder(r.key)
             for line in sorted(r.lines, key=lambda x: x.sku):
                 if not self.take(line):
                     product = self.product(line.sku)
                     raise why_not_taken(line, None if product is None else product.available)
-            return True
+            return None
         row = _row(r)
         result = self.conn.execute(RESERVE, {
             "p_skus": [line.sku for line in r.lines], "p_quantities": [line.quantity for line in r.lines],
             "p_count": len(r.lines), "p_key": r.key, "p_order_id": r.order_id, "p_lines": json.dumps(row["lines"]),
             "p_at": row["created_at"]}).one()
         if result.claimed:
-            return True
-        if result.short_sku is None or self.reservation(r.key) is not None:
-            return False  # the key is taken (when a line is short too: a repeat finds its first answer)
+            return None
+        if result.short_sku is None:  # every line had enough: the insert found the key taken
+            return self._holder(r.key)
+        if (holder := self.reservation(r.key)) is not None:  # a repeat finds its first answer, short line or not
+            return holder
         raise why_not_taken(next(line for line in r.lines if line.sku == result.short_sku), result.short_available)
+
+    def _holder(self, key: str) -> Reservation:
+        """The reservation holding a key found taken (one is never deleted)."""
+        holder = self.reservation(key)
+        assert holder is not None, f"no reservation {key!r}"
+        return holder
 
     def add_reservation_if_absent(self, r: Reservation) -> bool:
         """Adds the reservation in one statement, unless one with its key is there already (then False). A

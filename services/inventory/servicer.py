@@ -65,10 +65,8 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         def work(conn: Connection) -> tuple[Reservation, bool]:
             inventory = Inventory(conn)
             held = Reservation(request.idempotency_key, request.order_id, HELD, lines)
-            if inventory.reserve(held):  # a refusal raises, having taken nothing
+            if (done := inventory.reserve(held)) is None:  # a refusal raises, having taken nothing
                 return held, True
-            done = inventory.reservation(request.idempotency_key)  # the key is taken: only a repeat reads it
-            assert done is not None, "a reservation is never deleted"
             if done.state in (RELEASED, TOMBSTONE, EXPIRED):
                 raise Compensated(f"reservation {done.key} was already released")
             return done, False  # a retry gets the first answer

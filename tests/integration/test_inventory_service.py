@@ -50,6 +50,16 @@ async def test_a_repeated_reserve_replays_the_first_answer_and_takes_nothing_mor
     assert await stock(inventory, "LAMP") == (3, 2, 0)
 
 
+async def test_a_repeated_commit_replays_the_first_answer_and_moves_nothing_more(inventory):
+    await put(inventory, "LAMP", 5)
+    await inventory.call(inventory.stub.ReserveStock, reserve("k1", LAMP=2))
+    commit = pb.CommitStockRequest(idempotency_key="k1", order_id="order-k1")
+    first = await inventory.call(inventory.stub.CommitStock, commit)
+    again = await inventory.call(inventory.stub.CommitStock, commit)  # its reply was lost: the saga asks again
+    assert (first.state, again.state, list(again.lines)) == ("COMMITTED", "COMMITTED", list(first.lines))
+    assert await stock(inventory, "LAMP") == (3, 0, 2)
+
+
 async def test_a_repeat_gets_its_first_answer_even_when_the_units_are_gone_since(inventory):
     await put(inventory, "LAMP", 2)
     first = await inventory.call(inventory.stub.ReserveStock, reserve("k1", LAMP=2))
