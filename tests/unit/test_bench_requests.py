@@ -1,0 +1,57 @@
+"""The benchmark's set-up requests: a rate-limited one waits as told and tries again, a bounded number of times; an
+error is reported with what the shop said."""
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from services import bench
+from tests.shop import free_ports
+
+
+@pytest.fixture
+async def shop() -> AsyncIterator[tuple[aiohttp.ClientSession, dict[str, int]]]:
+    """A stand-in gateway on loopback: /busy/N answers 429 (Retry-After: 0) N times, then 200; /refused 400."""
+    asked: dict[str, int] = {}
+
+    async def busy(request: web.Request) -> web.Response:
+        path = request.path
+        asked[path] = asked.get(path, 0) + 1
+        if asked[path] <= int(request.match_info["times"]):
+            return web.json_response({"code": "rate_limited"}, status=429, headers={"Retry-After": "0"})
+        return web.json_response({"id": "o1"})
+
+    async def refused(request: web.Request) -> web.Response:
+        return web.json_response({"code": "invalid", "detail": "no such admin"}, status=400)
+
+    app = web.Application()
+    app.router.add_get("/busy/{times}", busy)
+    app.router.add_post("/refused", refused)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    [port] = free_ports(1)
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+        yield http, asked
+    await runner.cleanup()
+
+
+async def test_a_rate_limited_request_waits_as_told_and_gets_its_answer(shop):
+    http, asked = shop
+    assert await bench._json(http, "GET", "/busy/3") == {"id": "o1"}
+    assert asked["/busy/3"] == 4
+
+
+async def test_a_request_limited_past_the_waits_allowed_is_an_error_not_a_hang(shop):
+    http, asked = shop
+    with pytest.raises(bench.Refused, match="answered 429"):
+        await bench._json(http, "GET", "/busy/1000")
+    assert asked["/busy/1000"] == bench.RATE_LIMITED_WAITS + 1
+
+
+async def test_an_error_says_what_the_shop_answered(shop):
+    http, _ = shop
+    with pytest.raises(bench.Refused, match=r"POST /refused answered 400: .*no such admin"):
+        await bench._json(http, "POST", "/refused", json={})
