@@ -11,7 +11,7 @@ import statistics
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -165,9 +165,8 @@ class ForgetfulLog:
     def __init__(self) -> None:
         self.started: dict[str, list[StepRecord]] = defaultdict(list)
 
-    async def advance(self, saga_id: str, *, started: tuple[str, str] | None = None, **_: Any) -> None:
-        if started is not None:
-            self.started[saga_id].append(StepRecord(*started, STEP_RUNNING, 0, "", "", None, now(), None))
+    async def advance(self, saga_id: str, *, started: Sequence[tuple[str, str]] = (), **_: Any) -> None:
+        self.started[saga_id].extend(StepRecord(*step, STEP_RUNNING, 0, "", "", None, now(), None) for step in started)
 
     async def steps(self, saga_id: str) -> list[StepRecord]:
         return self.started[saga_id]

@@ -1,6 +1,6 @@
 """The sagas of an order, as the business runs them: each step beside the undo that compensates it."""
 
-from sagashop.saga import Saga, Step
+from sagashop.saga import Saga, Step, Together
 
 from .steps import Checkout, CheckoutSteps, undo_of_checkout
 
@@ -8,8 +8,9 @@ from .steps import Checkout, CheckoutSteps, undo_of_checkout
 def checkout_saga(steps: CheckoutSteps) -> Saga:
     return Saga(
         "checkout",
-        Step("create_order", steps.create_order),
-        Step("reserve_stock", steps.reserve_stock, undo=steps.release_stock),
+        Together(  # the order is recorded (PENDING) while its stock is reserved: neither needs the other
+            Step("create_order", steps.create_order),
+            Step("reserve_stock", steps.reserve_stock, undo=steps.release_stock)),
         Step("charge_payment", steps.charge_payment, undo=steps.refund_payment),
         Step("create_shipment", steps.create_shipment, undo=steps.cancel_shipment),
         # shipped: no way back from here, only forward

@@ -149,4 +149,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                 await asyncio.wait_for(changed.wait(), max(remaining, 0.05))
 
     async def _ordered(self, saga_id: str) -> bool:
-        return any(s.name == "create_order" and s.status == "SUCCEEDED" for s in await self.store.steps(saga_id))
+        """Whether the checkout's order exists: its create_order succeeded in the run here (written or not yet:
+        the order service has it) or in the log."""
+        return self.runs.runner.succeeded_here(saga_id, "create_order") or any(
+            s.name == "create_order" and s.status == "SUCCEEDED" for s in await self.store.steps(saga_id))

@@ -8,7 +8,19 @@ import pytest
 from sagashop.kit.db import database
 from sagashop.kit.errors import Rejected, Unavailable
 from sagashop.kit.settings import Settings
-from sagashop.saga import COMPENSATED, SUCCEEDED, LeaseLost, Outcome, Run, Saga, SagaRunner, SagaStore, Step, new_record
+from sagashop.saga import (
+    COMPENSATED,
+    SUCCEEDED,
+    LeaseLost,
+    Outcome,
+    Run,
+    Saga,
+    SagaRunner,
+    SagaStore,
+    Step,
+    Together,
+    new_record,
+)
 from sagashop.saga.store import sagas
 
 
@@ -79,9 +91,9 @@ async def test_a_resumed_saga_skips_finished_steps_and_repeats_the_one_in_doubt(
     log: list[str] = []
     saga = shop(recorder(log))
     record = await start(store, saga)
-    await store.advance("s1", started=("reserve", "execute"))
-    await store.advance("s1", finished=Outcome("reserve", "execute", "SUCCEEDED", 1, "x"),
-                        started=("charge", "execute"))  # the orchestrator died during this call
+    await store.advance("s1", started=[("reserve", "execute")])
+    await store.advance("s1", finished=[Outcome("reserve", "execute", "SUCCEEDED", 1, "x")],
+                        started=[("charge", "execute")])  # the orchestrator died during this call
 
     assert await SagaRunner(store).run(saga, record) == SUCCEEDED
     assert log == ["charge", "ship"]
@@ -108,9 +120,9 @@ async def test_a_failing_undo_is_retried_until_it_succeeds(store):
 
 async def test_one_business_key_holds_one_saga(store):
     first, created = await store.create(new_record("t", "a", "a", "user:key", "f1", {"id": "a"}),
-                                        first=("reserve", "execute"))
+                                        first=[("reserve", "execute")])
     again, created_again = await store.create(new_record("t", "b", "b", "user:key", "f2", {"id": "b"}),
-                                              first=("reserve", "execute"))
+                                              first=[("reserve", "execute")])
     assert (created, created_again, again.id, again.fingerprint) == (True, False, "a", "f1")
 
 
@@ -136,7 +148,7 @@ async def test_a_saga_created_with_its_first_step_has_it_in_doubt_at_once_and_ru
     store.advance = counted  # type: ignore[method-assign]
     assert await SagaRunner(store).run(saga, record, created=True) == SUCCEEDED
     assert log == ["reserve", "charge", "ship"]
-    assert [w["started"] for w in writes] == [("charge", "execute"), ("ship", "execute"), None]
+    assert [w["started"] for w in writes] == [(("charge", "execute"),), (("ship", "execute"),), ()]
     assert [(s.name, s.action, s.status, s.attempts) for s in await store.steps("s1")] == [
         ("reserve", "execute", "SUCCEEDED", 1), ("charge", "execute", "SUCCEEDED", 1),
         ("ship", "execute", "SUCCEEDED", 1)]
@@ -158,7 +170,7 @@ async def test_concurrent_moves_of_many_sagas_each_hold_their_own_fence_and_go_i
     store.moves.flush = counted
 
     done = Outcome("reserve", "execute", "SUCCEEDED", 1, "inventory@v1", result=None)
-    outcomes = await asyncio.gather(*(store.advance(saga_id, finished=done, started=("charge", "execute"))
+    outcomes = await asyncio.gather(*(store.advance(saga_id, finished=[done], started=[("charge", "execute")])
                                       for saga_id in ids), return_exceptions=True)
 
     assert [saga_id for saga_id, o in zip(ids, outcomes, strict=True) if isinstance(o, LeaseLost)] == ["s3"]
@@ -245,3 +257,64 @@ async def test_a_step_past_the_point_of_no_return_is_retried_and_never_compensat
                 on_rejected=Step("reject", record("reject")), input_type=Order)
     assert await SagaRunner(store).run(saga, await start(store, saga)) == SUCCEEDED
     assert log == ["reserve", "approve", "approve", "approve"]
+
+
+def together(log: list[str], *, charge_fails: Exception | None = None) -> tuple[Saga, asyncio.Event]:
+    """Reserve and charge run together (charge waits until reserve has begun: they must overlap), then ship."""
+    record, reserving = recorder(log), asyncio.Event()
+
+    async def reserve(run: Run[Order]) -> str:
+        reserving.set()
+        await asyncio.sleep(0.05)  # still under way when charge ends
+        log.append("reserve")
+        return "held"
+
+    async def charge(run: Run[Order]) -> int:
+        await asyncio.wait_for(reserving.wait(), 5)
+        return await record("charge", 100, charge_fails)(run)  # type: ignore[no-any-return]
+
+    saga = Saga("t", Together(Step("reserve", reserve, undo=record("release")), Step("charge", charge,
+                                                                                  undo=record("refund"))),
+                Step("ship", record("ship")), on_rejected=Step("reject", record("reject")), input_type=Order)
+    return saga, reserving
+
+
+async def test_steps_run_together_overlap_and_each_ends_in_the_log_before_the_next_stage(store):
+    log: list[str] = []
+    saga, _ = together(log)
+    record = await start(store, saga)
+    assert [(s.name, s.status) for s in await store.steps("s1")] == [("reserve", "RUNNING"), ("charge", "RUNNING")]
+
+    runner = SagaRunner(store)
+    assert await runner.run(saga, record, created=True) == SUCCEEDED
+    assert log == ["charge", "reserve", "ship"]  # charge ended while reserve was under way
+    assert [(s.name, s.status, s.result) for s in await store.steps("s1")] == [
+        ("reserve", "SUCCEEDED", "held"), ("charge", "SUCCEEDED", 100), ("ship", "SUCCEEDED", None)]
+
+
+async def test_a_refusal_among_steps_run_together_waits_for_the_others_then_undoes_every_started_one(store):
+    log: list[str] = []
+    saga, _ = together(log, charge_fails=Rejected(code="payment_declined"))
+    assert await SagaRunner(store).run(saga, await start(store, saga), created=True) == COMPENSATED
+    assert log == ["charge", "reserve", "refund(payment_declined)", "release(payment_declined)",
+                   "reject(payment_declined)"]
+    assert [(s.name, s.action, s.status) for s in await store.steps("s1")] == [
+        ("reserve", "execute", "SUCCEEDED"), ("charge", "execute", "FAILED"), ("charge", "compensate", "SUCCEEDED"),
+        ("reserve", "compensate", "SUCCEEDED"), ("reject", "execute", "SUCCEEDED")]
+    assert (await store.get("s1")).failure_reason == "payment_declined"
+
+
+async def test_a_resumed_stage_runs_again_only_its_steps_in_doubt(store):
+    log: list[str] = []
+    saga, reserving = together(log)
+    record = await start(store, saga)
+    await store.advance("s1", finished=[Outcome("reserve", "execute", "SUCCEEDED", 1, "x", result="held")])
+    reserving.set()  # reserve is not run again, so charge must not wait for it
+
+    assert await SagaRunner(store).run(saga, record) == SUCCEEDED
+    assert log == ["charge", "ship"]
+
+
+def test_steps_run_together_are_two_or_more():
+    with pytest.raises(ValueError, match="two or more"):
+        Together(Step("reserve", recorder([])("reserve")))

@@ -12,10 +12,11 @@ from .definition import (
     Run,
     Saga,
     Step,
+    Together,
 )
 from .runner import SagaRunner
 from .store import AuditRecord, LeaseLost, Outcome, SagaRecord, SagaStore, StepRecord, new_record
 
 __all__ = ["ABORTED", "ACTIVE", "COMPENSATED", "COMPENSATING", "NEEDS_ATTENTION", "RUNNING", "SUCCEEDED",
            "TERMINAL", "AuditRecord", "LeaseLost", "Outcome", "Run", "Saga", "SagaRecord", "SagaRunner", "SagaStore",
-           "Step", "StepRecord", "new_record"]
+           "Step", "StepRecord", "Together", "new_record"]

@@ -1,4 +1,5 @@
-"""A saga is steps run forward in order, each with the undo that compensates it. No I/O here."""
+"""A saga is steps run forward in order, each with the undo that compensates it; steps that depend on nothing
+of each other can run together. No I/O here."""
 
 import functools
 from collections.abc import Awaitable, Callable
@@ -52,25 +53,44 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Together:
+    """Steps that run at the same time, as one stage of the saga: the stage ends when each of them has ended, and
+    the saga goes on only if each succeeded. For steps that need nothing of each other's effects or results."""
+
+    steps: tuple[Step, ...]
+
+    def __init__(self, *steps: Step) -> None:
+        if len(steps) < 2:
+            raise ValueError("steps run together are two or more")
+        object.__setattr__(self, "steps", steps)
+
+
+@dataclass(frozen=True)
 class Saga:
-    """Steps run in order. If one fails, the undos of the started steps run in reverse, then `on_rejected`.
-    A saga without `on_rejected` has no way back: each of its steps is retried until it succeeds."""
+    """Stages run in order: a step, or steps run together. If one fails, the undos of the started steps run in
+    reverse, then `on_rejected`. A saga without `on_rejected` has no way back: each of its steps is retried until
+    it succeeds."""
 
     name: str
-    steps: tuple[Step, ...]
+    stages: tuple[tuple[Step, ...], ...]
     on_rejected: Step | None  # runs last on the compensation path, with Run.reason set; it has no undo
     input_type: type
 
-    def __init__(self, name: str, *steps: Step, on_rejected: Step | None, input_type: type) -> None:
+    def __init__(self, name: str, *stages: Step | Together, on_rejected: Step | None, input_type: type) -> None:
         object.__setattr__(self, "name", name)
-        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "stages", tuple(s.steps if isinstance(s, Together) else (s,) for s in stages))
         object.__setattr__(self, "on_rejected", on_rejected)
         object.__setattr__(self, "input_type", input_type)
 
     @property
-    def first(self) -> tuple[str, str]:
-        """The (step, action) a new saga's run starts with."""
-        return self.steps[0].name, EXECUTE
+    def steps(self) -> tuple[Step, ...]:
+        """Every step, stage by stage (the order their undos run in, reversed)."""
+        return tuple(step for stage in self.stages for step in stage)
+
+    @property
+    def first(self) -> tuple[tuple[str, str], ...]:
+        """The (step, action) pairs a new saga's run starts with: its first stage."""
+        return tuple((step.name, EXECUTE) for step in self.stages[0])
 
     def encode(self, input_: Any) -> Any:
         """The input as JSON, for the saga log."""

@@ -1,5 +1,6 @@
-"""Runs a saga from its log: forward in order, then (after a failure) every started step's undo in reverse.
-Every transition is written before the next move, so a run can stop anywhere and resume from the log."""
+"""Runs a saga from its log: forward stage by stage (a step, or steps run together), then (after a failure) every
+started step's undo in reverse. Every transition is written before the next move, so a run can stop anywhere and
+resume from the log."""
 
 import asyncio
 import itertools
@@ -31,9 +32,9 @@ CrashPoint = Callable[[str, str], None]  # (step name, "before" | "after"): a te
 
 
 class StepFailed(Exception):
-    def __init__(self, reason: str, outcome: Outcome) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
-        self.reason, self.outcome = reason, outcome
+        self.reason = reason
 
 
 class Parked(Exception):
@@ -41,25 +42,24 @@ class Parked(Exception):
 
 
 class Log:
-    """The saga log as one run writes it. A step's success is written with the run's next move (the next step's
-    start, or the saga's new state), in one transaction: were the orchestrator to die in between, the step would
+    """The saga log as one run writes it. How a step ended is written with the run's next move (the next stage's
+    starts, or the saga's new state), in one transaction: were the orchestrator to die in between, the step would
     be in doubt and run again on resume with the same idempotency key, as after a crash during its call."""
 
     def __init__(self, store: SagaStore, saga_id: str, moved: Callable[[], None],
-                 written: tuple[str, str] | None = None) -> None:
+                 written: tuple[tuple[str, str], ...] = ()) -> None:
         self.store, self.saga_id, self.moved = store, saga_id, moved
-        self.succeeded: Outcome | None = None  # not written yet
-        self.written = written  # the start the saga's creation wrote with it: the run's first move, done
+        self.ended: list[Outcome] = []  # not written yet
+        self.succeeded: set[str] = set()  # the forward steps this run saw succeed, written or not
+        self.written = written  # the starts the saga's creation wrote with it: the run's first move, done
 
-    async def write(self, finished: Outcome | None = None, *, started: tuple[str, str] | None = None,
-                    state: str | None = None, failure_reason: str = "") -> None:
-        if self.succeeded is not None and finished is not None:
-            raise AssertionError("a step ended while the success of another was not written")
-        written, self.written = self.written, None
-        if (started, finished, self.succeeded, state) != (written, None, None, None):
-            await self.store.advance(self.saga_id, finished=finished or self.succeeded, started=started,
-                                     state=state, failure_reason=failure_reason)
-            self.succeeded = None
+    async def write(self, *, started: tuple[tuple[str, str], ...] = (), state: str | None = None,
+                    failure_reason: str = "") -> None:
+        written, self.written = self.written, ()
+        ended, self.ended = self.ended, []
+        if ended or state is not None or started != written:
+            await self.store.advance(self.saga_id, finished=ended, started=started, state=state,
+                                     failure_reason=failure_reason)
         self.moved()
 
 
@@ -68,6 +68,7 @@ class SagaRunner:
         self.store, self.park_after = store, park_after
         self.crash_point = crash_point or (lambda step, when: None)
         self.changed: dict[str, asyncio.Event] = {}  # saga id -> set at its next transition
+        self.logs: dict[str, Log] = {}  # saga id -> the log of its run here
 
     async def run(self, saga: Saga, record: SagaRecord, history: list[StepRecord] | None = None, *,
                   created: bool = False) -> str:
@@ -80,9 +81,18 @@ class SagaRunner:
         elif history is None:
             history = await self.store.steps(record.id)
         done = {(s.name, s.action): s for s in history}
-        log = Log(self.store, record.id, lambda: self._notify(record.id), saga.first if created else None)
-        with observe.running(record, first=not done):
-            return await self._drive(saga, record, done, log)
+        log = self.logs[record.id] = Log(self.store, record.id, lambda: self._notify(record.id),
+                                         saga.first if created else ())
+        try:
+            with observe.running(record, first=not done):
+                return await self._drive(saga, record, done, log)
+        finally:
+            self.logs.pop(record.id, None)
+
+    def succeeded_here(self, saga_id: str, step: str) -> bool:
+        """Whether the saga's run here saw the forward `step` succeed, though its success may not be written yet
+        (it goes with the run's next move: after steps run together, once each of them has ended)."""
+        return (log := self.logs.get(saga_id)) is not None and step in log.succeeded
 
     async def _drive(self, saga: Saga, record: SagaRecord, done: dict[tuple[str, str], StepRecord], log: Log) -> str:
         input_ = saga.decode(record.input)
@@ -95,7 +105,7 @@ class SagaRunner:
                     return await self._transition(log, SUCCEEDED)
                 except StepFailed as failure:
                     reason = failure.reason
-                    await self._transition(log, COMPENSATING, reason, failure.outcome)
+                    await self._transition(log, COMPENSATING, reason)
             await self._compensate(saga, Run(record.id, input_, "", results, reason, record.route), done, log)
             return await self._transition(log, COMPENSATED, reason)
         except Parked:
@@ -103,27 +113,41 @@ class SagaRunner:
 
     async def _forward(self, saga: Saga, record: SagaRecord, input_: Any, done: dict[tuple[str, str], StepRecord],
                        results: dict[str, Any], log: Log) -> None:
-        for step in saga.steps:
-            if not _succeeded(done.get((step.name, EXECUTE))):
-                run = Run(record.id, input_, step.name, results, route=record.route)
-                must_succeed = saga.on_rejected is None or step.until_done
-                results[step.name] = await self._step(run, EXECUTE, step.action, log, until_done=must_succeed)
+        for stage in saga.stages:
+            todo = [step for step in stage if not _succeeded(done.get((step.name, EXECUTE)))]
+            if not todo:
+                continue
+            await log.write(started=tuple((step.name, EXECUTE) for step in todo))
+            runs = [self._attempts(Run(record.id, input_, step.name, results, route=record.route), EXECUTE,
+                                   step.action, log, until_done=saga.on_rejected is None or step.until_done)
+                    for step in todo]
+            if len(runs) == 1:
+                results[todo[0].name] = await runs[0]
+                continue
+            # each step of the stage ends, whatever the others do, before the run goes on or compensates
+            ended = await asyncio.gather(*runs, return_exceptions=True)
+            for error in sorted((e for e in ended if isinstance(e, BaseException)),
+                                key=lambda e: isinstance(e, StepFailed)):  # a refusal last: anything else first
+                raise error
+            results.update((step.name, result) for step, result in zip(todo, ended, strict=True))
 
     async def _compensate(self, saga: Saga, run: Run[Any], done: dict[tuple[str, str], StepRecord], log: Log) -> None:
         started = {s.name for s in await self.store.steps(run.saga_id) if s.action == EXECUTE}
         for step in reversed(saga.steps):
             if step.undo and step.name in started and not _succeeded(done.get((step.name, COMPENSATE))):
-                await self._step(_at(run, step.name), COMPENSATE, step.undo, log, until_done=True)
+                await log.write(started=((step.name, COMPENSATE),))
+                await self._attempts(_at(run, step.name), COMPENSATE, step.undo, log, until_done=True)
         last = saga.on_rejected
         if last is not None and not _succeeded(done.get((last.name, EXECUTE))):
-            await self._step(_at(run, last.name), EXECUTE, last.action, log, until_done=True)
+            await log.write(started=((last.name, EXECUTE),))
+            await self._attempts(_at(run, last.name), EXECUTE, last.action, log, until_done=True)
 
-    async def _step(self, run: Run[Any], action_name: str, action: Action, log: Log, *, until_done: bool) -> Any:
-        """One step or undo. A DomainError ends a forward step (its code is the saga's failure reason); an
-        action that must succeed is retried with capped backoff instead, and parks the saga after
+    async def _attempts(self, run: Run[Any], action_name: str, action: Action, log: Log, *,
+                        until_done: bool) -> Any:
+        """One step or undo, its start written. A DomainError ends a forward step (its code is the saga's failure
+        reason); an action that must succeed is retried with capped backoff instead, and parks the saga after
         `park_after` failures. Anything else (a bug, a lost database) propagates: the saga is resumed later."""
         saga_id, name = run.saga_id, run.step
-        await log.write(started=(name, action_name))
         for attempt in itertools.count(1):
             calls = CallRecord()
             token = current_record.set(calls)
@@ -135,9 +159,10 @@ class SagaRunner:
             except DomainError as e:
                 failed = Outcome(name, action_name, STEP_FAILED, 1 + calls.retries, calls.handled_by,
                                  error=f"{e.code}: {e.detail}")
+                log.ended.append(failed)
                 if not until_done:
-                    raise StepFailed(e.code, failed) from e
-                await log.write(failed)
+                    raise StepFailed(e.code) from e
+                await log.write()
                 if attempt >= self.park_after:
                     logger.error("saga %s: %s %s failed %d times; parked", saga_id, action_name, name, attempt)
                     raise Parked(name) from e
@@ -146,12 +171,15 @@ class SagaRunner:
                 continue
             finally:
                 current_record.reset(token)
-            log.succeeded = Outcome(name, action_name, STEP_SUCCEEDED, 1 + calls.retries, calls.handled_by,
-                                    result=result)
+            log.ended.append(Outcome(name, action_name, STEP_SUCCEEDED, 1 + calls.retries, calls.handled_by,
+                                     result=result))
+            if action_name == EXECUTE:
+                log.succeeded.add(name)
+                log.moved()
             return result
 
-    async def _transition(self, log: Log, state: str, reason: str = "", failed: Outcome | None = None) -> str:
-        await log.write(failed, state=state, failure_reason=reason)
+    async def _transition(self, log: Log, state: str, reason: str = "") -> str:
+        await log.write(state=state, failure_reason=reason)
         logger.info("saga %s is %s%s", log.saga_id, state, f" ({reason})" if reason else "")
         observe.transitioned(state, reason)
         return state

@@ -5,7 +5,9 @@ A store belongs to one orchestrator (`owner`). Every transition it writes first 
 condition that it still holds it: an orchestrator that lost a saga to another (its lease ran out) is fenced off
 with LeaseLost instead of writing over the new owner's progress."""
 
+import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
@@ -50,7 +52,7 @@ STEP_RUNNING, STEP_SUCCEEDED, STEP_FAILED = "RUNNING", "SUCCEEDED", "FAILED"
 class _Advance:
     """The statements of SagaStore.advance on SQLite, and of a step's start, built once with bind parameters
     (building a statement costs several times what executing it does). `p_*` parameters: the saga (p_id, p_owner,
-    ...), the step that ended (p_name, p_action, p_status, ...), the step that starts (p_start, p_start_action,
+    ...), a step that ended (p_name, p_action, p_status, ...), a step that starts (p_start, p_start_action,
     p_started_at). PostgreSQL writes moves in batches (ADVANCE_MANY)."""
 
     def __init__(self) -> None:
@@ -78,17 +80,23 @@ class _Advance:
             index_elements=[saga_steps.c.saga_id, saga_steps.c.name, saga_steps.c.action],
             set_={"status": STEP_RUNNING, "finished_at": None})
 
-    def start_for(self, saga_id: Any) -> Any:
-        """PostgreSQL: the start of a step of the saga whose id the column `saga_id` (of a CTE) holds."""
-        row = sa.select(saga_id, *(v if isinstance(v, sa.BindParameter) else sa.literal(v)
-                                   for k, v in self.new_step.items() if k != "saga_id"))
+    def starts_for(self, saga_id: Any) -> Any:
+        """PostgreSQL: the starts of steps (the arrays p_starts and p_start_actions, one step at each index) of the
+        saga whose id the column `saga_id` (of a CTE) holds."""
+        names = sa.ARRAY(sa.String)
+        starts = sa.func.unnest(sa.bindparam("p_starts", type_=names), sa.bindparam("p_start_actions", type_=names)
+                                ).table_valued("name", "action").render_derived()
+        given = {"saga_id": saga_id, "name": starts.c.name, "action": starts.c.action}
+        row = sa.select(*(given.get(k, v if isinstance(v, sa.BindParameter) else sa.literal(v))
+                          for k, v in self.new_step.items())).select_from(saga_id.table.join(starts, sa.true()))
         return self.start(postgresql.insert(saga_steps).from_select(list(self.new_step), row))
 
 
 ADVANCE = _Advance()
 # PostgreSQL: the moves of several sagas in one statement, each fenced as SagaStore.advance says. `moves` unpacks
-# one array per parameter (a move's p_* values at one index; NULL where a move has no such part); `held` is the
-# fence, and the step that ended and the one that starts are written only for a saga in it; the statement returns
+# one array per parameter, one row per index: a move's first row holds the saga's p_* values, each further row of
+# the same saga (p_owner NULL: not fenced again) one more step that ended and one more that starts; NULL where a
+# row has no such part. `held` is the fence, and steps are written only for a saga in it; the statement returns
 # the ids of the sagas held. Plain SQL: SQLAlchemy's Core has no form for UPDATE ... FROM unnest(...).
 MOVE_FIELDS = {
     "p_id": "text", "p_owner": "text", "p_owner_after": "text", "p_lease_until": "timestamptz", "p_state": "text",
@@ -119,8 +127,8 @@ WITH moves AS (
 )
 SELECT id FROM held""")
 INSERT_SAGA = sagas.insert()
-# PostgreSQL: a new saga and its first step's start, one statement (the saga's columns as p_saga_<column>)
-INSERT_SAGA_STARTED = ADVANCE.start_for(postgresql.insert(sagas).values(
+# PostgreSQL: a new saga and its first stage's starts, one statement (the saga's columns as p_saga_<column>)
+INSERT_SAGA_STARTED = ADVANCE.starts_for(postgresql.insert(sagas).values(
     {c.name: sa.bindparam(f"p_saga_{c.name}", type_=c.type) for c in sagas.c}).returning(sagas.c.id).cte("saga").c.id)
 SAGA = sa.select(sagas).where(sagas.c.id == sa.bindparam("p_id"))
 SAGA_OF_KEY = sa.select(sagas).where(sagas.c.business_key == sa.bindparam("p_key"))
@@ -173,10 +181,10 @@ class Outcome:
     error: str = ""
     result: Any = None
 
-    def params(self) -> dict[str, Any]:
+    def params(self, moment: datetime) -> dict[str, Any]:
         return {"p_name": self.name, "p_action": self.action, "p_status": self.status, "p_attempts": self.attempts,
                 "p_handled_by": self.handled_by, "p_error": self.error[:500], "p_result": self.result,
-                "p_finished_at": now()}
+                "p_finished_at": moment}
 
 
 @dataclass(frozen=True)
@@ -199,20 +207,22 @@ class SagaStore:
     def _lease_until(self) -> datetime:
         return now() + timedelta(seconds=self.lease)
 
-    async def create(self, record: SagaRecord, *, first: tuple[str, str]) -> tuple[SagaRecord, bool]:
-        """Inserts the saga, owned here, with the start of its `first` (step, action): its run begins with that
-        written (one statement on PostgreSQL, one transaction on SQLite). If the saga's business key is taken,
-        writes nothing and returns the saga holding it."""
+    async def create(self, record: SagaRecord, *, first: Sequence[tuple[str, str]]) -> tuple[SagaRecord, bool]:
+        """Inserts the saga, owned here, with the starts of its `first` (step, action) pairs (Saga.first): its run
+        begins with them written (one statement on PostgreSQL, one transaction on SQLite). If the saga's business
+        key is taken, writes nothing and returns the saga holding it."""
         row = {"owner": self.owner, "lease_until": self._lease_until(),
                **{f: getattr(record, f) for f in SagaRecord.__dataclass_fields__}}
-        step = {"p_id": record.id, "p_start": first[0], "p_start_action": first[1], "p_started_at": record.created_at}
         try:
             if self.db.dialect == "postgresql":
-                await self.db.autocommit(lambda conn: conn.execute(
-                    INSERT_SAGA_STARTED, {**step, **{f"p_saga_{k}": v for k, v in row.items()}}))
+                await self.db.autocommit(lambda conn: conn.execute(INSERT_SAGA_STARTED, {
+                    "p_starts": [name for name, _ in first], "p_start_actions": [action for _, action in first],
+                    "p_started_at": record.created_at, **{f"p_saga_{k}": v for k, v in row.items()}}))
             else:
+                steps = [{"p_id": record.id, "p_start": name, "p_start_action": action,
+                          "p_started_at": record.created_at} for name, action in first]
                 await self.db.transaction(lambda conn: (conn.execute(INSERT_SAGA, row),
-                                                        conn.execute(ADVANCE.start_sqlite, step)), tries=1)
+                                                        conn.execute(ADVANCE.start_sqlite, steps)), tries=1)
             return record, True
         except IntegrityError:
             holder = await self.db.autocommit(lambda conn: conn.execute(
@@ -241,25 +251,27 @@ class SagaStore:
         rows = await self.db.autocommit(lambda conn: conn.execute(query).all())
         return [_record(AuditRecord, row) for row in rows]
 
-    async def advance(self, saga_id: str, *, finished: Outcome | None = None,
-                      started: tuple[str, str] | None = None, state: str | None = None,
+    async def advance(self, saga_id: str, *, finished: Sequence[Outcome] = (),
+                      started: Sequence[tuple[str, str]] = (), state: str | None = None,
                       failure_reason: str = "") -> None:
-        """Writes the saga's next move at once: how a step or undo ended, the (name, action) that starts now
-        (RUNNING, before its call is made: after a crash the log shows its outcome is unknown), and the saga's new
-        state; a saga that stops (ended, or parked for an operator) is let go. The write is fenced: it renews the
-        lease only if this orchestrator still holds it, and else writes nothing and raises LeaseLost.
+        """Writes the saga's next move at once: how steps or undos ended, the (name, action) pairs that start now
+        (RUNNING, before their calls are made: after a crash the log shows their outcome is unknown), and the
+        saga's new state; a saga that stops (ended, or parked for an operator) is let go. The write is fenced: it
+        renews the lease only if this orchestrator still holds it, and else writes nothing and raises LeaseLost.
         The move is written with those other runs ask for meanwhile (a group commit: kit/batch.py): on PostgreSQL
         one statement for them all (the fence and the steps as data-modifying CTEs), on SQLite one transaction."""
-        if finished is not None and started is not None and (finished.name, finished.action) == started:
+        if {(f.name, f.action) for f in finished} & set(started):
             raise ValueError("a step cannot end and start in one write")
         stops = state is not None and state not in ACTIVE
-        params: dict[str, Any] = {
+        moment = now()
+        move: dict[str, Any] = {
             "p_id": saga_id, "p_owner": self.owner, "p_owner_after": None if stops else self.owner,
             "p_lease_until": None if stops else self._lease_until(), "p_state": state,
-            "p_updated_at": now() if state is not None else None, "p_failure_reason": failure_reason or None,
-            **(finished.params() if finished is not None else {}),
-            **({"p_start": started[0], "p_start_action": started[1], "p_started_at": now()} if started else {})}
-        if not await self.moves.write(params):
+            "p_updated_at": moment if state is not None else None, "p_failure_reason": failure_reason or None,
+            "finished": [f.params(moment) for f in finished],
+            "started": [{"p_start": name, "p_start_action": action, "p_started_at": moment}
+                        for name, action in started]}
+        if not await self.moves.write(move):
             raise LeaseLost(saga_id)
 
     async def _advance_many(self, moves: list[dict[str, Any]]) -> list[bool]:
@@ -267,8 +279,9 @@ class SagaStore:
         SQLite each move's statements, in one transaction. Whether each saga was held."""
         if self.db.dialect != "postgresql":
             return await self.db.transaction(lambda conn: [_advance_sqlite(conn, move) for move in moves], tries=1)
-        arrays = {name: [move.get(name) for move in moves] for name in MOVE_FIELDS}
-        arrays["p_result"] = [json.dumps(move["p_result"]) if "p_name" in move else None for move in moves]
+        rows = [row for move in moves for row in _rows(move)]
+        arrays = {name: [row.get(name) for row in rows] for name in MOVE_FIELDS}
+        arrays["p_result"] = [json.dumps(row["p_result"]) if "p_name" in row else None for row in rows]
         held = set(await self.db.autocommit(lambda conn: conn.execute(ADVANCE_MANY, arrays).scalars().all()))
         return [move["p_id"] in held for move in moves]
 
@@ -320,13 +333,22 @@ class SagaStore:
             sagas.update().where(sagas.c.owner == self.owner, sagas.c.state.in_(ACTIVE)).values(lease_until=now())))
 
 
+def _rows(move: dict[str, Any]) -> list[dict[str, Any]]:
+    """A move as ADVANCE_MANY's rows: the saga's values with the first step that ended and the first that starts,
+    then one row for each further pair."""
+    saga = {k: v for k, v in move.items() if k.startswith("p_")}
+    parts = list(itertools.zip_longest(move["finished"], move["started"], fillvalue={}))
+    return [{**saga, **ended, **starts} if n == 0 else {"p_id": saga["p_id"], **ended, **starts}
+            for n, (ended, starts) in enumerate(parts or [({}, {})])]
+
+
 def _advance_sqlite(conn: Connection, move: dict[str, Any]) -> bool:
     """One move's statements on SQLite (within the batch's transaction): whether the saga was held."""
     held = conn.execute(ADVANCE.fence, move).rowcount == 1
-    if held and "p_name" in move:  # a step ended
-        conn.execute(ADVANCE.finish, move)
-    if held and "p_start" in move:  # a step starts
-        conn.execute(ADVANCE.start_sqlite, move)
+    if held and move["finished"]:
+        conn.execute(ADVANCE.finish, [{"p_id": move["p_id"], **ended} for ended in move["finished"]])
+    if held and move["started"]:
+        conn.execute(ADVANCE.start_sqlite, [{"p_id": move["p_id"], **starts} for starts in move["started"]])
     return held
 
 
