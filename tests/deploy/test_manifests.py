@@ -2,7 +2,7 @@
 
 import pytest
 
-from sagashop.kit.settings import PARTS
+from sagashop.kit.settings import PARTS, SERVICES
 
 from .conftest import OVERLAYS
 from .env_checks import config_problems, coverage_problems, env_problems
@@ -100,3 +100,19 @@ def test_the_canary_overlay_runs_a_v2_of_every_service_a_pinned_saga_calls(rende
     assert all(d["spec"]["selector"]["matchLabels"]["version"] == "v2" for d in canaries.values())
     hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(objs, "HorizontalPodAutoscaler")}
     assert hpa_targets == {"gateway-v1", "orchestrator-v1"}
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_every_pod_with_a_database_fits_the_servers_connections_at_its_pools_peak(rendered: dict[str, list[Obj]],
+                                                                                 tree: str) -> None:
+    objs = rendered[tree]
+    most = {h["spec"]["scaleTargetRef"]["name"]: h["spec"]["maxReplicas"]
+            for h in of_kind(objs, "HorizontalPodAutoscaler")}
+    pods = sum(most.get(w["metadata"]["name"], w["spec"].get("replicas", 1)) for w in of_kind(objs, "Deployment")
+               if part_of(w) in SERVICES)
+    pool = int(config_value(objs, "SAGASHOP_DATABASE_POOL_SIZE"))
+    server = named(objs, "StatefulSet", "postgres")
+    assert server is not None
+    args = server["spec"]["template"]["spec"]["containers"][0].get("args", [])
+    allowed = int(next((a.split("=")[1] for a in args if a.startswith("max_connections=")), 100))
+    assert pods * (pool + pool // 2) <= allowed - 3, (pods, pool, allowed)  # 3 kept for superusers

@@ -57,8 +57,8 @@ class Database:
         if settings.database_url:
             self.server = create_async_engine(
                 server_url(settings.database_url),
-                pool_size=16,  # kept open: a connection made per call beyond these (overflow) costs the server a
-                max_overflow=8,  # process start; 16 covers a part's 16 concurrent calls
+                pool_size=settings.database_pool_size,  # kept open: a connection made per call beyond these
+                max_overflow=settings.database_pool_size // 2,  # (overflow) costs the server a process start
                 pool_recycle=1800,  # no ping per call: a connection the server dropped fails one call, which is
                 # answered UNAVAILABLE (interceptors.py) and retried by its caller on a fresh connection
                 connect_args={"server_settings": {"search_path": service}},

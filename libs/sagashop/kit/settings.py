@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("user", "order", "inventory", "payment", "shipping", "orchestrator")
@@ -13,6 +14,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SAGASHOP_", extra="ignore")
 
     database_url: str | None = None  # None: SQLite files under data_dir
+    database_pool_size: int = Field(16, ge=1)  # PostgreSQL connections each part keeps open (half as many more at
+    # a peak): 16 covers a part's 16 concurrent calls; lower it when many parts share one server
     data_dir: Path = Path(".data")
     redis_url: str | None = None  # None: in-process stores
     bind: str = "127.0.0.1"
