@@ -77,10 +77,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
 
     async def WatchSaga(self, request: pb.GetSagaRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Saga]:
         saga_id = request.saga_id or request.order_id
+        last = None
         while True:
             changed = self.runs.runner.watch(saga_id)
             saga = await self._saga(saga_id)
-            yield saga
+            if saga != last:  # a step's success is only written with the run's next move
+                yield saga
+                last = saga
             if saga.state not in ACTIVE:
                 self.runs.runner.unwatch(saga_id)
                 return
