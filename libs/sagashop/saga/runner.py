@@ -126,9 +126,8 @@ class SagaRunner:
                 continue
             # each step of the stage ends, whatever the others do, before the run goes on or compensates
             ended = await asyncio.gather(*runs, return_exceptions=True)
-            for error in sorted((e for e in ended if isinstance(e, BaseException)),
-                                key=lambda e: isinstance(e, StepFailed)):  # a refusal last: anything else first
-                raise error
+            if errors := [e for e in ended if isinstance(e, BaseException)]:  # anything else before a refusal
+                raise min(errors, key=lambda e: isinstance(e, StepFailed))
             results.update((step.name, result) for step, result in zip(todo, ended, strict=True))
 
     async def _compensate(self, saga: Saga, run: Run[Any], done: dict[tuple[str, str], StepRecord], log: Log) -> None:
