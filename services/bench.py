@@ -141,7 +141,10 @@ def _via_gateway(http: aiohttp.ClientSession, sku: str) -> Any:
 
     async def place(user: dict[str, Any]) -> tuple[str, str]:
         async with http.post("/v1/orders", json=body, headers=user["headers"]) as reply:
-            order = await reply.json(content_type=None)
+            try:
+                order = await reply.json(content_type=None)
+            except ValueError:  # not JSON: a proxy's error page, a crash
+                order = {}
             return (order.get("status") or f"HTTP {reply.status}"), order.get("id", "")
 
     return place
@@ -245,13 +248,16 @@ def table(result: Result) -> str:
     s = result.summary()
     lines = [f"{s['checkouts']} checkouts in {s['seconds']} s: {s['throughput_per_s']}/s",
              f"latency ms: p50 {s['p50_ms']}  p95 {s['p95_ms']}  p99 {s['p99_ms']}  max {s['max_ms']}",
-             f"outcomes: {s['outcomes']}", "saga steps (ms): mean / p95 / retried",
-             *(f"  {name:<16} {v['mean']:>8} {v['p95']:>8} {v['retried']:>4}" for name, v in s["steps_ms"].items())]
+             f"outcomes: {s['outcomes']}"]
+    if s["steps_ms"]:
+        lines += ["saga steps (ms): mean / p95 / retried",
+                  *(f"  {name:<16} {v['mean']:>8} {v['p95']:>8} {v['retried']:>4}"
+                    for name, v in s["steps_ms"].items())]
     if s["cpu_ms_per_checkout"]:
-        lines += ["shop processes: CPU ms per checkout / memory MiB first -> last (max)",
-                  *(f"  {part:<16} {ms:>8}   {s['memory_mib'][part]['first']} -> {s['memory_mib'][part]['last']}"
-                    f" ({s['memory_mib'][part]['max']})" for part, ms in s["cpu_ms_per_checkout"].items()
-                    if part in s["memory_mib"])]
+        lines += ["processes: CPU ms per checkout / memory MiB first -> last (max)",
+                  *(f"  {part:<16} {ms:>8}" + (f"   {m['first']} -> {m['last']} ({m['max']})"
+                                              if (m := s["memory_mib"].get(part)) else "")
+                    for part, ms in s["cpu_ms_per_checkout"].items())]
     lines.append(f"benchmark client: CPU ms per checkout {s['client_cpu_ms_per_checkout']}")
     return "\n".join(lines)
 

@@ -107,6 +107,25 @@ def bench(
     print(benchmark.as_json(result) if json_out else benchmark.table(result))
 
 
+@app.command()
+def floor(
+    checkouts: int = typer.Option(1000, min=1), concurrency: int = typer.Option(16, min=1),
+    rate: float = typer.Option(None, help="open loop: orders per second (default: closed loop)"),
+    json_out: bool = typer.Option(False, "--json", help="print the figures as JSON"),
+) -> None:
+    """What the shop's parts allow here: its topology started bare (the same processes, calls, statements and
+    Redis calls per checkout, no application code) on this machine's SAGASHOP_DATABASE_URL and SAGASHOP_REDIS_URL
+    (or SQLite files), driven as `bench` drives the shop."""
+    from . import floor as bare
+
+    try:
+        result, done = uvloop.run(bare.run(Settings(), checkouts, concurrency, rate))
+    except bare.FAILURES as e:
+        print(f"sagashop floor: {e}", file=sys.stderr)
+        raise typer.Exit(2) from e
+    print(bare.report(result, done, json_out))
+
+
 def main() -> None:
     app()
 

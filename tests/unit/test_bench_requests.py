@@ -1,5 +1,5 @@
 """The benchmark's set-up requests: a rate-limited one waits as told and tries again, a bounded number of times; an
-error is reported with what the shop said."""
+error is reported with what the shop said. A checkout answered with no JSON counts as its HTTP status."""
 
 from collections.abc import AsyncIterator
 
@@ -13,7 +13,8 @@ from tests.shop import free_ports
 
 @pytest.fixture
 async def shop() -> AsyncIterator[tuple[aiohttp.ClientSession, dict[str, int]]]:
-    """A stand-in gateway on loopback: /busy/N answers 429 (Retry-After: 0) N times, then 200; /refused 400."""
+    """A stand-in gateway on loopback: /busy/N answers 429 (Retry-After: 0) N times, then 200; /refused 400;
+    /v1/orders 502 with a page of text, as a proxy in front of a stopped gateway does."""
     asked: dict[str, int] = {}
 
     async def busy(request: web.Request) -> web.Response:
@@ -26,9 +27,13 @@ async def shop() -> AsyncIterator[tuple[aiohttp.ClientSession, dict[str, int]]]:
     async def refused(request: web.Request) -> web.Response:
         return web.json_response({"code": "invalid", "detail": "no such admin"}, status=400)
 
+    async def proxy_error(request: web.Request) -> web.Response:
+        return web.Response(text="<html>502 Bad Gateway</html>", status=502, content_type="text/html")
+
     app = web.Application()
     app.router.add_get("/busy/{times}", busy)
     app.router.add_post("/refused", refused)
+    app.router.add_post("/v1/orders", proxy_error)
     runner = web.AppRunner(app)
     await runner.setup()
     [port] = free_ports(1)
@@ -55,3 +60,9 @@ async def test_an_error_says_what_the_shop_answered(shop):
     http, _ = shop
     with pytest.raises(bench.Refused, match=r"POST /refused answered 400: .*no such admin"):
         await bench._json(http, "POST", "/refused", json={})
+
+
+async def test_a_checkout_answered_without_json_is_counted_by_its_status(shop):
+    http, _ = shop
+    place = bench._via_gateway(http, "SKU-1")
+    assert await place({"headers": {}}) == ("HTTP 502", "")
