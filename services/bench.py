@@ -80,10 +80,10 @@ async def run(url: str, admin: tuple[str, str], checkouts: int, concurrency: int
         async with _watching(url) as watched:
             if without_log is not None:
                 async with _without_log(without_log, sku) as place:
-                    result, order_ids = await _drive(place, users, checkouts, concurrency, rate)
+                    result, order_ids = await drive(place, users, checkouts, concurrency, rate)
             else:
-                place = _via_grpc(direct, sku) if direct else _via_gateway(http, sku)
-                result, order_ids = await _drive(place, users, checkouts, concurrency, rate)
+                place = _via_grpc(direct, sku) if direct else via_gateway(http, sku)
+                result, order_ids = await drive(place, users, checkouts, concurrency, rate)
         if without_log is None:
             result.steps_ms = await _step_times(http, admin_headers, order_ids[:200])
         result.sku, (cpu, result.memory_mib) = sku, watched
@@ -136,7 +136,7 @@ async def _customer(http: aiohttp.ClientSession) -> dict[str, Any]:
     return {"id": created["id"], "headers": await _login(http, email, "bench-password")}
 
 
-def _via_gateway(http: aiohttp.ClientSession, sku: str) -> Any:
+def via_gateway(http: aiohttp.ClientSession, sku: str) -> Any:
     body = {"items": [{"sku": sku, "quantity": 1}], "payment_token": "tok_ok", "shipping_address": ADDRESS}
 
     async def place(user: dict[str, Any]) -> tuple[str, str]:
@@ -197,7 +197,7 @@ async def _without_log(settings: Settings, sku: str) -> AsyncIterator[Any]:
         await backends.close()
 
 
-async def _drive(place: Any, users: list[dict[str, Any]], checkouts: int, concurrency: int,
+async def drive(place: Any, users: list[dict[str, Any]], checkouts: int, concurrency: int,
                  rate: float | None) -> tuple[Result, list[str]]:
     """Closed loop (`concurrency` customers, each placing its next order when the last one is answered), or
     open loop at `rate` orders/s (latency counted from when each order was due)."""

@@ -38,7 +38,7 @@ from sqlalchemy.engine import make_url
 from sagashop.kit.db import server_url
 from sagashop.kit.settings import Settings
 
-from .bench import Result, _drive, _via_gateway, table
+from .bench import Result, drive, table, via_gateway
 from .processes import cpu_seconds
 
 PREFIX = "sagashop_floor_"  # each run's PostgreSQL schema and Redis key: its own, removed after it
@@ -300,7 +300,7 @@ async def run(settings: Settings, checkouts: int, concurrency: int, rate: float 
     """Starts the floor, drives it as `bench` drives the shop, stops it; the figures and what was written per
     checkout (rows and updates by table, Redis calls)."""
     name = f"{PREFIX}{uuid.uuid4().hex[:8]}"
-    counter = Counter(settings.redis_url, f"{name}:requests")
+    counter = RequestCount(settings.redis_url, f"{name}:requests")
     async with _databases(settings, name) as databases, counter:
         config = {"name": name, "ports": {part: _free_port() for part in PARTS}, "databases": databases,
                   "redis": settings.redis_url, "pool": settings.database_pool_size}
@@ -309,22 +309,22 @@ async def run(settings: Settings, checkouts: int, concurrency: int, rate: float 
                     base_url=f"http://127.0.0.1:{config['ports']['gateway']}",
                     timeout=aiohttp.ClientTimeout(total=60),
                     connector=aiohttp.TCPConnector(limit=concurrency + 4)) as http:
-                place, users = _via_gateway(http, "FLOOR-1"), [{"headers": {}}] * concurrency
-                await _drive(place, users, min(WARM_UP, checkouts), 1, None)
+                place, users = via_gateway(http, "FLOOR-1"), [{"headers": {}}] * concurrency
+                await drive(place, users, min(WARM_UP, checkouts), 1, None)
                 before, cpu, requests = await _writes(databases), cpu_seconds(processes), await counter.value()
-                result, _ = await _drive(place, users, checkouts, concurrency, rate)
+                result, _ = await drive(place, users, checkouts, concurrency, rate)
                 used, after = cpu_seconds(processes), await _writes(databases)
                 requests = await counter.value() - requests
                 if set(result.outcomes) != {"APPROVED"}:
                     ends = [f"{part}: {await _tail(Path(logs) / f'{part}.log', 300)}" for part in PARTS]
                     raise FloorFailed(f"the floor answered {dict(result.outcomes)}; its logs end: {' | '.join(ends)}")
     result.cpu_ms = {part: (used[part] - cpu[part]) * 1000 / checkouts for part in used if part in cpu}
-    per_checkout = {table: {"rows": (after[table][0] - before[table][0]) / checkouts,
-                            "updates": (after[table][1] - before[table][1]) / checkouts} for table in after}
+    per_checkout = {t: {"rows": (after[t][0] - before[t][0]) / checkouts,
+                        "updates": (after[t][1] - before[t][1]) / checkouts} for t in after}  # by table
     return result, {"writes_per_checkout": per_checkout, "redis_calls_per_checkout": requests / checkouts}
 
 
-class Counter:
+class RequestCount:
     """The requests the floor's gateway counted in Redis (none without Redis); the key is deleted on leaving."""
 
     def __init__(self, url: str | None, key: str) -> None:
@@ -334,7 +334,7 @@ class Counter:
     async def value(self) -> int:
         return 0 if self.redis is None else int(await self.redis.get(self.key) or 0)
 
-    async def __aenter__(self) -> "Counter":
+    async def __aenter__(self) -> "RequestCount":
         return self
 
     async def __aexit__(self, *_: object) -> None:

@@ -40,4 +40,4 @@ def test_a_saga_can_be_followed_live_until_it_ends(shop):
     assert len(seen) >= 2
     assert seen[0]["state"] == "RUNNING" and seen[-1]["state"] == "SUCCEEDED"
     assert len(seen[-1]["steps"]) > len(seen[0]["steps"])
-    assert all(before != after for before, after in zip(seen, seen[1:], strict=False))  # no event repeats the one before
+    assert all(before != after for before, after in zip(seen, seen[1:], strict=False))  # no event repeats the last

@@ -64,5 +64,5 @@ async def test_an_error_says_what_the_shop_answered(shop):
 
 async def test_a_checkout_answered_without_json_is_counted_by_its_status(shop):
     http, _ = shop
-    place = bench._via_gateway(http, "SKU-1")
+    place = bench.via_gateway(http, "SKU-1")
     assert await place({"headers": {}}) == ("HTTP 502", "")
