@@ -123,6 +123,9 @@ def floor(
     except bare.FAILURES as e:
         print(f"sagashop floor: {e}", file=sys.stderr)
         raise typer.Exit(2) from e
+    except asyncio.CancelledError as e:  # SIGINT or SIGTERM: stopped, and cleaned up
+        print("sagashop floor: stopped before the end; nothing of it is left", file=sys.stderr)
+        raise typer.Exit(130) from e
     print(bare.report(result, done, json_out))
 
 

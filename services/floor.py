@@ -16,6 +16,7 @@ the shop's `bench` figures over the floor's, taken the same hour, are what the s
 
 import asyncio
 import json
+import signal
 import socket
 import sqlite3
 import sys
@@ -298,7 +299,12 @@ async def _tail(log: Path, chars: int) -> str:
 
 async def run(settings: Settings, checkouts: int, concurrency: int, rate: float | None) -> tuple[Result, dict]:
     """Starts the floor, drives it as `bench` drives the shop, stops it; the figures and what was written per
-    checkout (rows and updates by table, Redis calls)."""
+    checkout (rows and updates by table, Redis calls). SIGINT or SIGTERM stops it early (CancelledError), its
+    processes, schema, files and key removed on the way out."""
+    loop, this = asyncio.get_running_loop(), asyncio.current_task()
+    assert this is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, this.cancel)
     name = f"{PREFIX}{uuid.uuid4().hex[:8]}"
     counter = RequestCount(settings.redis_url, f"{name}:requests")
     async with _databases(settings, name) as databases, counter:

@@ -1,10 +1,12 @@
 """`sagashop floor`: the shop's topology started bare makes the shop's writes and Redis calls per checkout, reports
-each part's CPU, and leaves no process, schema, key or file behind."""
+each part's CPU, and leaves no process, schema, key or file behind, also when it is stopped early."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -68,6 +70,24 @@ def test_on_postgresql_and_redis_every_checkout_makes_the_shops_writes_and_calls
     schemas = run_aside(_schemas(postgres_database))
     assert schemas == []  # the run's schema was dropped
     assert redis.Redis.from_url(redis_server).keys("sagashop_floor_*") == []
+
+
+def test_stopped_early_it_leaves_nothing_behind(env, tmp_path):
+    run = subprocess.Popen([sys.executable, "-m", "services.cli", "floor", "--checkouts", "1000000",
+                            "--concurrency", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(floor_processes()) < len(PARTS) and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.2)
+    assert len(floor_processes()) == len(PARTS)
+    time.sleep(3)  # answering checkouts by now
+
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=60)
+
+    assert run.returncode == 130, stderr[-2000:]
+    assert "stopped before the end" in stderr
+    assert not floor_processes()
+    assert list((tmp_path / "data").iterdir()) == []
 
 
 async def _schemas(url: str) -> list[str]:
