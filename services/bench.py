@@ -198,7 +198,7 @@ async def _without_log(settings: Settings, sku: str) -> AsyncIterator[Any]:
 
 
 async def drive(place: Any, users: list[dict[str, Any]], checkouts: int, concurrency: int,
-                 rate: float | None) -> tuple[Result, list[str]]:
+                rate: float | None) -> tuple[Result, list[str]]:
     """Closed loop (`concurrency` customers, each placing its next order when the last one is answered), or
     open loop at `rate` orders/s (latency counted from when each order was due)."""
     result, order_ids, todo = Result(), [], iter(range(checkouts))

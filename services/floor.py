@@ -36,7 +36,7 @@ import psutil
 import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
 
-from sagashop.kit.db import server_url
+from sagashop.kit.db import SQLITE_PRAGMAS, server_url
 from sagashop.kit.settings import Settings
 
 from .bench import Result, drive, table, via_gateway
@@ -82,7 +82,7 @@ class Table:
         else:
             self.thread = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-db")
             self.sqlite = sqlite3.connect(self.database, isolation_level=None, check_same_thread=False)
-            for pragma in ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL"):
+            for pragma in SQLITE_PRAGMAS:  # as the shop's connections
                 self.sqlite.execute(f"PRAGMA {pragma}")
         return self
 

@@ -1,5 +1,6 @@
 """`sagashop floor`: the shop's topology started bare makes the shop's writes and Redis calls per checkout, reports
-each part's CPU, and leaves no process, schema, key or file behind, also when it is stopped early."""
+each part's CPU, and leaves no process, schema, key or file behind, also when it is stopped early or Redis is
+down."""
 
 import json
 import os
@@ -13,6 +14,7 @@ import pytest
 import redis
 
 from tests.conftest import run_aside
+from tests.shop import free_ports
 
 PARTS = {"gateway", "orchestrator", "order", "inventory", "payment", "shipping"}
 CHECKOUTS = 40
@@ -86,6 +88,18 @@ def test_stopped_early_it_leaves_nothing_behind(env, tmp_path):
 
     assert run.returncode == 130, stderr[-2000:]
     assert "stopped before the end" in stderr
+    assert not floor_processes()
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_with_redis_down_it_says_so_and_leaves_nothing_behind(env, tmp_path):
+    [port] = free_ports(1)  # nothing listens there
+    run = subprocess.run([sys.executable, "-m", "services.cli", "floor", "--checkouts", "5", "--concurrency", "2"],
+                         env=env | {"SAGASHOP_REDIS_URL": f"redis://127.0.0.1:{port}/0"}, capture_output=True,
+                         text=True, timeout=240)
+
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert run.stderr.startswith("sagashop floor: ") and "Connection refused" in run.stderr
     assert not floor_processes()
     assert list((tmp_path / "data").iterdir()) == []
 

@@ -38,6 +38,7 @@ ENV_DIR = Path(__file__).resolve().parent / "migrations"
 T = TypeVar("T")
 BEGIN = {"postgresql": "BEGIN", "sqlite": "BEGIN IMMEDIATE"}  # how a unit of work's transaction starts
 Work = Callable[[Connection], T]
+SQLITE_PRAGMAS = ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL", "foreign_keys=ON")  # each connection
 
 
 def server_url(url: str) -> str:
@@ -154,10 +155,8 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
     def connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
         dbapi_connection.isolation_level = None  # autocommit: we emit BEGIN ourselves (Database._here)
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
 
