@@ -21,22 +21,25 @@ RUN uv sync --locked --no-dev --no-install-project
 COPY protos/ protos/
 COPY libs/ libs/
 COPY services/ services/
+COPY tools/cli.py tools/__init__.py tools/
 # The stubs are generated, never committed (.gitignore); generate them before the project is installed.
 RUN .venv/bin/python -m grpc_tools.protoc -I protos --python_out=libs --grpc_python_out=libs --pyi_out=libs \
         protos/sagashop/v1/*.proto \
     && uv sync --locked --no-dev \
-    && .venv/bin/python -m compileall -q libs services
+    && .venv/bin/python -m compileall -q libs services tools
 
 # --- runtime: the virtual environment and the code, run as an unprivileged user ----------------------------------
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 sagashop \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin sagashop
 WORKDIR /app
-# The project is installed in editable mode: .venv points at /app/libs and /app (services), and the migrations are
+# The project is installed in editable mode: .venv points at /app/libs and /app (services, and of tools/ only the
+# `sagashop` command: the lab is not in the image), and the migrations are
 # found next to the code (services/<name>/migrations), so both are copied to the same paths as in the builder.
 COPY --from=builder /app/.venv /app/.venv
 COPY --from=builder /app/libs /app/libs
 COPY --from=builder /app/services /app/services
+COPY --from=builder /app/tools /app/tools
 # Nothing is written but under /tmp (an emptyDir in Kubernetes; the root filesystem is read-only): SQLite files only
 # when no SAGASHOP_DATABASE_URL is given.
 ENV PATH=/app/.venv/bin:$PATH \

@@ -23,7 +23,7 @@ $(UV):
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --locked --python $(PYTHON)
+	$(UV) sync --locked --extra lab --python $(PYTHON)
 	touch $@
 
 $(STUBS): $(VENV)/.synced $(PROTOS)

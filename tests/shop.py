@@ -39,7 +39,7 @@ def start_shop(tmp: Path, database_url: str | None) -> tuple[subprocess.Popen[by
     for part, port in zip(PARTS, free_ports(len(PARTS)), strict=True):
         env[f"SAGASHOP_{part.upper()}_PORT"] = str(port)
     log = tmp / "up.log"
-    process = subprocess.Popen([sys.executable, "-m", "services.cli", "up"], env=env, stdout=log.open("wb"),
+    process = subprocess.Popen([sys.executable, "-m", "tools.cli", "up"], env=env, stdout=log.open("wb"),
                                stderr=subprocess.STDOUT)
     return process, env, log
 
@@ -217,7 +217,7 @@ class Shop:
         """Another `sagashop serve PART` process beside the shop (same databases), on a free port; once it serves."""
         port = free_ports(1)[0]
         overrides = {f"SAGASHOP_{part.upper()}_PORT": str(port), **env}
-        process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", part], env={**self.env, **overrides},
+        process = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", part], env={**self.env, **overrides},
                                    stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while not serving(port):

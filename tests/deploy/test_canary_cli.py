@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from services import canary
-from services.cli import app
+from sagashop.kit.settings import PARTS
+from tools.canary import files as canary
+from tools.cli import app
 
 from .manifests import ROOT
 
@@ -48,7 +49,7 @@ def test_promote_then_rollback_gives_back_the_file_byte_for_byte(istio_dir: Path
 def test_every_file_survives_a_load_and_a_dump_unchanged(istio_dir: Path) -> None:
     for path in istio_dir.glob("*.yaml"):
         service = path.stem
-        if service in canary.PARTS:
+        if service in PARTS:
             before = path.read_text()
             canary.set_weights(service, canary.file_weights(service, istio_dir)[1], istio_dir)
             assert path.read_text() == before, path.name
@@ -61,7 +62,7 @@ def test_status_lists_every_part_with_its_file_weights(istio_dir: Path) -> None:
     lines = result.output.splitlines()
     assert lines[0].split() == ["SERVICE", "FILE", "v1/v2"]
     assert [line.split() for line in lines[1:]] == [
-        [part, "75/25" if part == "shipping" else "100/0"] for part in canary.PARTS]
+        [part, "75/25" if part == "shipping" else "100/0"] for part in PARTS]
 
 
 def test_status_with_a_context_compares_the_files_with_the_cluster(istio_dir: Path,
@@ -75,7 +76,7 @@ def test_status_with_a_context_compares_the_files_with_the_cluster(istio_dir: Pa
         asked.append((*args, f"context={context}"))
         return json.dumps({"items": live})
 
-    monkeypatch.setattr(canary.files, "kubectl", kubectl)
+    monkeypatch.setattr(canary, "kubectl", kubectl)
     result = sagashop("status", "--context", "kind-sagashop", "--dir", str(istio_dir))
     assert result.exit_code == 0, result.output
     assert asked == [("get", "virtualservice", "-n", "sagashop", "-o", "json", "context=kind-sagashop")]
@@ -87,7 +88,7 @@ def test_status_with_a_context_compares_the_files_with_the_cluster(istio_dir: Pa
 def test_apply_hands_the_file_to_kubectl_and_pins_that_share_of_new_sagas(istio_dir: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[tuple[str, ...]] = []
-    monkeypatch.setattr(canary.files, "kubectl",
+    monkeypatch.setattr(canary, "kubectl",
                         lambda *args, context=None: asked.append((*args, context)) or "applied")
     result = sagashop("set", "inventory", "50", "--apply", "--context", "kind-sagashop", "--dir", str(istio_dir))
     assert result.exit_code == 0, result.output

@@ -11,7 +11,7 @@ from sagashop.kit.settings import PARTS
 
 
 def bench(shop, *args: str) -> dict:
-    run = subprocess.run([sys.executable, "-m", "services.cli", "bench", "--url", shop.url, "--checkouts", "12",
+    run = subprocess.run([sys.executable, "-m", "tools.cli", "bench", "--url", shop.url, "--checkouts", "12",
                           "--concurrency", "3", "--json", *args], env=shop.env, capture_output=True, text=True,
                          timeout=240)
     assert run.returncode == 0, run.stderr[-2000:]

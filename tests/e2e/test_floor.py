@@ -26,14 +26,14 @@ SHOP_WRITES = {"saga": {"rows": 1, "updates": 5}, "order": {"rows": 1, "updates"
 
 
 def floor(env: dict[str, str]) -> dict:
-    run = subprocess.run([sys.executable, "-m", "services.cli", "floor", "--checkouts", str(CHECKOUTS),
+    run = subprocess.run([sys.executable, "-m", "tools.cli", "floor", "--checkouts", str(CHECKOUTS),
                           "--concurrency", "4", "--json"], env=env, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-2000:]
     return json.loads(run.stdout)
 
 
 def floor_processes() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["cmdline"]) if "services.floor" in (p.info["cmdline"] or [])]
+    return [p for p in psutil.process_iter(["cmdline"]) if "tools.floor" in (p.info["cmdline"] or [])]
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_on_postgresql_and_redis_every_checkout_makes_the_shops_writes_and_calls
 
 
 def test_stopped_early_it_leaves_nothing_behind(env, tmp_path):
-    run = subprocess.Popen([sys.executable, "-m", "services.cli", "floor", "--checkouts", "1000000",
+    run = subprocess.Popen([sys.executable, "-m", "tools.cli", "floor", "--checkouts", "1000000",
                             "--concurrency", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while len(floor_processes()) < len(PARTS) and time.monotonic() < deadline and run.poll() is None:
@@ -94,7 +94,7 @@ def test_stopped_early_it_leaves_nothing_behind(env, tmp_path):
 
 def test_with_redis_down_it_says_so_and_leaves_nothing_behind(env, tmp_path):
     [port] = free_ports(1)  # nothing listens there
-    run = subprocess.run([sys.executable, "-m", "services.cli", "floor", "--checkouts", "5", "--concurrency", "2"],
+    run = subprocess.run([sys.executable, "-m", "tools.cli", "floor", "--checkouts", "5", "--concurrency", "2"],
                          env=env | {"SAGASHOP_REDIS_URL": f"redis://127.0.0.1:{port}/0"}, capture_output=True,
                          text=True, timeout=240)
 

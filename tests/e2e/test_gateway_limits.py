@@ -32,7 +32,7 @@ def gateway(shop: Shop, log: Path, **settings: object) -> Iterator[str]:
     """A second gateway on a free port: the shop's settings (its backends, its JWT secret) but for `settings`."""
     port = free_ports(1)[0]
     env = {**shop.env, "SAGASHOP_GATEWAY_PORT": str(port), **{f"SAGASHOP_{k}": str(v) for k, v in settings.items()}}
-    process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "gateway"], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", "gateway"], env=env,
                                stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         yield alive(f"http://127.0.0.1:{port}", process, log)

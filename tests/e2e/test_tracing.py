@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.up import METRICS_OFFSET
+from tools.local.up import METRICS_OFFSET
 
 REASONS = ("out_of_stock", "payment_declined", "shipping_rejected", "unknown_product")
 CHECKOUT_PARTS = {f"sagashop-{p}" for p in ("gateway", "orchestrator", "order", "inventory", "payment", "shipping")}

@@ -17,10 +17,10 @@ import httpx
 import pytest
 
 from sagashop.v1 import common_pb2, faults_pb2, faults_pb2_grpc
-from services import canary
-from services.up import METRICS_OFFSET
 from tests.conftest import missing
 from tests.shop import Shop, free_ports, serving, start_shop, stop_shop, wait_ready
+from tools.canary import files as canary
+from tools.local.up import METRICS_OFFSET
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,7 +44,7 @@ def canary_shop(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory
     try:
         wait_ready(url, process, log)
         payment_v2 = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "serve", "payment"], stdout=(tmp / "payment-v2.log").open("wb"),
+            [sys.executable, "-m", "tools.cli", "serve", "payment"], stdout=(tmp / "payment-v2.log").open("wb"),
             stderr=subprocess.STDOUT, env={**shop_env, "SAGASHOP_PAYMENT_PORT": str(v2_port), "SAGASHOP_VERSION": "v2"})
         deadline = time.monotonic() + 60
         while not serving(v2_port):
@@ -93,7 +93,7 @@ def scraped(url: str) -> bool:
 
 def canary_run(shop: Shop, prometheus: str, istio_dir: Path, *options: str) -> subprocess.CompletedProcess[str]:
     """Two short steps under a small load of the shop's own; every part of it is bounded in time."""
-    command = [sys.executable, "-m", "services.cli", "canary", "run", "payment", "--steps", "50,100",
+    command = [sys.executable, "-m", "tools.cli", "canary", "run", "payment", "--steps", "50,100",
                "--interval", "4s", "--min-sagas", "3", "--extra-intervals", "6", "--load", "4", "--url", shop.url,
                "--load-sku", shop.product(stock=1_000), "--prometheus", prometheus, "--dir", str(istio_dir), *options]
     return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)

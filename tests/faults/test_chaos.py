@@ -7,7 +7,7 @@ import sys
 def test_a_short_chaos_campaign_leaves_stock_money_and_shipments_intact(faulty):
     shop = faulty
     campaign = subprocess.run(
-        [sys.executable, "-m", "services.cli", "chaos", "--url", shop.url, "--orders", "40", "--concurrency", "8",
+        [sys.executable, "-m", "tools.cli", "chaos", "--url", shop.url, "--orders", "40", "--concurrency", "8",
          "--seed", "7", "--duration", "30", "--replicas", "1"],
         env=shop.env, capture_output=True, text=True, timeout=600)
 

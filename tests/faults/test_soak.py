@@ -12,7 +12,7 @@ def test_a_minute_of_orders_under_faults_loses_nothing_and_memory_stays_flat(fau
         pytest.skip("one soak (on SQLite) fits CI's time; the long campaign in the README runs on PostgreSQL")
     shop = faulty
     soak = subprocess.run(
-        [sys.executable, "-m", "services.cli", "chaos", "--url", shop.url, "--orders", "240", "--concurrency", "8",
+        [sys.executable, "-m", "tools.cli", "chaos", "--url", shop.url, "--orders", "240", "--concurrency", "8",
          "--seed", "11", "--duration", "60", "--replicas", "0", "--json"],
         env=shop.env, capture_output=True, text=True, timeout=600)
 

@@ -7,8 +7,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from services import bench
 from tests.shop import free_ports
+from tools import bench
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from services.canary.analysis import (
+from tools.canary.analysis import (
     CANARY,
     HEALTHY,
     STABLE,

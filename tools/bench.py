@@ -177,9 +177,9 @@ class ForgetfulLog:
 
 @asynccontextmanager
 async def _without_log(settings: Settings, sku: str) -> AsyncIterator[Any]:
-    from .orchestrator.checkout import checkout_saga
-    from .orchestrator.intake import checkout_of
-    from .orchestrator.steps import CheckoutSteps
+    from services.orchestrator.checkout import checkout_saga
+    from services.orchestrator.intake import checkout_of
+    from services.orchestrator.steps import CheckoutSteps
 
     backends = Backends(settings, ("order", "inventory", "payment", "shipping"), route="v1")
     saga = checkout_saga(CheckoutSteps({"v1": backends}, settings.step_deadline_seconds))

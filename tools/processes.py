@@ -11,7 +11,7 @@ def shop_processes(gateway_port: int) -> dict[str, psutil.Process]:
     found: dict[str, psutil.Process] = {}
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if len(cmdline) < 2 or cmdline[-2] != "serve" or "services.cli" not in cmdline:
+        if len(cmdline) < 2 or cmdline[-2] != "serve" or "tools.cli" not in cmdline:
             continue
         try:
             port = int(process.environ().get("SAGASHOP_GATEWAY_PORT", "8080"))

@@ -1,4 +1,7 @@
-"""`sagashop`: up | serve NAME | demo."""
+"""`sagashop`: serve NAME (the container entrypoint) | up | demo | bench | floor | chaos | canary.
+
+Every sub-command but `serve` imports its module when it runs, so a pod running `sagashop serve` loads nothing of
+the lab (tools/) beyond this file."""
 
 import os
 
@@ -15,23 +18,40 @@ import importlib
 import sys
 from enum import Enum
 
+import click
 import typer
 import uvloop
+from typer.core import TyperGroup
 
 from sagashop.kit import logs, telemetry
 from sagashop.kit.settings import PARTS, Settings
 
-from . import canary
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Run and try the sagashop microservices.")
-app.add_typer(canary.app, name="canary")
+class Commands(TyperGroup):
+    """The command's group, with `canary` (a group of its own, and ruamel.yaml) loaded only when asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "canary"])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name != "canary":
+            return super().get_command(ctx, name)
+        from .canary.cli import app as canary
+
+        command = typer.main.get_command(canary)
+        command.name = name
+        return command
+
+
+app = typer.Typer(cls=Commands, no_args_is_help=True, add_completion=False,
+                  help="Run and try the sagashop microservices.")
 PartName = Enum("PartName", {p: p for p in PARTS}, type=str)  # type: ignore[misc]
 
 
 @app.command()
 def up() -> None:
     """Start the whole shop here, seed the demo catalog and the admin, and stream every part's logs."""
-    from .up import run
+    from .local.up import run
 
     asyncio.run(run(Settings()))
 

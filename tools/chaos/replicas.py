@@ -34,7 +34,7 @@ class Replicas:
         env = {**os.environ, "SAGASHOP_ORCHESTRATOR_PORT": str(free_port())}
         env.pop("SAGASHOP_METRICS_PORT", None)
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", "serve", "orchestrator", env=env,
+            sys.executable, "-m", "tools.cli", "serve", "orchestrator", env=env,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent)
 
     async def start(self) -> None:

@@ -261,7 +261,7 @@ async def _parts(config: dict[str, Any], log_dir: Path) -> AsyncIterator[dict[st
     try:
         for part in PARTS:  # each part logs to log_dir/PART.log
             started[part] = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.floor", part, json.dumps(config), str(log_dir),
+                sys.executable, "-m", "tools.floor", part, json.dumps(config), str(log_dir),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         for part, process in started.items():
             await _answering(part, process, config["ports"][part], log_dir / f"{part}.log")
@@ -357,7 +357,7 @@ def report(result: Result, done: dict[str, Any], as_json: bool) -> str:
                                      f"{done['redis_calls_per_checkout']:g}"])
 
 
-if __name__ == "__main__":  # one part of the floor: python -m services.floor PART CONFIG LOG_DIR
+if __name__ == "__main__":  # one part of the floor: python -m tools.floor PART CONFIG LOG_DIR
     import logging
 
     import uvloop

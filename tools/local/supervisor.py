@@ -89,7 +89,7 @@ class Supervisor:
 
 
 def serve_command(part: str) -> list[str]:
-    return [sys.executable, "-m", "services.cli", "serve", part]
+    return [sys.executable, "-m", "tools.cli", "serve", part]
 
 
 def child_env(extra: Mapping[str, str]) -> dict[str, str]:
