@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now
-from sagashop.kit.db import insert_if_absent
+from sagashop.kit.db import all_or_nothing, insert_if_absent, one_statement
 from sagashop.values import Line
 
 from .domain import Product, why_not_taken
@@ -48,11 +48,11 @@ ADD_RESERVATION_IF_ABSENT = insert_if_absent(reservations)  # by dialect
 SET_STATE = reservations.update().where(reservations.c.idempotency_key == P("p_key")).values(
     state=P("p_state"), updated_at=P("p_at"))
 MOVE_STATE = SET_STATE.where(reservations.c.state == P("p_from")).returning(*reservations.c)
-# PostgreSQL: a reservation made HELD with all its lines' units moved available -> reserved, or nothing at all, in
-# one statement. Its products are locked in SKU order first (`locked`, which reads them as they are now) and the
-# reservation is claimed only if every line has enough (`enough`), then the units are taken for a claimed one
-# (`took`). Not claimed: the SKU of the first line short of units, and how many it has (null: no such product),
-# or none (the key is taken).
+# PostgreSQL only, used by `Inventory.reserve` beside its portable form: a reservation made HELD with all its
+# lines' units moved available -> reserved, or nothing at all, in one statement. Its products are locked in SKU
+# order first (`locked`, which reads them as they are now) and the reservation is claimed only if every line has
+# enough (`enough`), then the units are taken for a claimed one (`took`). Not claimed: the SKU of the first line
+# short of units, and how many it has (null: no such product), or none (the key is taken).
 RESERVE = sa.text(f"""
 WITH wanted AS (
     SELECT * FROM unnest(CAST(:p_skus AS varchar[]), CAST(:p_quantities AS integer[])) AS w(sku, quantity)
@@ -76,10 +76,10 @@ FROM (SELECT 1) AS one LEFT JOIN (
     WHERE l.sku IS NULL OR l.available < w.quantity ORDER BY w.sku LIMIT 1
 ) AS short ON true
 """)
-# PostgreSQL: a HELD reservation COMMITTED and its units moved reserved -> sold in one statement. Its products are
-# locked in SKU order first (`locked`; the update touches only rows that came out of it), as `Inventory.move`
-# orders its updates, so two statements moving the same products never deadlock. (A data-modifying CTE runs to
-# its end whether or not the query reads it.)
+# PostgreSQL only, used by `Inventory.commit_held` beside its portable form: a HELD reservation COMMITTED and its
+# units moved reserved -> sold in one statement. Its products are locked in SKU order first (`locked`; the update
+# touches only rows that came out of it), as `Inventory.move` orders its updates, so two statements moving the same
+# products never deadlock. (A data-modifying CTE runs to its end whether or not the query reads it.)
 COMMIT_HELD = sa.text(f"""
 WITH moved AS (
     UPDATE reservations SET state = '{COMMITTED}', updated_at = :p_at
@@ -110,6 +110,7 @@ class Reservation:
 class Inventory:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.one_statement = one_statement(conn)
 
     def products(self, skus: list[str] | None = None) -> list[Product]:
         rows = self.conn.execute(PRODUCTS, {"p_skus": skus}) if skus else self.conn.execute(ALL_PRODUCTS)
@@ -148,17 +149,21 @@ class Inventory:
     def reserve(self, r: Reservation) -> Reservation | None:
         """Adds the HELD reservation `r` and moves its lines' units available -> reserved, all or nothing: None if
         it did; the reservation already holding its key if there is one (nothing done); raises the refusal if a
-        line is short (nothing done). One statement on PostgreSQL (4 round trips -> 1 for a one-line order); on
-        SQLite an insert then a conditional update per line (run it in one transaction, Database.atomic: a
-        refusal rolls it back). A reservation is never deleted, so a key once taken stays taken."""
-        if self.conn.dialect.name != "postgresql":
+        line is short (nothing done). A reservation is never deleted, so a key once taken stays taken."""
+        if self.one_statement:
+            return self._reserve_in_one_statement(r)
+        with all_or_nothing(self.conn):  # the portable form: an insert, then a conditional update per line
             if not self.add_reservation_if_absent(r):
                 return self._holder(r.key)
-            for line in sorted(r.lines, key=lambda x: x.sku):
+            for line in sorted(r.lines, key=lambda x: x.sku):  # one lock order: no deadlock between two takers
                 if not self.take(line):
                     product = self.product(line.sku)
                     raise why_not_taken(line, None if product is None else product.available)
             return None
+
+    def _reserve_in_one_statement(self, r: Reservation) -> Reservation | None:
+        """`reserve` on PostgreSQL in one statement (RESERVE): kept for throughput, as it is the first write of
+        every checkout, and one round trip instead of two plus one per line."""
         row = _row(r)
         result = self.conn.execute(RESERVE, {
             "p_skus": [line.sku for line in r.lines], "p_quantities": [line.quantity for line in r.lines],
@@ -188,14 +193,15 @@ class Inventory:
         return Reservation(r.key, r.order_id, state, r.lines)
 
     def commit_held(self, key: str) -> Reservation | None:
-        """Moves the reservation HELD -> COMMITTED and its units reserved -> sold, if it is HELD: one statement on
-        PostgreSQL (4 round trips -> 1 for a one-line order), a conditional update then one per line on SQLite
-        (run it in one transaction: Database.atomic). The reservation it committed, or None."""
-        if self.conn.dialect.name == "postgresql":
+        """Moves the reservation HELD -> COMMITTED and its units reserved -> sold, all or nothing, if it is HELD:
+        the reservation it committed, or None. On PostgreSQL in one statement (COMMIT_HELD), kept for throughput
+        as every checkout commits its stock: one round trip instead of one plus one per line."""
+        if self.one_statement:
             return _reservation(self.conn.execute(COMMIT_HELD, {"p_key": key, "p_at": now()}).first())
-        if (committed := self.move_state(key, HELD, COMMITTED)) is not None:
-            self.move(committed.lines, "reserved", "sold")
-        return committed
+        with all_or_nothing(self.conn):  # the portable form: a conditional update, then one per line
+            if (committed := self.move_state(key, HELD, COMMITTED)) is not None:
+                self.move(committed.lines, "reserved", "sold")
+            return committed
 
     def move_state(self, key: str, source: str, target: str) -> Reservation | None:
         """Moves the reservation from state `source` to `target` if it is in `source`: one conditional statement

@@ -71,7 +71,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                 raise Compensated(f"reservation {done.key} was already released")
             return done, False  # a retry gets the first answer
 
-        reservation, fresh = await self.db.atomic(work)
+        reservation, fresh = await self.db.autocommit(work)
         if fresh:
             moved("reserved", reservation.lines)
         return reservation_pb(reservation)
@@ -109,7 +109,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                 raise Compensated(f"reservation {done.key} was already released")
             return done, False  # committed already: a retry gets the first answer
 
-        reservation, fresh = await self.db.atomic(work)
+        reservation, fresh = await self.db.autocommit(work)
         if fresh:
             moved("committed", reservation.lines)
         return reservation_pb(reservation)

@@ -68,7 +68,8 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     async def _move(self, order_id: str, move: Callable[[Order], Order]) -> pb.Order:
         """Lets the domain move the order as read, and saves the move only if the order still has the status it
         was read with; if another move came first, reads it again. Every move changes the status, so no move is
-        decided on a stale order. Two round trips (was BEGIN, a locked read, the update and COMMIT)."""
+        decided on a stale order. No transaction is needed: the conditional update is what decides between two moves,
+        so a move costs its read and its update, without BEGIN, a locked read and COMMIT."""
         order_id = valid_id("id", order_id)
 
         def work(conn: Connection) -> Order:

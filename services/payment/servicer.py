@@ -47,7 +47,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
                 return charged, True
             return replayed(payments.first(request.idempotency_key)), False
 
-        payment, fresh = await self.db.atomic(work)
+        payment, fresh = await self.db.autocommit(work)
         if fresh:
             CHARGED_CENTS.labels(payment.currency, metrics.version()).inc(payment.amount_cents)
         return payment_pb(payment)

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from sagashop.kit.db import database
+from sagashop.kit.db import PORTABLE_ONLY, database
 from sagashop.kit.grpcclient import Dependency
 from sagashop.kit.grpcserver import start
 from sagashop.kit.settings import Settings
@@ -14,11 +14,13 @@ from sagashop.kit.settings import Settings
 @pytest.fixture
 async def grpc_service(settings: Settings) -> AsyncIterator[Callable[..., Any]]:
     """`await grpc_service("inventory", add_fn, Servicer, Stub, full_name)` -> a Dependency on that service,
-    its servicer given the service's own migrated database."""
+    its servicer given the service's own migrated database (`portable_only=True`: see forms.py)."""
     started: list[Any] = []
 
-    async def make(service: str, add_fn: Any, servicer_cls: Any, stub_cls: Any, name: str) -> Dependency:
+    async def make(service: str, add_fn: Any, servicer_cls: Any, stub_cls: Any, name: str, *,
+                   portable_only: bool = False) -> Dependency:
         db = await database(settings, service)
+        db.engine.update_execution_options(**{PORTABLE_ONLY: portable_only})
         server, port, _ = await start((add_fn, servicer_cls(db), name), host="127.0.0.1", port=0,
                                       served_by=f"{service}@test")
         client = Dependency(service, f"127.0.0.1:{port}", stub_cls)

@@ -7,12 +7,16 @@ from sagashop.v1 import inventory_pb2 as pb
 from sagashop.v1 import inventory_pb2_grpc
 from services.inventory.main import SERVICE
 from services.inventory.servicer import InventoryServicer
+from tests.integration.forms import each_form
+
+pytestmark = each_form
 
 
 @pytest.fixture
-async def inventory(grpc_service):
+async def inventory(grpc_service, portable_only):
     return await grpc_service("inventory", inventory_pb2_grpc.add_InventoryServiceServicer_to_server,
-                              InventoryServicer, inventory_pb2_grpc.InventoryServiceStub, SERVICE)
+                              InventoryServicer, inventory_pb2_grpc.InventoryServiceStub, SERVICE,
+                              portable_only=portable_only)
 
 
 async def put(inventory, sku: str, available: int, price: int = 1000) -> pb.Product:

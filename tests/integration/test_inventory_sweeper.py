@@ -15,12 +15,20 @@ from services.inventory.main import SERVICE
 from services.inventory.repository import Inventory, reservations
 from services.inventory.servicer import InventoryServicer
 from services.inventory.sweeper import Sweeper
+from tests.integration.forms import each_form
 
 
 @pytest.fixture
-async def inventory(grpc_service):
+def portable_only() -> bool:
+    """The one-statement forms where there are some; a test marked `each_form` (commits) runs both."""
+    return False
+
+
+@pytest.fixture
+async def inventory(grpc_service, portable_only):
     return await grpc_service("inventory", inventory_pb2_grpc.add_InventoryServiceServicer_to_server,
-                              InventoryServicer, inventory_pb2_grpc.InventoryServiceStub, SERVICE)
+                              InventoryServicer, inventory_pb2_grpc.InventoryServiceStub, SERVICE,
+                              portable_only=portable_only)
 
 
 @pytest.fixture
@@ -78,6 +86,7 @@ async def test_a_reservation_held_past_the_ttl_is_released_and_a_younger_one_is_
     assert await stock(inventory, "LAMP") == (4, 1, 0)
 
 
+@each_form
 async def test_a_committed_reservation_is_never_touched_by_a_sweep(inventory, db):
     await put(inventory, "LAMP", 5)
     await reserve(inventory, "k1", LAMP=2)
@@ -88,6 +97,7 @@ async def test_a_committed_reservation_is_never_touched_by_a_sweep(inventory, db
     assert await stock(inventory, "LAMP") == (3, 0, 2)
 
 
+@each_form
 async def test_an_expired_reservation_refuses_a_late_commit_and_reserve_and_replays_a_release(inventory, db):
     await put(inventory, "LAMP", 5)
     await reserve(inventory, "k1", LAMP=2)
@@ -117,6 +127,7 @@ async def race(inventory, replicas, keys: list[str]) -> tuple[int, dict[str, obj
     return sum(outcomes[:len(sweeps)]), dict(zip(newest_first, outcomes[len(sweeps):], strict=True))
 
 
+@each_form
 async def test_sweeps_racing_commits_move_each_reservation_exactly_once(inventory, db, settings):
     await put(inventory, "LAMP", 100)
     other_replica = await database(settings, "inventory")

@@ -10,12 +10,15 @@ from sagashop.v1 import payment_pb2 as pb
 from sagashop.v1 import payment_pb2_grpc
 from services.payment.main import SERVICE
 from services.payment.servicer import PaymentServicer
+from tests.integration.forms import each_form
+
+pytestmark = each_form
 
 
 @pytest.fixture
-async def payments(grpc_service):
+async def payments(grpc_service, portable_only):
     return await grpc_service("payment", payment_pb2_grpc.add_PaymentServiceServicer_to_server, PaymentServicer,
-                              payment_pb2_grpc.PaymentServiceStub, SERVICE)
+                              payment_pb2_grpc.PaymentServiceStub, SERVICE, portable_only=portable_only)
 
 
 async def charge(payments, key: str, amount: int = 2500, token: str = "tok_ok", currency: str = "EUR") -> pb.Payment:

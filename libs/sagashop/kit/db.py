@@ -4,19 +4,23 @@ The schema is versioned with alembic: each service keeps its revisions in `servi
 `database()` upgrades to the newest before the service answers a call.
 
 A service's code reaches its database one way: a unit of work is a plain function over a SQLAlchemy Connection
-(the repositories are synchronous), and `Database` runs it whole, in one transaction or in autocommit (the pool's
-connections are in autocommit; a transaction is begun and ended in SQL around the unit). On
-PostgreSQL it runs on the engine's synchronous face in one greenlet that awaits asyncpg (what SQLAlchemy's asyncio
-extension does under its AsyncConnection, whose own calls would each take a greenlet of their own: a
-one-statement unit cost 0.42-0.46 ms of CPU that way, 0.26-0.30 ms in one); on SQLite on a worker thread
-with the standard sqlite3 driver, one hand-off between the event loop and that thread per unit (through aiosqlite
-each statement, BEGIN and COMMIT was a hand-off of its own, about three per statement).
+(the repositories are synchronous), and `Database` runs it whole, in one transaction (`transaction`) or in
+autocommit (`autocommit`). The pool's connections are in autocommit and a transaction is begun and ended in SQL
+around the unit, so an autocommit unit costs no switch of the connection's mode at checkout and back at checkin.
+On PostgreSQL a unit runs on the engine's synchronous face in one greenlet that awaits asyncpg; on SQLite on a
+worker thread with the standard sqlite3 driver, one hand-off between the event loop and that thread per unit
+(through aiosqlite every statement, BEGIN and COMMIT would be a hand-off of its own).
+
+Where PostgreSQL does an operation in one statement that SQLite needs several for, the repository keeps both
+forms behind one method: `one_statement(conn)` picks PostgreSQL's, and the portable form runs its statements
+under `all_or_nothing(conn)`. See `all_or_nothing` for why that is not a third way to run a unit.
 """
 
 import asyncio
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,6 +32,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# Not a public API. AsyncConnection's public calls (connect, run_sync, close) each run in a greenlet of their
+# own; no public call runs a whole unit of work (checkout, its statements, checkin) in one, which costs a unit
+# noticeably less CPU.
 from sqlalchemy.util import greenlet_spawn
 
 from . import telemetry
@@ -36,9 +44,12 @@ from .settings import Settings
 SERVICES_DIR = Path(__file__).resolve().parents[3] / "services"
 ENV_DIR = Path(__file__).resolve().parent / "migrations"
 T = TypeVar("T")
-BEGIN = {"postgresql": "BEGIN", "sqlite": "BEGIN IMMEDIATE"}  # how a unit of work's transaction starts
+BEGIN = {"postgresql": "BEGIN", "sqlite": "BEGIN IMMEDIATE"}  # how a transaction starts
 Work = Callable[[Connection], T]
 SQLITE_PRAGMAS = ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL", "foreign_keys=ON")  # each connection
+IN_TRANSACTION = "sagashop.in_transaction"  # in Connection.info while a transaction begun here is open
+# An engine execution option: repositories take their portable forms on PostgreSQL too (the tests run both there)
+PORTABLE_ONLY = "sagashop_portable_only"
 
 
 def server_url(url: str) -> str:
@@ -63,7 +74,7 @@ class Database:
                 pool_recycle=1800,  # no ping per call: a connection the server dropped fails one call, which is
                 # answered UNAVAILABLE (interceptors.py) and retried by its caller on a fresh connection
                 connect_args={"server_settings": {"search_path": service}},
-                isolation_level="AUTOCOMMIT", pool_reset_on_return=None,  # we begin and end transactions (_here)
+                isolation_level="AUTOCOMMIT", pool_reset_on_return=None,  # we begin and end transactions
             )
             self.engine = self.server.sync_engine
         else:
@@ -72,7 +83,6 @@ class Database:
             _serialize_sqlite_writers(self.engine)
             self.thread = ThreadPoolExecutor(1, thread_name_prefix=f"{service}-db")
         self.dialect = self.engine.dialect.name
-        self.begin = BEGIN[self.dialect]
 
     async def transaction(self, work: Work[T], *, tries: int = 3) -> T:
         """Runs `work` in one transaction. Two requests with one idempotency key can both find no record and both
@@ -87,14 +97,10 @@ class Database:
         raise AssertionError("unreachable")
 
     async def autocommit(self, work: Work[T]) -> T:
-        """Runs `work` with no transaction around it: for reads, and for writes of one statement. On PostgreSQL
-        that saves the BEGIN and COMMIT round trips, on SQLite the write lock a read would otherwise take."""
+        """Runs `work` with no transaction around it: for reads, for writes of one statement, and for operations
+        whose statements go under `all_or_nothing`. On PostgreSQL that saves the BEGIN and COMMIT round trips, on
+        SQLite the write lock a read would otherwise take."""
         return await self._run(work, autocommit=True)
-
-    async def atomic(self, work: Work[T]) -> T:
-        """Runs `work` whose writes are one statement on PostgreSQL (data-modifying CTEs) and several on SQLite:
-        in autocommit there, as one statement is atomic on its own, in a transaction here."""
-        return await self._run(work, autocommit=self.dialect == "postgresql")
 
     async def _run(self, work: Work[T], *, autocommit: bool) -> T:
         if self.server is not None:  # the sync engine in one greenlet, where it awaits asyncpg
@@ -104,20 +110,11 @@ class Database:
             self.thread, contextvars.copy_context().run, self._here, work, autocommit)
 
     def _here(self, work: Work[T], autocommit: bool) -> T:
-        """Runs `work` on a connection of the pool. Connections are in autocommit and a transaction is begun and
-        ended here, in SQL: an autocommit unit then costs no switch of the connection's mode at checkout and
-        back at checkin (0.20-0.21 -> 0.15-0.16 ms of CPU for a one-statement unit on PostgreSQL)."""
         with self.engine.connect() as conn:
             if autocommit:
                 return work(conn)
-            conn.exec_driver_sql(self.begin)
-            try:
-                done = work(conn)
-                conn.exec_driver_sql("COMMIT")
-            except BaseException:
-                _roll_back(conn)
-                raise
-            return done
+            with _transaction(conn):
+                return work(conn)
 
     async def dispose(self) -> None:
         if self.server is not None:
@@ -126,6 +123,44 @@ class Database:
             assert self.thread is not None
             await asyncio.get_running_loop().run_in_executor(self.thread, self.engine.dispose)
             self.thread.shutdown()
+
+
+def one_statement(conn: Connection) -> bool:
+    """Whether a repository takes the PostgreSQL-only one-statement form of an operation that has one: on
+    PostgreSQL, unless its engine has the execution option PORTABLE_ONLY."""
+    return conn.dialect.name == "postgresql" and not conn.get_execution_options().get(PORTABLE_ONLY, False)
+
+
+@contextmanager
+def all_or_nothing(conn: Connection) -> Iterator[None]:
+    """The statements of the block commit together or not at all: in a transaction of their own, or in the unit's
+    if it runs in one.
+
+    This is how an operation of one statement on PostgreSQL and several in its portable form runs without a third
+    way to run a unit: the servicer runs it in `autocommit`, where PostgreSQL's one statement is atomic on its own
+    and costs no BEGIN and COMMIT round trips, and the portable form (SQLite's) opens the transaction it needs
+    itself. So whether a unit needs a transaction is decided by the code that knows how many statements it sends."""
+    if conn.info.get(IN_TRANSACTION):
+        yield
+        return
+    with _transaction(conn):
+        yield
+
+
+@contextmanager
+def _transaction(conn: Connection) -> Iterator[None]:
+    """BEGIN and COMMIT around the block, in SQL (the connection is in autocommit); ROLLBACK if it fails."""
+    info = conn.info  # read now: after an invalidation, reading it would fetch a new connection
+    conn.exec_driver_sql(BEGIN[conn.dialect.name])
+    info[IN_TRANSACTION] = True
+    try:
+        yield
+        conn.exec_driver_sql("COMMIT")
+    except BaseException:
+        _roll_back(conn)
+        raise
+    finally:
+        info.pop(IN_TRANSACTION)
 
 
 def _roll_back(conn: Connection) -> None:
@@ -139,8 +174,9 @@ def _roll_back(conn: Connection) -> None:
 
 def insert_if_absent(table: sa.Table) -> dict[str, sa.Insert]:
     """By dialect: an insert into `table` that does nothing if a row with its primary key is there already, and
-    returns the key of the row it inserted (no row: a repeat). One statement makes an idempotent write one round
-    trip; a repeat reads the first row after."""
+    returns the key of the row it inserted (no row: a repeat). The same SQL on both databases, but SQLAlchemy
+    builds ON CONFLICT only from a dialect's own insert. One statement makes an idempotent write one round trip; a
+    repeat reads the first row after."""
     key = list(table.primary_key.columns)
     return {name: dialect.insert(table).on_conflict_do_nothing(index_elements=key).returning(*key)
             for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
@@ -153,7 +189,7 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
 
     @event.listens_for(engine, "connect")
     def connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-        dbapi_connection.isolation_level = None  # autocommit: we emit BEGIN ourselves (Database._here)
+        dbapi_connection.isolation_level = None  # autocommit: we emit BEGIN ourselves (_transaction)
         cursor = dbapi_connection.cursor()
         for pragma in SQLITE_PRAGMAS:
             cursor.execute(f"PRAGMA {pragma}")
