@@ -1,6 +1,7 @@
 """Breakers sharing their state in the real Redis, as the replicas of one service do."""
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -8,6 +9,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 from pybreaker import CircuitBreakerError
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from sagashop.kit.breaker import Breaker
 
@@ -82,7 +85,7 @@ async def test_calls_to_a_healthy_dependency_make_no_redis_round_trips_and_a_fai
     b = replica(name, redis_server, sync_every=30)
     async with b.guard():  # the first use sets the keys up and reads them
         pass
-    client = b._pybreaker()[1]._redis  # noqa: SLF001 - the Redis client the breaker talks through
+    client = b._pybreaker()[1].client  # noqa: SLF001 - the Redis client the breaker talks through
     sent: list[str] = []
     execute = client.execute_command
     client.execute_command = lambda *args, **kwargs: (sent.append(args[0]), execute(*args, **kwargs))[1]
@@ -124,3 +127,21 @@ async def test_a_stalled_redis_does_not_block_the_event_loop(redis_server: str, 
 
     assert took > 0.15  # the call did wait for Redis...
     assert max(gaps) < 0.1  # ...while the loop kept running
+
+
+async def test_when_redis_goes_away_a_replica_keeps_to_its_last_copy_and_counts_failures_itself(
+        redis_server: str, name: str):
+    b = replica(name, redis_server)
+    await fail(b)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    storage = b._pybreaker()[1]  # noqa: SLF001 - its storage, to cut it off from Redis
+    storage.client = redis.Redis(port=closed, decode_responses=True, retry=Retry(NoBackoff(), 0))
+    await asyncio.sleep(SYNC_EVERY * 1.5)  # the copy is out of date: the next call tries Redis first
+
+    await fail(b)  # the second failure, counted here, opens it
+    assert b.state == "open"
+    with pytest.raises(CircuitBreakerError):
+        async with b.guard():
+            pass

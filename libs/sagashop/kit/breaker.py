@@ -1,12 +1,12 @@
-"""A circuit breaker per dependency: pybreaker's counting, transitions and storage (in memory, or in Redis shared by
-replicas), made safe for asyncio: one trial call when half-open, cancellations never counted, the caller's own error
-re-raised, and Redis I/O kept off the event loop. Shared in Redis, a breaker reads the state from a copy at most
-`sync_every` seconds old, so a call to a healthy dependency costs no Redis round trip at all."""
+"""A circuit breaker per dependency: pybreaker's counting and transitions, its state in memory or shared by the
+replicas in Redis (breakerstorage.py), made safe for asyncio: one trial call when half-open, cancellations never
+counted, the caller's own error re-raised, and Redis I/O kept off the event loop. Shared in Redis, a breaker reads the
+state from a copy at most `sync_every` seconds old, so a call to a healthy dependency costs no Redis round trip at
+all."""
 
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext, suppress
 from datetime import UTC, datetime, timedelta
@@ -21,8 +21,9 @@ from pybreaker import (
     CircuitBreakerError,
     CircuitBreakerStorage,
     CircuitMemoryStorage,
-    CircuitRedisStorage,
 )
+
+from .breakerstorage import SharedStorage
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class Breaker:
     after `reset_timeout` seconds one call of this process goes through as the trial (others fail fast meanwhile):
     its success closes the circuit, its failure re-opens it. Only errors `counts` accepts are failures; any other
     error is an answer, like a success. With `redis_url`, replicas share the state under the breaker's name
-    (pybreaker keeps `opened_at` there in whole seconds, so the open time may be up to 1 s short); a replica sees
+    (`opened_at` is kept there in whole seconds, so the open time may be up to 1 s short); a replica sees
     what the others did within `sync_every` seconds."""
 
     def __init__(self, name: str, *, counts: Callable[[BaseException], bool], fail_max: int = 5,
@@ -118,10 +119,7 @@ class Breaker:
     def _storage(self) -> CircuitBreakerStorage:
         if self._redis_url is None:
             return CircuitMemoryStorage(STATE_CLOSED)
-        client = redis.Redis.from_url(self._redis_url, decode_responses=False,  # pybreaker decodes bytes itself
-                                      socket_timeout=0.5, socket_connect_timeout=0.5)
-        return SharedStorage(STATE_CLOSED, client, namespace=f"sagashop:breaker:{self.name}",
-                             sync_every=self._sync_every)
+        return SharedStorage.at(self._redis_url, namespace=f"sagashop:breaker:{self.name}", sync_every=self._sync_every)
 
     def _admit(self) -> bool:
         """Whether the next call is the half-open trial; raises CircuitBreakerError while the circuit is open."""
@@ -140,82 +138,3 @@ class Breaker:
         CircuitBreakerError for an outcome arriving after another call opened the circuit: both are ignored."""
         with suppress(_Failed, CircuitBreakerError):
             self._pybreaker()[0].call(_outcome, failed)
-
-
-class SharedStorage(CircuitRedisStorage):
-    """pybreaker's Redis storage, read from a copy refreshed (one MGET) once it is `sync_every` seconds old; every
-    write goes to Redis and into the copy. A failure counter already at zero is not written again."""
-
-    KEYS = ("state", "fail_counter", "success_counter", "opened_at")
-
-    def __init__(self, state: str, client: redis.Redis, *, namespace: str, sync_every: float) -> None:
-        self.sync_every, self.read_at = sync_every, float("-inf")
-        self.copy: dict[str, Any] = {"state": state, "fail_counter": 0, "success_counter": 0, "opened_at": None}
-        super().__init__(state, client, namespace=namespace)
-
-    def fresh(self) -> bool:
-        return time.monotonic() - self.read_at < self.sync_every
-
-    def _read(self, key: str) -> Any:
-        if not self.fresh():
-            try:
-                values = self._redis.mget([self._namespace(k) for k in self.KEYS])
-            except redis.RedisError as e:
-                log.warning("breaker %s: Redis unreachable (%s); using the last copy", self._namespace_name, e)
-                return self.copy[key]
-            if values[0] is None:  # the keys are gone (Redis restarted): start again closed
-                self._initialize_redis_state(STATE_CLOSED)
-            state, failures, successes, opened_at = values
-            self.copy = {"state": state.decode() if state else STATE_CLOSED, "fail_counter": int(failures or 0),
-                         "success_counter": int(successes or 0),
-                         "opened_at": datetime.fromtimestamp(int(opened_at), UTC) if opened_at else None}
-            self.read_at = time.monotonic()
-        return self.copy[key]
-
-    @property
-    def state(self) -> str:
-        return str(self._read("state"))
-
-    @state.setter
-    def state(self, state: str) -> None:
-        CircuitRedisStorage.state.fset(self, state)  # type: ignore[attr-defined]
-        self.copy["state"] = str(state)
-
-    @property
-    def counter(self) -> int:
-        return int(self._read("fail_counter"))
-
-    @property
-    def success_counter(self) -> int:
-        return int(self._read("success_counter"))
-
-    @property
-    def opened_at(self) -> datetime | None:
-        return self._read("opened_at")
-
-    @opened_at.setter
-    def opened_at(self, now: datetime) -> None:
-        CircuitRedisStorage.opened_at.fset(self, now)  # type: ignore[attr-defined]
-        self.copy["opened_at"] = now.replace(microsecond=0)
-
-    def increment_counter(self) -> None:
-        self.copy["fail_counter"] = self._count("fail_counter", self.copy["fail_counter"])
-
-    def increment_success_counter(self) -> None:
-        self.copy["success_counter"] = self._count("success_counter", self.copy["success_counter"])
-
-    def reset_counter(self) -> None:
-        if self.copy["fail_counter"] or not self.fresh():
-            super().reset_counter()
-            self.copy["fail_counter"] = 0
-
-    def reset_success_counter(self) -> None:
-        super().reset_success_counter()
-        self.copy["success_counter"] = 0
-
-    def _count(self, key: str, last: int) -> int:
-        try:
-            return int(self._redis.incr(self._namespace(key)))
-        except redis.RedisError as e:
-            log.warning("breaker %s: Redis unreachable (%s); counting here", self._namespace_name, e)
-            return last + 1
