@@ -163,7 +163,7 @@ class Inventory:
 
     def _reserve_in_one_statement(self, r: Reservation) -> Reservation | None:
         """`reserve` on PostgreSQL in one statement (RESERVE): kept for throughput, as it is the first write of
-        every checkout, and one round trip instead of two plus one per line."""
+        every checkout: one round trip instead of the portable form's BEGIN, insert, update per line and COMMIT."""
         row = _row(r)
         result = self.conn.execute(RESERVE, {
             "p_skus": [line.sku for line in r.lines], "p_quantities": [line.quantity for line in r.lines],
@@ -195,7 +195,8 @@ class Inventory:
     def commit_held(self, key: str) -> Reservation | None:
         """Moves the reservation HELD -> COMMITTED and its units reserved -> sold, all or nothing, if it is HELD:
         the reservation it committed, or None. On PostgreSQL in one statement (COMMIT_HELD), kept for throughput
-        as every checkout commits its stock: one round trip instead of one plus one per line."""
+        as every checkout commits its stock: one round trip instead of the portable form's BEGIN, update, update
+        per line and COMMIT."""
         if self.one_statement:
             return _reservation(self.conn.execute(COMMIT_HELD, {"p_key": key, "p_at": now()}).first())
         with all_or_nothing(self.conn):  # the portable form: a conditional update, then one per line
