@@ -15,7 +15,7 @@ import grpc
 from sagashop.v1 import common_pb2, faults_pb2, faults_pb2_grpc
 
 from .errors import Invalid
-from .status import trailers
+from .status import ServerContext, trailers
 
 log = logging.getLogger(__name__)
 INJECTED = (("error-code", "injected_fault"),)
@@ -64,7 +64,7 @@ class FaultRules(faults_pb2_grpc.FaultServiceServicer):
                 return rule
         return None
 
-    async def around(self, method: str, call: Callable[[], Awaitable[Any]], context: grpc.aio.ServicerContext) -> Any:
+    async def around(self, method: str, call: Callable[[], Awaitable[Any]], context: ServerContext) -> Any:
         """Runs one call of `method` under the rule that hits it."""
         rule = self.draw(method)
         if rule is None:

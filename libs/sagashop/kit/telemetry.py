@@ -6,7 +6,7 @@ SAGASHOP_TRACE_FILE is a debugging aid: every process also appends its spans to 
 each, so the spans of a whole shop can be read without a collector (the e2e tests do)."""
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,7 @@ def outgoing(metadata: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ..
     return (*metadata, (TRACEPARENT, parent)) if parent else metadata
 
 
-def incoming(metadata: Sequence[tuple[str, str | bytes]] | None) -> Context | None:
+def incoming(metadata: Iterable[tuple[str, str | bytes]] | None) -> Context | None:
     """The caller's trace context, from a call's metadata (None: the call starts a trace)."""
     for key, value in metadata or ():
         if key == TRACEPARENT:
