@@ -13,7 +13,7 @@ from sagashop.kit.errors import DomainError, NotFound, Unauthenticated
 
 from .. import console
 from ..deps import Backends, TokenIssuer
-from ..schemas import IdPath
+from ..schemas import IdPath, SagaState
 from ..tokens import Principal
 from . import breakers, faults, sagas
 
@@ -45,7 +45,7 @@ async def panel(load: Awaitable[T], what: str) -> T | str:
 
 
 @router.get("")
-async def overview(admin: Admin, b: Backends, state: sagas.States | None = None) -> HTMLResponse:
+async def overview(admin: Admin, b: Backends, state: SagaState | None = None) -> HTMLResponse:
     if admin is None:
         return HTMLResponse(console.login())
     found = await sagas.list_sagas(admin, b, state=state, limit=50)
