@@ -1,4 +1,4 @@
-"""The saga console at /console: pages made here from the admin API's own route functions, for an administrator
+"""The saga console at /console: pages of what the admin API's own route functions answer, for an administrator
 signed in through /v1/auth/token (static/console.js keeps the token in a cookie for these pages; its path is
 /console and these pages only read). Operators' actions go through the admin API itself, with the bearer token."""
 
