@@ -14,6 +14,7 @@ from sagashop.kit.errors import Conflict, Invalid, NotFound, Rejected
 from sagashop.saga import ABORTED, ACTIVE, COMPENSATING, RUNNING, TERMINAL, SagaRecord, SagaStore, new_record
 from sagashop.v1 import common_pb2, orchestrator_pb2_grpc, order_pb2
 from sagashop.v1 import orchestrator_pb2 as pb
+from sagashop.values import MAX_SAGAS_LISTED
 
 from .awaited import AwaitedOrders
 from .intake import checkout_of, fingerprint
@@ -91,8 +92,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                 await asyncio.wait_for(changed.wait(), WATCH_POLL)
 
     async def ListSagas(self, request: pb.ListSagasRequest, context: grpc.aio.ServicerContext) -> pb.SagaList:
-        if not 0 <= request.limit <= 500:
-            raise Invalid("limit is 1 to 500")
+        if not 0 <= request.limit <= MAX_SAGAS_LISTED:
+            raise Invalid(f"limit is 1 to {MAX_SAGAS_LISTED}")
         return pb.SagaList(items=[saga_pb(r) for r in await self.store.recent(request.state, request.limit or 100)])
 
     async def OperateSaga(self, request: pb.OperateSagaRequest, context: grpc.aio.ServicerContext) -> pb.Saga:

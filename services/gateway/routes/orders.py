@@ -7,6 +7,7 @@ from fastapi import APIRouter, Header, Response
 
 from sagashop.kit.errors import NotFound
 from sagashop.v1 import orchestrator_pb2, order_pb2
+from sagashop.values import MAX_KEY
 
 from ..deps import Backends, CurrentUser, IdempotencyKeys
 from ..problems import responses
@@ -17,7 +18,7 @@ from . import READ_WITHIN
 router = APIRouter(tags=["orders"], responses=responses(401))
 DEFAULT_WAIT, MAX_WAIT = 10.0, 60.0
 LEASE_MARGIN = 10.0  # seconds a key stays claimed past the wait, should the gateway die holding it
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_KEY)]
 Prefer = Annotated[str | None, Header()]
 
 
