@@ -41,7 +41,8 @@ def order_out(o: order_pb2.Order) -> Order:
 
 async def visible_order(b: Backends, order_id: str, viewer: Principal) -> order_pb2.Order:
     """The order, to its owner or an admin; anyone else is told it does not exist."""
-    found = await b.order.call(b.order.stub.GetOrder, order_pb2.GetOrderRequest(id=order_id), within=READ_WITHIN)
+    found: order_pb2.Order = await b.order.call(b.order.stub.GetOrder, order_pb2.GetOrderRequest(id=order_id),
+                                                within=READ_WITHIN)
     if found.user_id != viewer.user_id and not viewer.is_admin:
         raise NotFound(f"no order {order_id!r}")
     return found
@@ -77,8 +78,9 @@ async def start_checkout(b: Backends, user: Principal, body: OrderIn, idempotenc
         lines=[line.model_dump() for line in body.items], address=body.shipping_address.model_dump(),
         wait_ms=int(wait * 1000))
     # only a keyed request may be retried: the key makes a second delivery find the first saga
-    return await b.orchestrator.call(b.orchestrator.stub.StartCheckout, request, timeout=wait + 5,
-                                     within=READ_WITHIN if idempotency_key else 0)
+    reply: orchestrator_pb2.StartCheckoutReply = await b.orchestrator.call(
+        b.orchestrator.stub.StartCheckout, request, timeout=wait + 5, within=READ_WITHIN if idempotency_key else 0)
+    return reply
 
 
 async def current_order(b: Backends, order_id: str) -> Order:
