@@ -52,7 +52,8 @@ class Calls(Protocol):
 @dataclass(frozen=True)
 class Step:
     """`undo` compensates the action. A step `until_done` comes after the point of no return (its effect is
-    not to be undone, e.g. approving the order): it is retried until it succeeds instead of failing the saga."""
+    not to be undone, e.g. confirming what was paid for): it is retried until it succeeds instead of failing the
+    saga."""
 
     name: str
     action: Action
