@@ -11,7 +11,7 @@ import statistics
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,11 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import grpc
 
-from sagashop.backends import Backends
-from sagashop.kit.clock import now
 from sagashop.kit.settings import Settings
-from sagashop.saga import SagaRunner, StepRecord, new_record
-from sagashop.saga.store import STEP_RUNNING
 from sagashop.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 from .processes import cpu_seconds, sample, shop_processes
@@ -162,39 +158,16 @@ def _via_grpc(address: str, sku: str) -> Any:
     return place
 
 
-class ForgetfulLog:
-    """A saga log that writes nothing anywhere; it remembers in memory only which steps started, for the undos."""
-
-    def __init__(self) -> None:
-        self.started: dict[str, list[StepRecord]] = defaultdict(list)
-
-    async def advance(self, saga_id: str, *, started: Sequence[tuple[str, str]] = (), **_: Any) -> None:
-        self.started[saga_id].extend(StepRecord(*step, STEP_RUNNING, 0, "", "", None, now(), None) for step in started)
-
-    async def steps(self, saga_id: str) -> list[StepRecord]:
-        return self.started[saga_id]
-
-
 @asynccontextmanager
 async def _without_log(settings: Settings, sku: str) -> AsyncIterator[Any]:
-    from services.orchestrator.checkout import checkout_saga
-    from services.orchestrator.intake import checkout_of
-    from services.orchestrator.steps import CheckoutSteps
+    from services.orchestrator.main import checkout_without_log
 
-    backends = Backends(settings, ("order", "inventory", "payment", "shipping"), route="v1")
-    saga = checkout_saga(CheckoutSteps({"v1": backends}, settings.step_deadline_seconds))
-    runner = SagaRunner(ForgetfulLog())  # type: ignore[arg-type]
+    async with checkout_without_log(settings) as checkout:
+        async def place(user: dict[str, Any]) -> tuple[str, str]:
+            return await checkout(orchestrator_pb2.StartCheckoutRequest(
+                user_id=user["id"], lines=[{"sku": sku, "quantity": 1}], payment_token="tok_ok", address=ADDRESS))
 
-    async def place(user: dict[str, Any]) -> tuple[str, str]:
-        checkout = await checkout_of(orchestrator_pb2.StartCheckoutRequest(
-            user_id=user["id"], lines=[{"sku": sku, "quantity": 1}], payment_token="tok_ok", address=ADDRESS), backends)
-        record = new_record(saga.name, checkout.order_id, checkout.order_id, None, "", saga.encode(checkout))
-        return await runner.run(saga, record, history=[]), checkout.order_id
-
-    try:
         yield place
-    finally:
-        await backends.close()
 
 
 async def drive(place: Any, users: list[dict[str, Any]], checkouts: int, concurrency: int,

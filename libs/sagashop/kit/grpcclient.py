@@ -4,8 +4,6 @@ Each call is a client span (its context travels in the call's metadata); retries
 
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import grpc
@@ -18,6 +16,7 @@ from sagashop.v1 import faults_pb2_grpc
 
 from . import telemetry
 from .breaker import Breaker
+from .calls import current_record
 from .errors import Unavailable
 from .status import ERROR_CODE, ROUTE, SERVED_BY, TRANSIENT, error_from
 
@@ -25,19 +24,6 @@ StubT = TypeVar("StubT")
 R = TypeVar("R")
 
 CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 0)]
-
-
-@dataclass
-class CallRecord:
-    """What the calls made within one unit of work (a saga step) saw: how many attempts, how many of them were
-    retries, and who answered."""
-
-    attempts: int = 0
-    retries: int = 0
-    handled_by: str = ""
-
-
-current_record: ContextVar[CallRecord | None] = ContextVar("sagashop_call_record", default=None)
 
 
 def is_transient(error: BaseException) -> bool:
