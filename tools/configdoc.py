@@ -53,7 +53,8 @@ def type_name(annotation: object) -> str:
         return " or ".join(f"`{a}`" for a in args)
     if typing.get_origin(annotation) is dict:
         return "JSON object"
-    return {str: "string", int: "integer", float: "number", bool: "boolean", Path: "path"}.get(annotation, "?")
+    names: dict[object, str] = {str: "string", int: "integer", float: "number", bool: "boolean", Path: "path"}
+    return names.get(annotation, "?")
 
 
 def default_of(field: FieldInfo) -> str:

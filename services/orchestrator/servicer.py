@@ -6,11 +6,10 @@ import contextlib
 import random
 from collections.abc import AsyncIterator
 
-import grpc
-
 from sagashop.backends import Backends
 from sagashop.kit.breaker import BREAKERS
 from sagashop.kit.errors import Conflict, Invalid, NotFound, Rejected
+from sagashop.kit.status import ServerContext
 from sagashop.saga import (
     ABORTED,
     ACTIVE,
@@ -48,7 +47,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         return "v2" if random.uniform(0, 100) < self.canary_percent else "v1"
 
     async def StartCheckout(self, request: pb.StartCheckoutRequest,
-                            context: grpc.aio.ServicerContext) -> pb.StartCheckoutReply:
+                            context: ServerContext) -> pb.StartCheckoutReply:
         checkout = await checkout_of(request, self.backends)
         key = f"checkout:{request.user_id}:{request.idempotency_key}" if request.idempotency_key else None
         saga = self.runs.sagas["checkout"]
@@ -66,7 +65,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             reply.order.CopyFrom(order)
         return reply
 
-    async def CancelOrder(self, request: pb.CancellationRequest, context: grpc.aio.ServicerContext) -> pb.Saga:
+    async def CancelOrder(self, request: pb.CancellationRequest, context: ServerContext) -> pb.Saga:
         order = await self.backends.order.call(self.backends.order.stub.GetOrder,
                                                order_pb2.GetOrderRequest(id=request.order_id), within=2.0)
         checkout = await self.store.get(order.id)
@@ -82,10 +81,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         await self._wait(saga_id, max(request.wait_ms, 0) / 1000)
         return await self._saga(saga_id)
 
-    async def GetSaga(self, request: pb.GetSagaRequest, context: grpc.aio.ServicerContext) -> pb.Saga:
+    async def GetSaga(self, request: pb.GetSagaRequest, context: ServerContext) -> pb.Saga:
         return await self._saga(request.saga_id or request.order_id)
 
-    async def WatchSaga(self, request: pb.GetSagaRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Saga]:
+    async def WatchSaga(self, request: pb.GetSagaRequest, context: ServerContext) -> AsyncIterator[pb.Saga]:
         saga_id = request.saga_id or request.order_id
         last = None
         while True:
@@ -100,12 +99,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), WATCH_POLL)
 
-    async def ListSagas(self, request: pb.ListSagasRequest, context: grpc.aio.ServicerContext) -> pb.SagaList:
+    async def ListSagas(self, request: pb.ListSagasRequest, context: ServerContext) -> pb.SagaList:
         if not 0 <= request.limit <= MAX_SAGAS_LISTED:
             raise Invalid(f"limit is 1 to {MAX_SAGAS_LISTED}")
         return pb.SagaList(items=[saga_pb(r) for r in await self.store.recent(request.state, request.limit or 100)])
 
-    async def OperateSaga(self, request: pb.OperateSagaRequest, context: grpc.aio.ServicerContext) -> pb.Saga:
+    async def OperateSaga(self, request: pb.OperateSagaRequest, context: ServerContext) -> pb.Saga:
         record = await self._record(request.saga_id)
         state, reason = self._operated(record, request)
         if not await self.store.take_over(record.id, state, reason, action=request.action, note=request.reason,
@@ -115,7 +114,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             self.runs.start(record.id)
         return await self._saga(record.id)
 
-    async def ListBreakers(self, request: common_pb2.Empty, context: grpc.aio.ServicerContext) -> pb.BreakerList:
+    async def ListBreakers(self, request: common_pb2.Empty, context: ServerContext) -> pb.BreakerList:
         return pb.BreakerList(items=[pb.Breaker(name=name, state=b.state, failures=b.failures)
                                      for name, b in sorted(BREAKERS.items())])
 

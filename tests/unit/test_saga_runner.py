@@ -2,6 +2,7 @@
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -29,13 +30,16 @@ class Order:
     id: str
 
 
-@pytest.fixture(params=["default", "portable"])
-async def store(settings: Settings, request: pytest.FixtureRequest):
-    """On PostgreSQL, the store as it runs (its PostgreSQL-only statements) and with the portable statements."""
-    if request.param == "portable" and not settings.database_url:
-        pytest.skip("on SQLite the default is the portable statements")
+@pytest.fixture(params=["sqlite", "postgres", "postgres-portable"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path):
+    """The store as it runs on SQLite (portable statements) and on PostgreSQL (its PostgreSQL-only statements), and
+    on PostgreSQL with the portable statements."""
+    if request.param == "sqlite":
+        settings = Settings(data_dir=tmp_path / "data")
+    else:
+        settings = Settings(database_url=request.getfixturevalue("postgres_database"))
     engine = await database(settings, "orchestrator")
-    yield SagaStore(engine, owner="me", lease=10, one_statement=False if request.param == "portable" else None)
+    yield SagaStore(engine, owner="me", lease=10, one_statement=False if request.param == "postgres-portable" else None)
     await engine.dispose()
 
 

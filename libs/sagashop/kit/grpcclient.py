@@ -148,9 +148,10 @@ class Dependency(Generic[StubT]):
             return reply
 
     async def is_serving(self, timeout: float = 1.0) -> bool:
-        stub = health_pb2_grpc.HealthStub(self.channel)
+        check = health_pb2_grpc.HealthStub(self.channel).Check  # type: ignore[attr-defined]  # (its stubs lack it)
         try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            reply: health_pb2.HealthCheckResponse = await check(health_pb2.HealthCheckRequest(service=""),
+                                                                timeout=timeout)
         except grpc.aio.AioRpcError:
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -2,12 +2,19 @@
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from sagashop.kit import telemetry
 from sagashop.kit.clock import now
 
 from .definition import RUNNING
+
+
+class _Dataclass(Protocol):
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+Record = TypeVar("Record", bound=_Dataclass)
 
 STEP_RUNNING, STEP_SUCCEEDED, STEP_FAILED = "RUNNING", "SUCCEEDED", "FAILED"
 
@@ -80,5 +87,5 @@ def new_record(name: str, saga_id: str, correlation_id: str, business_key: str |
                       moment, telemetry.traceparent(), context or {})
 
 
-def from_row(cls: type, row: Any) -> Any:
+def from_row(cls: type[Record], row: Any) -> Record:
     return cls(**{f: getattr(row, f) for f in cls.__dataclass_fields__})

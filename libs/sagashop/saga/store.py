@@ -194,6 +194,7 @@ def _rows(move: dict[str, Any]) -> list[dict[str, Any]]:
     """A move as ADVANCE_MANY's rows: the saga's values with the first step that ended and the first that starts,
     then one row for each further pair."""
     saga = {k: v for k, v in move.items() if k.startswith("p_")}
-    parts = list(itertools.zip_longest(move["finished"], move["started"], fillvalue={}))
+    parts: list[tuple[dict[str, Any], dict[str, Any]]] = list(
+        itertools.zip_longest(move["finished"], move["started"], fillvalue={}))
     return [{**saga, **ended, **starts} if n == 0 else {"p_id": saga["p_id"], **ended, **starts}
             for n, (ended, starts) in enumerate(parts or [({}, {})])]
