@@ -28,8 +28,8 @@ async def main(settings: Settings) -> None:
     awaited = AwaitedOrders()
     steps = CheckoutSteps(routes, settings.step_deadline_seconds, awaited)
     sagas = checkout_saga(steps), cancellation_saga(steps)
-    step_names = tuple({step.name for saga in sagas for step in saga.steps})
-    faults = fault_rules(settings, SERVICE, extra=step_names)  # saga steps are crash points
+    step_names = tuple({step.name for saga in sagas for step in (*saga.steps, *filter(None, [saga.on_rejected]))})
+    faults = fault_rules(settings, SERVICE, extra=step_names)  # saga steps (rejection steps too) are crash points
     owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     store = SagaStore(db, owner, settings.saga_lease_seconds)
     runner = SagaRunner(store, park_after=settings.park_after_attempts,
