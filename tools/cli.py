@@ -85,14 +85,17 @@ def chaos(
 ) -> None:
     """Against a running shop: concurrent orders under random faults and orchestrator kills, then an audit of
     stock, money and shipments. Exits 1 on any violation."""
+    import httpx
+
     from .chaos import campaign, report
+    from .shopclient import ShopError
 
     settings = Settings()
     plan = campaign.Plan(orders=orders, concurrency=concurrency, seed=seed, duration=duration, replicas=replicas)
     admin = (settings.admin_email, settings.admin_password or "")
     try:
         result = asyncio.run(campaign.run(url or f"http://127.0.0.1:{settings.gateway_port}", admin, plan))
-    except (RuntimeError, OSError) as e:  # the shop stopped answering: the campaign cannot judge it
+    except (ShopError, httpx.HTTPError, OSError) as e:  # the shop stopped answering: the campaign cannot judge it
         print(f"sagashop chaos: {e}", file=sys.stderr)
         raise typer.Exit(2) from e
     print(report.as_json(plan, result) if json_out else report.text(plan, result))
@@ -111,18 +114,20 @@ def bench(
 ) -> None:
     """Against a running shop: N checkouts at a concurrency; throughput, latency percentiles, time per step."""
     import aiohttp
+    import httpx
 
     from . import bench as benchmark
+    from .shopclient import ShopError
 
     settings = Settings()
     admin = (settings.admin_email, settings.admin_password or "")
     try:
         result = uvloop.run(benchmark.run(url or f"http://127.0.0.1:{settings.gateway_port}", admin, checkouts,
                                           concurrency, rate, direct, settings if without_log else None))
-    except benchmark.Refused as e:  # most often: the admin's credentials (SAGASHOP_ADMIN_EMAIL / _PASSWORD)
+    except ShopError as e:  # most often: the admin's credentials (SAGASHOP_ADMIN_EMAIL / _PASSWORD)
         print(f"sagashop bench: {e}", file=sys.stderr)
         raise typer.Exit(2) from e
-    except (aiohttp.ClientError, OSError) as e:
+    except (aiohttp.ClientError, httpx.HTTPError, OSError) as e:
         print(f"sagashop bench: the shop is not answering: {e!r}", file=sys.stderr)
         raise typer.Exit(2) from e
     print(benchmark.as_json(result) if json_out else benchmark.table(result))
