@@ -14,7 +14,7 @@ def test_the_orchestrator_is_crashed_around_every_step_of_both_sagas_and_their_r
     assert [step.name for step in checkout.on_rejected] == ["create_order", "reject_order"]
     assert cancellation.on_rejected == ()
     assert set(faults.step_names()) == {step.name for saga in (checkout, cancellation) for step in saga.steps} | {
-        checkout.on_rejected.name}
+        "reject_order"}
     assert {"create_order", "reject_order", "cancel_shipment", "refund_payment", "release_stock",
             "cancel_order"} <= set(faults.step_names())
 
