@@ -89,7 +89,7 @@ class Dependency(Generic[StubT]):
         timeout = timeout or self.attempt_timeout
         started = time.monotonic()
         try:
-            try:  # the first attempt on its own: most calls need no other, and a retry loop costs ~0.1 ms to set up
+            try:  # the first attempt on its own: most calls need no other, and setting up a retry loop is not free
                 return await self._guarded(rpc, request, timeout)
             except Exception as first:
                 if within <= 0 or not _worth_retrying(first):
