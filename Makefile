@@ -13,7 +13,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 run: setup
 	$(VENV)/bin/sagashop up
 
-test: setup browser prometheus
+test: setup browser prometheus lint
 	$(VENV)/bin/pytest -q
 
 setup: $(VENV)/.synced $(STUBS)
@@ -43,11 +43,13 @@ prometheus:
 	@if [ ! -x /usr/bin/prometheus ] && [ "$$(id -u)" = 0 ]; then \
 		apt-get update && apt-get install -y --no-install-recommends prometheus; fi
 
+# Style and types: ruff, then mypy over libs/, services/ and tools/ (its settings: pyproject.toml [tool.mypy]).
 lint: setup
 	$(UV) run --no-sync ruff check .
+	$(UV) run --no-sync mypy
 
 clean:
-	rm -rf $(VENV) .tools .data libs/sagashop/v1/*_pb2*.py libs/sagashop/v1/*_pb2*.pyi $(STUBS)
+	rm -rf $(VENV) .tools .data .mypy_cache libs/sagashop/v1/*_pb2*.py libs/sagashop/v1/*_pb2*.pyi $(STUBS)
 
 # A local Kubernetes (kind) cluster with Istio running the shop; needs docker, kind, kubectl, istioctl 1.24.2.
 .PHONY: kind-up kind-down

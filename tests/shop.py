@@ -1,30 +1,24 @@
-"""`sagashop up` on free ports, and a user's-eye client of it: what the tests place and what they check."""
+"""`sagashop up` on free ports, and a user's-eye view of it for the tests: the shop's own client (tools.shopclient)
+driven from the tests' blocking code, the shop's processes, and `http` for tests that look at the raw answers."""
 
+import asyncio
 import os
 import signal
-import socket
 import subprocess
-import sys
+import threading
 import time
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import httpx
 
 from sagashop.kit.settings import PARTS
+from tools.local.parts import free_port, free_ports, popen
+from tools.shopclient import ShopClient, order_body
 
-ADDRESS = {"name": "Ada", "line1": "1 Main St", "city": "Paris", "postal_code": "75001", "country": "FR"}
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+T = TypeVar("T")
 
 
 def start_shop(tmp: Path, database_url: str | None) -> tuple[subprocess.Popen[bytes], dict[str, str], Path]:
@@ -39,8 +33,7 @@ def start_shop(tmp: Path, database_url: str | None) -> tuple[subprocess.Popen[by
     for part, port in zip(PARTS, free_ports(len(PARTS)), strict=True):
         env[f"SAGASHOP_{part.upper()}_PORT"] = str(port)
     log = tmp / "up.log"
-    process = subprocess.Popen([sys.executable, "-m", "tools.cli", "up"], env=env, stdout=log.open("wb"),
-                               stderr=subprocess.STDOUT)
+    process = popen("up", env=env, program=("tools.cli",), stdout=log.open("wb"), stderr=subprocess.STDOUT)
     return process, env, log
 
 
@@ -66,7 +59,13 @@ def stop_shop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def serving(port: int) -> bool:
+def answering(part: str, port: int) -> bool:
+    """Whether the part on `port` answers its health check (the gateway's /healthz, a gRPC part's health)."""
+    if part == "gateway":
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -78,44 +77,61 @@ def serving(port: int) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
+def spawn(part: str, env: dict[str, str], log: IO[bytes], *, port: int | None = None,
+          **overrides: str) -> tuple[subprocess.Popen[bytes], int]:
+    """`sagashop serve PART` with `env` but for its port (`port`, or a free one) and `overrides`; once it answers."""
+    port = port or free_port()
+    process = popen(part, env={**env, f"SAGASHOP_{part.upper()}_PORT": str(port), **overrides}, stdout=log,
+                    stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not answering(part, port):
+        if time.monotonic() > deadline or process.poll() is not None:
+            stop_shop(process)
+            raise AssertionError(f"the extra {part} did not start; see {getattr(log, 'name', 'its log')}")
+        time.sleep(0.2)
+    return process, port
+
+
 class Shop:
     def __init__(self, url: str, env: dict[str, str], pid: int, log: Path) -> None:
         self.url, self.env, self.pid, self.log = url, env, pid, log
-        self.http = httpx.Client(base_url=url, timeout=30)
-        self.admin = self.login(env["SAGASHOP_ADMIN_EMAIL"], env["SAGASHOP_ADMIN_PASSWORD"])
+        self.http = httpx.Client(base_url=url, timeout=30)  # the raw answers, for tests of the wire
+        self.loop = asyncio.new_event_loop()  # the client's, on a thread of its own: the tests block
+        threading.Thread(target=self.loop.run_forever, name="shop-client", daemon=True).start()
+        self.client = ShopClient(url)
+        self.run(self.client.sign_in_admin(env["SAGASHOP_ADMIN_EMAIL"], env["SAGASHOP_ADMIN_PASSWORD"]))
+        self.admin = self.client.admin
 
     def __enter__(self) -> "Shop":
         return self
 
     def __exit__(self, *_: object) -> None:
+        self.run(self.client.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
         self.http.close()
 
+    def run(self, call: Coroutine[Any, Any, T]) -> T:
+        """What one of the client's calls returns, awaited on the client's loop."""
+        return asyncio.run_coroutine_threadsafe(call, self.loop).result()
+
     def login(self, email: str, password: str) -> dict[str, str]:
-        reply = self.http.post("/v1/auth/token", json={"email": email, "password": password})
-        assert reply.status_code == 200, reply.text
-        return {"Authorization": f"Bearer {reply.json()['access_token']}"}
+        return self.run(self.client.sign_in(email, password))
 
     def customer(self) -> dict[str, str]:
         """A new registered user's auth header."""
-        email = f"u{uuid.uuid4().hex[:10]}@example.com"
-        reply = self.http.post("/v1/users", json={"email": email, "password": "password-1", "name": "Ada"})
-        assert reply.status_code == 201, reply.text
-        return self.login(email, "password-1")
+        return self.run(self.client.sign_up("Ada")).headers
 
     def product(self, stock: int, price_cents: int = 2_500) -> str:
         """A new product of its own, so tests never share stock."""
         sku = f"T-{uuid.uuid4().hex[:8].upper()}"
-        body = {"name": f"Test {sku}", "price_cents": price_cents, "currency": "EUR", "available": stock}
-        reply = self.http.put(f"/v1/admin/products/{sku}", json=body, headers=self.admin)
-        assert reply.status_code == 200, reply.text
+        self.run(self.client.put_product(sku, stock, price_cents, name=f"Test {sku}"))
         return sku
 
     def order_body(self, items: dict[str, int], token: str = "tok_ok", country: str = "FR") -> dict[str, Any]:
-        return {"items": [{"sku": sku, "quantity": q} for sku, q in items.items()], "payment_token": token,
-                "shipping_address": {**ADDRESS, "country": country}}
+        return order_body(items, token, country)
 
     def place(self, items: dict[str, int], *, user: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
-        return self.http.post("/v1/orders", json=self.order_body(items, **kwargs), headers=user or self.customer())
+        return self.run(self.client.place(user or self.customer(), order_body(items, **kwargs)))
 
     def place_order(self, items: dict[str, int], **kwargs: Any) -> dict[str, Any]:
         reply = self.place(items, **kwargs)
@@ -123,24 +139,25 @@ class Shop:
         return reply.json()  # type: ignore[no-any-return]
 
     def available(self, sku: str) -> int:
-        return int(self.http.get(f"/v1/products/{sku}").json()["available"])
+        return int(self.run(self.client.product(sku))["available"])
 
     def ledger(self, order_id: str) -> list[tuple[str, int]]:
-        reply = self.http.get(f"/v1/admin/orders/{order_id}/payments", headers=self.admin)
-        return [(line["kind"], line["amount_cents"]) for line in reply.json()["items"]]
+        return [(line["kind"], line["amount_cents"]) for line in self.run(self.client.ledger(order_id))]
 
     def net_charged(self, order_id: str) -> int:
-        return sum(amount if kind == "charge" else -amount for kind, amount in self.ledger(order_id))
+        return self.run(self.client.net_charged(order_id))
+
+    def saga(self, order_id: str) -> dict[str, Any]:
+        return self.run(self.client.saga(order_id))  # type: ignore[no-any-return]
 
     def timeline(self, order_id: str) -> list[tuple[str, str]]:
-        saga = self.http.get(f"/v1/orders/{order_id}/saga", headers=self.admin).json()
-        return [(step["name"], step["action"]) for step in saga["steps"]]
+        return [(step["name"], step["action"]) for step in self.saga(order_id)["steps"]]
 
     def settled(self, order_id: str, within: float = 60) -> dict[str, Any]:
         """The order once it is no longer PENDING."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            order = self.http.get(f"/v1/orders/{order_id}", headers=self.admin).json()
+            order = self.run(self.client.order(order_id))
             if order["status"] != "PENDING":
                 return order  # type: ignore[no-any-return]
             time.sleep(0.2)
@@ -148,23 +165,17 @@ class Shop:
 
     def stock(self, sku: str) -> tuple[int, int, int]:
         """(available, reserved, sold) of a product."""
-        p = self.http.get(f"/v1/admin/products/{sku}", headers=self.admin).json()
+        p = self.run(self.client.product(sku, admin=True))
         return p["available"], p["reserved"], p["sold"]
 
     def shipments(self, order_id: str) -> list[str]:
-        reply = self.http.get(f"/v1/admin/orders/{order_id}/shipments", headers=self.admin)
-        return [s["tracking_number"] for s in reply.json()["items"]]
-
-    def saga(self, order_id: str) -> dict[str, Any]:
-        return self.http.get(f"/v1/orders/{order_id}/saga", headers=self.admin).json()  # type: ignore[no-any-return]
+        return [s["tracking_number"] for s in self.run(self.client.shipments(order_id))]
 
     def add_fault(self, **rule: Any) -> dict[str, Any]:
-        reply = self.http.put("/v1/admin/faults", json=rule, headers=self.admin)
-        assert reply.status_code == 200, reply.text
-        return reply.json()  # type: ignore[no-any-return]
+        return self.run(self.client.add_fault(**rule))  # type: ignore[no-any-return]
 
     def clear_faults(self) -> None:
-        assert self.http.delete("/v1/admin/faults", headers=self.admin).status_code == 200
+        self.run(self.client.clear_faults())
 
     def part(self, name: str) -> Any:
         """The running process of one part under `sagashop up`."""
@@ -177,31 +188,22 @@ class Shop:
 
     def ready_again(self, within: float = 60) -> None:
         deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            try:
-                if self.http.get("/readyz").status_code == 200:
-                    return
-            except httpx.HTTPError:  # the gateway itself is (re)starting
-                pass
+        while not self.run(self.client.ready()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the shop is not ready again after {within}s")
             time.sleep(0.2)
-        raise AssertionError(f"the shop is not ready again after {within}s")
 
     def place_until_answered(self, body: dict[str, Any], user: dict[str, str], key: str,
                              within: float = 60) -> dict[str, Any]:
         """POSTs the order with an Idempotency-Key, again and again while the shop answers 503 (an orchestrator
         down), as a careful client does; returns the order."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            try:
-                reply = self.http.post("/v1/orders", json=body, headers={**user, "Idempotency-Key": key,
-                                                                          "Prefer": "wait=0"})
-                if reply.status_code in (200, 201, 202):
-                    return reply.json()  # type: ignore[no-any-return]
-                assert reply.status_code == 503, reply.text
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"no answer to the order in {within}s")
+        patient = ShopClient(self.url, outlast=within)
+        try:
+            reply = self.run(patient.place(user, body, wait=0, key=key))
+        finally:
+            self.run(patient.close())
+        assert reply.status_code in (200, 201, 202), reply.text
+        return reply.json()  # type: ignore[no-any-return]
 
     def assert_conserved(self, order: dict[str, Any], sku: str, quantity: int, stock: int) -> None:
         """Nothing lost, nothing twice: stock all accounted for; an approved order charged its total once and
@@ -215,12 +217,4 @@ class Shop:
 
     def spawn(self, part: str, log: Any, **env: str) -> tuple[subprocess.Popen[bytes], int]:
         """Another `sagashop serve PART` process beside the shop (same databases), on a free port; once it serves."""
-        port = free_ports(1)[0]
-        overrides = {f"SAGASHOP_{part.upper()}_PORT": str(port), **env}
-        process = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", part], env={**self.env, **overrides},
-                                   stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while not serving(port):
-            assert time.monotonic() < deadline and process.poll() is None, f"the extra {part} did not start"
-            time.sleep(0.2)
-        return process, port
+        return spawn(part, self.env, log, **env)

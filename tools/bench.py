@@ -11,7 +11,7 @@ import statistics
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,17 +21,11 @@ from urllib.parse import urlsplit
 import aiohttp
 import grpc
 
-from sagashop.backends import Backends
-from sagashop.kit.clock import now
 from sagashop.kit.settings import Settings
-from sagashop.saga import SagaRunner, StepRecord, new_record
-from sagashop.saga.store import STEP_RUNNING
 from sagashop.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 from .processes import cpu_seconds, sample, shop_processes
-
-RATE_LIMITED_WAITS = 10  # times a set-up request waits as told (429, Retry-After) before the run gives up
-ADDRESS = {"name": "Bench", "line1": "1 Main St", "city": "Paris", "postal_code": "75001", "country": "FR"}
+from .shopclient import ADDRESS, ShopClient
 
 
 @dataclass
@@ -59,24 +53,17 @@ class Result:
                                for part, mib in self.memory_mib.items()}}
 
 
-class Refused(Exception):
-    """The shop answered a request of the benchmark's set-up with an error."""
-
-    def __init__(self, method: str, path: str, status: int, text: str) -> None:
-        super().__init__(f"{method} {path} answered {status}: {text[:300]}")
-
-
 async def run(url: str, admin: tuple[str, str], checkouts: int, concurrency: int, rate: float | None,
               direct: str | None, without_log: Settings | None = None) -> Result:
-    # aiohttp, not httpx: at concurrency 16 on this machine httpx spent 1.4 ms of CPU per request, aiohttp 0.13,
-    # and a benchmark on the shop's machine takes its CPU from the shop.
-    async with aiohttp.ClientSession(base_url=url, timeout=aiohttp.ClientTimeout(total=60),
-                                     connector=aiohttp.TCPConnector(limit=concurrency + 4)) as http:
-        admin_headers = await _login(http, *admin)
+    # The checkouts go through aiohttp, the set-up through the shop's client (httpx): aiohttp spends several times
+    # less CPU per request, and a benchmark on the shop's machine takes its CPU from the shop.
+    async with ShopClient(url) as shop, aiohttp.ClientSession(
+            base_url=url, timeout=aiohttp.ClientTimeout(total=60),
+            connector=aiohttp.TCPConnector(limit=concurrency + 4)) as http:
+        await shop.sign_in_admin(*admin)
         sku = f"BENCH-{uuid.uuid4().hex[:6].upper()}"
-        body = {"name": "Bench", "price_cents": 1_000, "currency": "EUR", "available": checkouts * 2 + 10}
-        await _json(http, "PUT", f"/v1/admin/products/{sku}", json=body, headers=admin_headers)
-        users = [await _customer(http) for _ in range(concurrency)]
+        await shop.put_product(sku, checkouts * 2 + 10, 1_000, name="Bench")
+        users = [vars(await shop.sign_up("Bench")) for _ in range(concurrency)]
         async with _watching(url) as watched:
             if without_log is not None:
                 async with _without_log(without_log, sku) as place:
@@ -85,7 +72,7 @@ async def run(url: str, admin: tuple[str, str], checkouts: int, concurrency: int
                 place = _via_grpc(direct, sku) if direct else via_gateway(http, sku)
                 result, order_ids = await drive(place, users, checkouts, concurrency, rate)
         if without_log is None:
-            result.steps_ms = await _step_times(http, admin_headers, order_ids[:200])
+            result.steps_ms = await _step_times(shop, order_ids[:200])
         result.sku, (cpu, result.memory_mib) = sku, watched
         result.cpu_ms = {part: seconds * 1000 / checkouts for part, seconds in cpu.items()}
         return result
@@ -107,33 +94,6 @@ async def _watching(url: str) -> AsyncIterator[tuple[dict[str, float], dict[str,
             await sampler
         after = cpu_seconds(processes)
         used.update({part: after[part] - before[part] for part in before if part in after})
-
-
-async def _json(http: aiohttp.ClientSession, method: str, path: str, **kwargs: Any) -> Any:
-    """The JSON body of a set-up request's answer, after waiting as told when rate-limited (at most
-    RATE_LIMITED_WAITS times); Refused if it is an error."""
-    for waits in range(RATE_LIMITED_WAITS + 1):  # the last try answers or raises
-        async with http.request(method, path, **kwargs) as reply:
-            if reply.status == 429 and "Retry-After" in reply.headers and waits < RATE_LIMITED_WAITS:
-                wait = float(reply.headers["Retry-After"])
-            elif reply.status >= 400:
-                raise Refused(method, path, reply.status, await reply.text())
-            else:
-                return await reply.json()
-        await asyncio.sleep(wait)
-    raise AssertionError("unreachable")
-
-
-async def _login(http: aiohttp.ClientSession, email: str, password: str) -> dict[str, str]:
-    token = await _json(http, "POST", "/v1/auth/token", json={"email": email, "password": password})
-    return {"Authorization": f"Bearer {token['access_token']}"}
-
-
-async def _customer(http: aiohttp.ClientSession) -> dict[str, Any]:
-    email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
-    created = await _json(http, "POST", "/v1/users",
-                          json={"email": email, "password": "bench-password", "name": "Bench"})
-    return {"id": created["id"], "headers": await _login(http, email, "bench-password")}
 
 
 def via_gateway(http: aiohttp.ClientSession, sku: str) -> Any:
@@ -162,39 +122,16 @@ def _via_grpc(address: str, sku: str) -> Any:
     return place
 
 
-class ForgetfulLog:
-    """A saga log that writes nothing anywhere; it remembers in memory only which steps started, for the undos."""
-
-    def __init__(self) -> None:
-        self.started: dict[str, list[StepRecord]] = defaultdict(list)
-
-    async def advance(self, saga_id: str, *, started: Sequence[tuple[str, str]] = (), **_: Any) -> None:
-        self.started[saga_id].extend(StepRecord(*step, STEP_RUNNING, 0, "", "", None, now(), None) for step in started)
-
-    async def steps(self, saga_id: str) -> list[StepRecord]:
-        return self.started[saga_id]
-
-
 @asynccontextmanager
 async def _without_log(settings: Settings, sku: str) -> AsyncIterator[Any]:
-    from services.orchestrator.checkout import checkout_saga
-    from services.orchestrator.intake import checkout_of
-    from services.orchestrator.steps import CheckoutSteps
+    from services.orchestrator.main import checkout_without_log
 
-    backends = Backends(settings, ("order", "inventory", "payment", "shipping"), route="v1")
-    saga = checkout_saga(CheckoutSteps({"v1": backends}, settings.step_deadline_seconds))
-    runner = SagaRunner(ForgetfulLog())  # type: ignore[arg-type]
+    async with checkout_without_log(settings) as checkout:
+        async def place(user: dict[str, Any]) -> tuple[str, str]:
+            return await checkout(orchestrator_pb2.StartCheckoutRequest(
+                user_id=user["id"], lines=[{"sku": sku, "quantity": 1}], payment_token="tok_ok", address=ADDRESS))
 
-    async def place(user: dict[str, Any]) -> tuple[str, str]:
-        checkout = await checkout_of(orchestrator_pb2.StartCheckoutRequest(
-            user_id=user["id"], lines=[{"sku": sku, "quantity": 1}], payment_token="tok_ok", address=ADDRESS), backends)
-        record = new_record(saga.name, checkout.order_id, checkout.order_id, None, "", saga.encode(checkout))
-        return await runner.run(saga, record, history=[]), checkout.order_id
-
-    try:
         yield place
-    finally:
-        await backends.close()
 
 
 async def drive(place: Any, users: list[dict[str, Any]], checkouts: int, concurrency: int,
@@ -228,13 +165,12 @@ async def drive(place: Any, users: list[dict[str, Any]], checkouts: int, concurr
     return result, order_ids
 
 
-async def _step_times(http: aiohttp.ClientSession, admin: dict[str, str],
-                      order_ids: list[str]) -> dict[str, Any]:
+async def _step_times(shop: ShopClient, order_ids: list[str]) -> dict[str, Any]:
     """From the saga log: mean and p95 milliseconds of each step, and how many took more than one attempt."""
     durations: dict[str, list[float]] = defaultdict(list)
     retried: Counter[str] = Counter()
     for order_id in filter(None, order_ids):
-        saga = await _json(http, "GET", f"/v1/orders/{order_id}/saga", headers=admin)
+        saga = await shop.saga(order_id)
         for step in saga.get("steps", []):
             if step["finished_at"]:
                 took = datetime.fromisoformat(step["finished_at"]) - datetime.fromisoformat(step["started_at"])

@@ -6,10 +6,10 @@ the lab (tools/) beyond this file."""
 import os
 
 # gRPC's classic I/O manager: a message is read by the thread that waits for gRPC's completions instead of being
-# handed from an EventEngine thread to it, one thread hop fewer per message (same calls, deadlines and errors). At
-# concurrency 16 on this machine: a served call 615-700 -> 575-667 us of CPU, context switches 25,000 -> 18,000/s
-# and 91-93 -> 95-98 checkouts/s. gRPC reads it when first imported, so it is set before anything imports grpc; the
-# processes this one starts inherit it. Set GRPC_EXPERIMENTS yourself to choose otherwise.
+# handed from an EventEngine thread to it, one thread hop fewer per message (same calls, deadlines and errors), so
+# less CPU and fewer context switches per call (docs/performance.md). gRPC reads it when first imported, so it is
+# set before anything imports grpc; the processes this one starts inherit it. Set GRPC_EXPERIMENTS yourself to
+# choose otherwise.
 os.environ.setdefault("GRPC_EXPERIMENTS", "-event_engine_client,-event_engine_listener,"
                       "-event_engine_for_all_other_endpoints,-event_engine_callback_cq")
 
@@ -17,8 +17,8 @@ import asyncio
 import importlib
 import sys
 from enum import Enum
+from typing import Any
 
-import click
 import typer
 import uvloop
 from typer.core import TyperGroup
@@ -28,12 +28,13 @@ from sagashop.kit.settings import PARTS, Settings
 
 
 class Commands(TyperGroup):
-    """The command's group, with `canary` (a group of its own, and ruamel.yaml) loaded only when asked for."""
+    """The command's group, with `canary` (a group of its own, and ruamel.yaml) loaded only when asked for. The
+    context and command are click's, which typer vendors without a public name: hence `Any`."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         return sorted([*super().list_commands(ctx), "canary"])
 
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+    def get_command(self, ctx: Any, name: str) -> Any:
         if name != "canary":
             return super().get_command(ctx, name)
         from .canary.cli import app as canary
@@ -57,7 +58,7 @@ def up() -> None:
 
 
 @app.command()
-def serve(name: PartName) -> None:  # type: ignore[valid-type]
+def serve(name: PartName) -> None:
     """Run one part in the foreground (the container entrypoint)."""
     settings = Settings()
     logs.configure(name.value, settings.log_level, settings.log_format)
@@ -84,14 +85,17 @@ def chaos(
 ) -> None:
     """Against a running shop: concurrent orders under random faults and orchestrator kills, then an audit of
     stock, money and shipments. Exits 1 on any violation."""
+    import httpx
+
     from .chaos import campaign, report
+    from .shopclient import ShopError
 
     settings = Settings()
     plan = campaign.Plan(orders=orders, concurrency=concurrency, seed=seed, duration=duration, replicas=replicas)
     admin = (settings.admin_email, settings.admin_password or "")
     try:
         result = asyncio.run(campaign.run(url or f"http://127.0.0.1:{settings.gateway_port}", admin, plan))
-    except (RuntimeError, OSError) as e:  # the shop stopped answering: the campaign cannot judge it
+    except (ShopError, httpx.HTTPError, OSError) as e:  # the shop stopped answering: the campaign cannot judge it
         print(f"sagashop chaos: {e}", file=sys.stderr)
         raise typer.Exit(2) from e
     print(report.as_json(plan, result) if json_out else report.text(plan, result))
@@ -110,18 +114,20 @@ def bench(
 ) -> None:
     """Against a running shop: N checkouts at a concurrency; throughput, latency percentiles, time per step."""
     import aiohttp
+    import httpx
 
     from . import bench as benchmark
+    from .shopclient import ShopError
 
     settings = Settings()
     admin = (settings.admin_email, settings.admin_password or "")
     try:
         result = uvloop.run(benchmark.run(url or f"http://127.0.0.1:{settings.gateway_port}", admin, checkouts,
                                           concurrency, rate, direct, settings if without_log else None))
-    except benchmark.Refused as e:  # most often: the admin's credentials (SAGASHOP_ADMIN_EMAIL / _PASSWORD)
+    except ShopError as e:  # most often: the admin's credentials (SAGASHOP_ADMIN_EMAIL / _PASSWORD)
         print(f"sagashop bench: {e}", file=sys.stderr)
         raise typer.Exit(2) from e
-    except (aiohttp.ClientError, OSError) as e:
+    except (aiohttp.ClientError, httpx.HTTPError, OSError) as e:
         print(f"sagashop bench: the shop is not answering: {e!r}", file=sys.stderr)
         raise typer.Exit(2) from e
     print(benchmark.as_json(result) if json_out else benchmark.table(result))

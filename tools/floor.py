@@ -17,7 +17,6 @@ the shop's `bench` figures over the floor's, taken the same hour, are what the s
 import asyncio
 import json
 import signal
-import socket
 import sqlite3
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from sagashop.kit.db import SQLITE_PRAGMAS, server_url
 from sagashop.kit.settings import Settings
 
 from .bench import Result, drive, table, via_gateway
+from .local.parts import free_ports, start
 from .processes import cpu_seconds
 
 PREFIX = "sagashop_floor_"  # each run's PostgreSQL schema and Redis key: its own, removed after it
@@ -205,12 +205,6 @@ class FloorFailed(Exception):
 FAILURES = (FloorFailed, OSError, asyncpg.PostgresError, aioredis.RedisError)  # what `sagashop floor` reports
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @asynccontextmanager
 async def _databases(settings: Settings, name: str) -> AsyncIterator[dict[str, str]]:
     """Each part's database with its table (on PostgreSQL in the run's schema `name`); removed after."""
@@ -260,9 +254,8 @@ async def _parts(config: dict[str, Any], log_dir: Path) -> AsyncIterator[dict[st
     started: dict[str, asyncio.subprocess.Process] = {}
     try:
         for part in PARTS:  # each part logs to log_dir/PART.log
-            started[part] = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tools.floor", part, json.dumps(config), str(log_dir),
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            started[part] = await start(part, json.dumps(config), str(log_dir), program=("tools.floor",),
+                                        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         for part, process in started.items():
             await _answering(part, process, config["ports"][part], log_dir / f"{part}.log")
         yield {part: psutil.Process(process.pid) for part, process in started.items()}
@@ -308,7 +301,7 @@ async def run(settings: Settings, checkouts: int, concurrency: int, rate: float 
     name = f"{PREFIX}{uuid.uuid4().hex[:8]}"
     counter = RequestCount(settings.redis_url, f"{name}:requests")
     async with _databases(settings, name) as databases, counter:
-        config = {"name": name, "ports": {part: _free_port() for part in PARTS}, "databases": databases,
+        config = {"name": name, "ports": dict(zip(PARTS, free_ports(len(PARTS)), strict=True)), "databases": databases,
                   "redis": settings.redis_url, "pool": settings.database_pool_size}
         with tempfile.TemporaryDirectory(prefix="sagashop-floor-logs-") as logs:
             async with _parts(config, Path(logs)) as processes, aiohttp.ClientSession(

@@ -1,5 +1,5 @@
 """What a route can ask for: the backends, the settings, and who is calling. Each is an `async def`: FastAPI runs
-a plain `def` dependency on a worker thread, a hand-off that cost more than the work (about a third of a ms each)."""
+a plain `def` dependency on a worker thread, a hand-off that costs more than the little work each one does."""
 
 from typing import Annotated
 

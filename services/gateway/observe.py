@@ -58,8 +58,8 @@ class HttpMetrics:
 class TraceContext:
     """ASGI middleware: the request's span when spans are not recorded, which is then only its ids (continuing
     the caller's `traceparent`, or a new trace), for the response, the log lines and every gRPC call to carry.
-    OpenTelemetry's instrumentation, which also names the route and the status, cost each request 0.22-0.25 ms of
-    the gateway's CPU (alternating runs, 3000 requests each) for spans that went nowhere."""
+    OpenTelemetry's instrumentation, which also names the route and the status, is installed only when spans are
+    recorded: otherwise it would spend the gateway's CPU on every request building spans that go nowhere."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

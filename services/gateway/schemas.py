@@ -1,17 +1,43 @@
 """The JSON the gateway takes and gives, as the public contract describes it. Requests are strict: unknown
-fields and wrong types are refused with 422."""
+fields and wrong types are refused with 422. Their limits are the shop's own (sagashop.values), and a saga's
+states the engine's (sagashop.saga)."""
 
 from typing import Annotated, Literal
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
+from sagashop.kit.faults import CRASH_POINTS, MAX_DELAY_MS
+from sagashop.kit.settings import SERVICES
+from sagashop.saga import ABORTED, COMPENSATED, COMPENSATING, NEEDS_ATTENTION, RUNNING, SUCCEEDED
+from sagashop.values import (
+    COUNTRY_PATTERN,
+    MAX_EMAIL,
+    MAX_ID,
+    MAX_LINES,
+    MAX_NOTE,
+    MAX_PASSWORD,
+    MAX_PRICE_CENTS,
+    MAX_QUANTITY,
+    MAX_STOCK,
+    MAX_TEXT,
+    MIN_PASSWORD,
+    SKU_PATTERN,
+    Currency,
+)
+
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no control characters (a NUL cannot even be stored in PostgreSQL)
-SKU, ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=PRINTABLE)]
-Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SKU)]
-SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=SKU)]
-IdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID)]  # an order's or a saga's id
+ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT, pattern=PRINTABLE)]
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=SKU_PATTERN)]
+SkuPath = Annotated[str, Path(min_length=1, max_length=MAX_ID, pattern=SKU_PATTERN)]
+IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID, pattern=ID)]  # an order's or a saga's id
+STATES = (RUNNING, COMPENSATING, NEEDS_ATTENTION, SUCCEEDED, COMPENSATED, ABORTED)  # as the console lists them
+# Literals of other modules' names, not copies of them (a type checker takes only literal strings here)
+SagaState = Literal[STATES]  # type: ignore[valid-type]
+Part = Literal[SERVICES]  # type: ignore[valid-type]
+CrashPoint = Literal[CRASH_POINTS]  # type: ignore[valid-type]
+OperatorVerb = Literal["retry", "compensate", "abort"]  # what an operator may do with a parked saga
 
 
 class Request(BaseModel):
@@ -20,25 +46,25 @@ class Request(BaseModel):
 
 class NewUser(Request):
     email: EmailStr
-    password: str = Field(min_length=8, max_length=256)
+    password: str = Field(min_length=MIN_PASSWORD, max_length=MAX_PASSWORD)
     name: Text
 
 
 class Credentials(Request):
-    email: str = Field(max_length=320, pattern=PRINTABLE)
-    password: str = Field(max_length=256)
+    email: str = Field(max_length=MAX_EMAIL, pattern=PRINTABLE)
+    password: str = Field(max_length=MAX_PASSWORD)
 
 
 class ProductIn(Request):
     name: Text
-    price_cents: int = Field(ge=0, le=100_000_000)
-    currency: Literal["EUR", "USD", "GBP"]
-    available: int = Field(ge=0, le=1_000_000_000)
+    price_cents: int = Field(ge=0, le=MAX_PRICE_CENTS)
+    currency: Currency
+    available: int = Field(ge=0, le=MAX_STOCK)
 
 
 class LineIn(Request):
     sku: Sku
-    quantity: int = Field(ge=1, le=1000)
+    quantity: int = Field(ge=1, le=MAX_QUANTITY)
 
 
 class AddressIn(Request):
@@ -46,12 +72,12 @@ class AddressIn(Request):
     line1: Text
     city: Text
     postal_code: Text
-    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+    country: Annotated[str, StringConstraints(pattern=COUNTRY_PATTERN)]
 
 
 class OrderIn(Request):
-    items: list[LineIn] = Field(min_length=1, max_length=50)
-    payment_token: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
+    items: list[LineIn] = Field(min_length=1, max_length=MAX_LINES)
+    payment_token: str = Field(min_length=1, max_length=MAX_ID, pattern=PRINTABLE)
     shipping_address: AddressIn
 
 
@@ -154,7 +180,7 @@ class Saga(BaseModel):
     name: str
     order_id: str
     route: str  # the version set it is pinned to: v1 (stable) or v2 (canary)
-    state: str
+    state: SagaState
     failure_reason: str | None
     steps: list[SagaStep]
     audit: list[AuditEntry]
@@ -167,18 +193,18 @@ class SagaList(BaseModel):
 
 
 class OperatorAction(Request):
-    reason: str = Field(default="", max_length=500, pattern=PRINTABLE)
+    reason: str = Field(default="", max_length=MAX_NOTE, pattern=PRINTABLE)
 
 
 class FaultIn(Request):
-    service: Literal["user", "order", "inventory", "payment", "shipping", "orchestrator"]
+    service: Part
     method: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
     error: str | None = Field(default=None, max_length=32, pattern=PRINTABLE)
     rate: float = Field(default=1.0, ge=0, le=1)
     count: int | None = Field(default=None, ge=1)
-    delay_ms: int = Field(default=0, ge=0, le=60_000)
+    delay_ms: int = Field(default=0, ge=0, le=MAX_DELAY_MS)
     after_commit: bool = False
-    crash: Literal["before", "after"] | None = None
+    crash: CrashPoint | None = None
 
 
 class Fault(BaseModel):

@@ -30,10 +30,7 @@ DOCS_POLICY = ("default-src 'none'; script-src 'self' 'unsafe-inline' https://cd
 CONSOLE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
                   "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 PAGES = {"/docs": DOCS_POLICY, "/redoc": DOCS_POLICY,  # FastAPI's pages: swagger-ui and redoc from jsdelivr
-         "/console": CONSOLE_POLICY}  # the saga console: its own script and style, nothing inline
-CONSOLE = "/console"  # the saga console: its own scripts and styles only, from this origin
-CONSOLE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-                  "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+         "/console": CONSOLE_POLICY}  # the saga console: its own script and style from this origin, nothing inline
 
 
 def request_id(headers: Headers) -> str:
@@ -53,7 +50,6 @@ class Edge:
             return
         rid = request_id(Headers(scope=scope))
         policy = next((page for prefix, page in PAGES.items() if scope["path"].startswith(prefix)), API_POLICY)
-        policy = CONSOLE_POLICY if scope["path"].startswith(CONSOLE) else policy
         traceparent = telemetry.traceparent()  # of the request's span, when it is traced
         started = False
 

@@ -3,10 +3,9 @@
 from dataclasses import dataclass
 
 from sagashop.kit.errors import Invalid, Rejected
-from sagashop.values import MAX_PRICE_CENTS, Line, valid_sku
+from sagashop.values import CURRENCIES, MAX_PRICE_CENTS, MAX_STOCK, MAX_TEXT, Line, valid_sku
 
-CURRENCIES = frozenset({"EUR", "USD", "GBP"})
-MAX_LISTED = 500  # SKUs one ListProducts may name (a checkout names at most 50)
+MAX_LISTED = 500  # SKUs one ListProducts may name (a checkout names at most MAX_LINES)
 
 
 @dataclass(frozen=True)
@@ -30,14 +29,14 @@ class UnknownProduct(Rejected):
 
 def valid_product(product: Product) -> Product:
     valid_sku(product.sku)
-    if not product.name.strip() or len(product.name) > 200 or not product.name.isprintable():
-        raise Invalid("name must be 1 to 200 printable characters")
+    if not product.name.strip() or len(product.name) > MAX_TEXT or not product.name.isprintable():
+        raise Invalid(f"name must be 1 to {MAX_TEXT} printable characters")
     if not 0 <= product.price_cents <= MAX_PRICE_CENTS:
         raise Invalid(f"price_cents must be 0 to {MAX_PRICE_CENTS}")
     if product.currency not in CURRENCIES:
         raise Invalid(f"currency must be one of {', '.join(sorted(CURRENCIES))}")
-    if not 0 <= product.available <= 1_000_000_000:
-        raise Invalid("available must be 0 to 1000000000")
+    if not 0 <= product.available <= MAX_STOCK:
+        raise Invalid(f"available must be 0 to {MAX_STOCK}")
     return product
 
 

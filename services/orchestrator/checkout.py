@@ -16,7 +16,9 @@ def checkout_saga(steps: CheckoutSteps) -> Saga:
         # shipped: no way back from here, only forward
         Step("commit_stock", steps.commit_stock, until_done=True),
         Step("approve_order", steps.approve_order, until_done=True),
-        on_rejected=Step("reject_order", steps.reject_order),  # gets the reason: out_of_stock, payment_declined..
+        # the way out, with the reason (out_of_stock, payment_declined, ...): an order is recorded if the saga
+        # failed before it was, then rejected
+        on_rejected=(Step("create_order", steps.create_order), Step("reject_order", steps.reject_order)),
         input_type=Checkout,
     )
 

@@ -7,7 +7,7 @@ from sagashop.backends import Backends
 from sagashop.kit.errors import Invalid
 from sagashop.v1 import inventory_pb2
 from sagashop.v1 import orchestrator_pb2 as pb
-from sagashop.values import Address, Line, PricedLine, valid_address, valid_lines
+from sagashop.values import MAX_ID, Address, Line, PricedLine, valid_address, valid_lines
 
 from .steps import Checkout
 
@@ -26,8 +26,8 @@ async def checkout_of(request: pb.StartCheckoutRequest, backends: Backends) -> C
     with unknown_product, so the order is rejected, not lost)."""
     if not request.user_id:
         raise Invalid("user_id is required")
-    if not 1 <= len(request.payment_token) <= 64:
-        raise Invalid("payment_token must be 1 to 64 characters")
+    if not 1 <= len(request.payment_token) <= MAX_ID:
+        raise Invalid(f"payment_token must be 1 to {MAX_ID} characters")
     lines = valid_lines([Line(x.sku, x.quantity) for x in request.lines])
     a = request.address
     address = valid_address(Address(a.name, a.line1, a.city, a.postal_code, a.country))

@@ -6,29 +6,39 @@ import contextlib
 import random
 from collections.abc import AsyncIterator
 
-import grpc
-
 from sagashop.backends import Backends
 from sagashop.kit.breaker import BREAKERS
 from sagashop.kit.errors import Conflict, Invalid, NotFound, Rejected
-from sagashop.saga import ABORTED, ACTIVE, COMPENSATING, RUNNING, TERMINAL, SagaRecord, SagaStore, new_record
+from sagashop.kit.status import ServerContext
+from sagashop.saga import (
+    ABORTED,
+    ACTIVE,
+    COMPENSATING,
+    RUNNING,
+    TERMINAL,
+    SagaRecord,
+    SagaStore,
+    Stopped,
+    new_record,
+)
 from sagashop.v1 import common_pb2, orchestrator_pb2_grpc, order_pb2
 from sagashop.v1 import orchestrator_pb2 as pb
+from sagashop.values import MAX_SAGAS_LISTED
 
-from .awaited import AwaitedOrders
 from .intake import checkout_of, fingerprint
-from .runs import SagaRuns
+from .runs import Moves, SagaRuns
+from .steps import order_of
 from .views import saga_pb
 
 WATCH_POLL = 1.0  # seconds between reads of a watched saga that another orchestrator runs
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    def __init__(self, store: SagaStore, runs: SagaRuns, backends: Backends, awaited: AwaitedOrders,
+    def __init__(self, store: SagaStore, runs: SagaRuns, moves: Moves, backends: Backends,
                  canary_percent: float = 0.0) -> None:
-        """`backends` serve the reads outside sagas: prices, and the order to cancel. `awaited` is where the
-        checkout's last step leaves the order for the StartCheckout call waiting for it."""
-        self.store, self.runs, self.backends, self.awaited = store, runs, backends, awaited
+        """`moves` tells of each move of a saga running here. `backends` serve the reads outside sagas: prices,
+        and the order to cancel."""
+        self.store, self.runs, self.moves, self.backends = store, runs, moves, backends
         self.canary_percent = canary_percent
 
     def pick_route(self) -> str:
@@ -37,26 +47,25 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         return "v2" if random.uniform(0, 100) < self.canary_percent else "v1"
 
     async def StartCheckout(self, request: pb.StartCheckoutRequest,
-                            context: grpc.aio.ServicerContext) -> pb.StartCheckoutReply:
+                            context: ServerContext) -> pb.StartCheckoutReply:
         checkout = await checkout_of(request, self.backends)
         key = f"checkout:{request.user_id}:{request.idempotency_key}" if request.idempotency_key else None
         saga = self.runs.sagas["checkout"]
         record, created = await self.store.create(new_record(
             saga.name, checkout.order_id, checkout.order_id, key, fingerprint(request), saga.encode(checkout),
-            route=self.pick_route()), first=saga.first)
+            {"route": self.pick_route()}), first=saga.first)
         if not created and record.fingerprint != fingerprint(request):
             raise Conflict("this Idempotency-Key was used for another order", code="idempotency_conflict")
-        reply = pb.StartCheckoutReply(order_id=record.correlation_id, created=created)
-        # a repeat gets no order: the saga that leaves one is another call's (the caller reads the order)
-        with self.awaited.awaiting(record.correlation_id) if created else contextlib.nullcontext(lambda: None) as left:
-            if created:
-                self.runs.start(record.id, new=record)
-            reply.state = await self._wait(record.id, max(request.wait_ms, 0) / 1000, until_order_exists=True)
-            if reply.state in TERMINAL and (order := left()) is not None:
-                reply.order.CopyFrom(order)
+        if created:
+            self.runs.start(record.id, new=record)
+        stopped = await self._wait(record.id, max(request.wait_ms, 0) / 1000, until_order_exists=True)
+        reply = pb.StartCheckoutReply(order_id=record.correlation_id, created=created, state=stopped.state)
+        # the order as the run here left it; a repeat gets none (the caller reads the order)
+        if created and stopped.state in TERMINAL and (order := order_of(stopped)) is not None:
+            reply.order.CopyFrom(order)
         return reply
 
-    async def CancelOrder(self, request: pb.CancellationRequest, context: grpc.aio.ServicerContext) -> pb.Saga:
+    async def CancelOrder(self, request: pb.CancellationRequest, context: ServerContext) -> pb.Saga:
         order = await self.backends.order.call(self.backends.order.stub.GetOrder,
                                                order_pb2.GetOrderRequest(id=request.order_id), within=2.0)
         checkout = await self.store.get(order.id)
@@ -65,37 +74,37 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         saga_id = f"{order.id}-cancel"
         record, created = await self.store.create(new_record("cancellation", saga_id, order.id,
                                                              f"cancel:{order.id}", "", checkout.input,
-                                                             route=checkout.route),
+                                                             checkout.context),
                                                   first=self.runs.sagas["cancellation"].first)
         if created:
             self.runs.start(saga_id, new=record)
         await self._wait(saga_id, max(request.wait_ms, 0) / 1000)
         return await self._saga(saga_id)
 
-    async def GetSaga(self, request: pb.GetSagaRequest, context: grpc.aio.ServicerContext) -> pb.Saga:
+    async def GetSaga(self, request: pb.GetSagaRequest, context: ServerContext) -> pb.Saga:
         return await self._saga(request.saga_id or request.order_id)
 
-    async def WatchSaga(self, request: pb.GetSagaRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Saga]:
+    async def WatchSaga(self, request: pb.GetSagaRequest, context: ServerContext) -> AsyncIterator[pb.Saga]:
         saga_id = request.saga_id or request.order_id
         last = None
         while True:
-            changed = self.runs.runner.watch(saga_id)
+            changed = self.moves.watch(saga_id)
             saga = await self._saga(saga_id)
             if saga != last:  # a step's success is only written with the run's next move
                 yield saga
                 last = saga
             if saga.state not in ACTIVE:
-                self.runs.runner.unwatch(saga_id)
+                self.moves.unwatch(saga_id)
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), WATCH_POLL)
 
-    async def ListSagas(self, request: pb.ListSagasRequest, context: grpc.aio.ServicerContext) -> pb.SagaList:
-        if not 0 <= request.limit <= 500:
-            raise Invalid("limit is 1 to 500")
+    async def ListSagas(self, request: pb.ListSagasRequest, context: ServerContext) -> pb.SagaList:
+        if not 0 <= request.limit <= MAX_SAGAS_LISTED:
+            raise Invalid(f"limit is 1 to {MAX_SAGAS_LISTED}")
         return pb.SagaList(items=[saga_pb(r) for r in await self.store.recent(request.state, request.limit or 100)])
 
-    async def OperateSaga(self, request: pb.OperateSagaRequest, context: grpc.aio.ServicerContext) -> pb.Saga:
+    async def OperateSaga(self, request: pb.OperateSagaRequest, context: ServerContext) -> pb.Saga:
         record = await self._record(request.saga_id)
         state, reason = self._operated(record, request)
         if not await self.store.take_over(record.id, state, reason, action=request.action, note=request.reason,
@@ -105,7 +114,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             self.runs.start(record.id)
         return await self._saga(record.id)
 
-    async def ListBreakers(self, request: common_pb2.Empty, context: grpc.aio.ServicerContext) -> pb.BreakerList:
+    async def ListBreakers(self, request: common_pb2.Empty, context: ServerContext) -> pb.BreakerList:
         return pb.BreakerList(items=[pb.Breaker(name=name, state=b.state, failures=b.failures)
                                      for name, b in sorted(BREAKERS.items())])
 
@@ -114,7 +123,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if request.action == "retry":  # a saga parked while compensating has a failure reason
             return (COMPENSATING if record.failure_reason else RUNNING), record.failure_reason
         if request.action == "compensate":
-            if self.runs.sagas[record.name].on_rejected is None:
+            if not self.runs.sagas[record.name].on_rejected:
                 raise Invalid(f"a {record.name} saga has no compensation; retry or abort it")
             return COMPENSATING, record.failure_reason or request.reason or "operator_compensated"
         if request.action == "abort":
@@ -131,23 +140,23 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         record = await self._record(saga_id)
         return saga_pb(record, await self.store.steps(record.id), await self.store.audit(record.id))
 
-    async def _wait(self, saga_id: str, seconds: float, *, until_order_exists: bool = False) -> str:
+    async def _wait(self, saga_id: str, seconds: float, *, until_order_exists: bool = False) -> Stopped:
         """Waits until the saga ends (or is parked) or `seconds` pass, and for a checkout in any case until its
-        order exists. A saga running here is awaited; one running elsewhere is read again at each event here or
-        every so often."""
+        order exists. A saga running here is awaited (and its run's results are known); one running elsewhere is
+        read again at each move here or every so often."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        if (state := await self.runs.settled(saga_id, seconds)) is not None and state not in ACTIVE:
-            return state
+        if (stopped := await self.runs.settled(saga_id, seconds)) is not None and stopped.state not in ACTIVE:
+            return stopped
         while True:
-            changed = self.runs.runner.watch(saga_id)
+            changed = self.moves.watch(saga_id)
             record = await self._record(saga_id)
             remaining = deadline - loop.time()
             if record.state not in ACTIVE:
-                self.runs.runner.unwatch(saga_id)
-                return record.state
+                self.moves.unwatch(saga_id)
+                return Stopped(record.state)
             if remaining <= 0 and (not until_order_exists or await self._ordered(saga_id)):
-                return record.state
+                return Stopped(record.state)
             with contextlib.suppress(TimeoutError):  # a saga another orchestrator runs sends us no events
                 await asyncio.wait_for(changed.wait(), max(remaining, 0.05))
 

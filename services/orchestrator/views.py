@@ -9,7 +9,8 @@ from sagashop.v1 import orchestrator_pb2 as pb
 
 def saga_pb(record: SagaRecord, steps: Sequence[StepRecord] = (), audit: Sequence[AuditRecord] = ()) -> pb.Saga:
     return pb.Saga(
-        saga_id=record.id, name=record.name, order_id=record.correlation_id, state=record.state, route=record.route,
+        saga_id=record.id, name=record.name, order_id=record.correlation_id, state=record.state,
+        route=record.context.get("route", "v1"),
         failure_reason=record.failure_reason, created_at=rfc3339(record.created_at),
         updated_at=rfc3339(record.updated_at),
         steps=[pb.SagaStep(name=s.name, action=s.action, status=s.status, attempts=s.attempts,

@@ -4,17 +4,23 @@ PENDING -> APPROVED | REJECTED, APPROVED -> CANCELLED. Repeating the move that a
 as it is; any other move is refused and changes nothing.
 """
 
-import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sagashop.kit.errors import Invalid, Rejected
-from sagashop.values import MAX_PRICE_CENTS, Address, Line, PricedLine, valid_address, valid_lines
+from sagashop.values import (
+    MAX_ID,
+    MAX_PRICE_CENTS,
+    Address,
+    Line,
+    PricedLine,
+    valid_address,
+    valid_currency,
+    valid_lines,
+)
 
 PENDING, APPROVED, REJECTED, CANCELLED = "PENDING", "APPROVED", "REJECTED", "CANCELLED"
 NONE, CHARGED, REFUNDED = "NONE", "CHARGED", "REFUNDED"
-MAX_ID = 64
-CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 class InvalidTransition(Rejected):
@@ -42,7 +48,7 @@ class Order:
         """A PENDING order, or Invalid saying which rule the request breaks."""
         valid_id("id", id)
         valid_id("user_id", user_id)
-        return cls(id, user_id, _valid_items(items), _valid_currency(currency), valid_address(address), at, at)
+        return cls(id, user_id, _valid_items(items), valid_currency(currency), valid_address(address), at, at)
 
     @property
     def total_cents(self) -> int:
@@ -91,8 +97,3 @@ def _valid_items(items: list[PricedLine]) -> tuple[PricedLine, ...]:
             raise Invalid(f"{line.sku}: unit_price_cents must be 0 to {MAX_PRICE_CENTS}")
     return tuple(items)
 
-
-def _valid_currency(currency: str) -> str:
-    if not CURRENCY.match(currency):
-        raise Invalid(f"currency must be three capital letters, not {currency!r}")
-    return currency

@@ -1,16 +1,14 @@
 """Payment rules: what a chargeable amount is, which test tokens pay, and when a repeated charge is refused."""
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from sagashop.kit.errors import Compensated, Invalid, Rejected
-from sagashop.values import MAX_LINES, MAX_PRICE_CENTS, MAX_QUANTITY
+from sagashop.values import MAX_LINES, MAX_PRICE_CENTS, MAX_QUANTITY, valid_currency
 
 CHARGED, REFUNDED, TOMBSTONE = "CHARGED", "REFUNDED", "TOMBSTONE"
 CHARGE, REFUND = "charge", "refund"
 TOKEN_OK, TOKEN_DECLINED = "tok_ok", "tok_declined"
-CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_AMOUNT_CENTS = MAX_LINES * MAX_QUANTITY * MAX_PRICE_CENTS  # the largest order total there can be
 
 
@@ -38,8 +36,7 @@ class PaymentDeclined(Rejected):
 def valid_amount(amount_cents: int, currency: str) -> None:
     if not 0 < amount_cents <= MAX_AMOUNT_CENTS:
         raise Invalid(f"amount_cents must be 1 to {MAX_AMOUNT_CENTS}, not {amount_cents}")
-    if not CURRENCY.match(currency):
-        raise Invalid(f"currency must be three capital letters, not {currency!r}")
+    valid_currency(currency)
 
 
 def authorize(token: str) -> None:

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tests.conftest import run_aside
-from tests.shop import free_ports
+from tools.local.parts import free_port
 
 PARTS = {"gateway", "orchestrator", "order", "inventory", "payment", "shipping"}
 CHECKOUTS = 40
@@ -93,7 +93,7 @@ def test_stopped_early_it_leaves_nothing_behind(env, tmp_path):
 
 
 def test_with_redis_down_it_says_so_and_leaves_nothing_behind(env, tmp_path):
-    [port] = free_ports(1)  # nothing listens there
+    port = free_port()  # nothing listens there
     run = subprocess.run([sys.executable, "-m", "tools.cli", "floor", "--checkouts", "5", "--concurrency", "2"],
                          env=env | {"SAGASHOP_REDIS_URL": f"redis://127.0.0.1:{port}/0"}, capture_output=True,
                          text=True, timeout=240)

@@ -2,8 +2,6 @@
 gateways (`sagashop serve gateway`) with low limits, or with backends that are down, beside it."""
 
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +12,8 @@ import httpx
 import pytest
 
 from sagashop.kit.settings import SERVICES
-from tests.shop import Shop, free_ports, stop_shop
+from tests.shop import Shop, spawn, stop_shop
+from tools.local.parts import free_ports
 
 PROBLEM = "application/problem+json"
 LOW_LIMITS = {"RATE_LIMIT_USER_PER_SECOND": 2, "RATE_LIMIT_USER_BURST": 5, "RATE_LIMIT_ADDRESS_PER_SECOND": 5,
@@ -30,27 +29,11 @@ def assert_problem(reply: httpx.Response, status: int, code: str) -> None:
 @contextmanager
 def gateway(shop: Shop, log: Path, **settings: object) -> Iterator[str]:
     """A second gateway on a free port: the shop's settings (its backends, its JWT secret) but for `settings`."""
-    port = free_ports(1)[0]
-    env = {**shop.env, "SAGASHOP_GATEWAY_PORT": str(port), **{f"SAGASHOP_{k}": str(v) for k, v in settings.items()}}
-    process = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", "gateway"], env=env,
-                               stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    process, port = spawn("gateway", shop.env, log.open("wb"), **{f"SAGASHOP_{k}": str(v) for k, v in settings.items()})
     try:
-        yield alive(f"http://127.0.0.1:{port}", process, log)
+        yield f"http://127.0.0.1:{port}"
     finally:
         stop_shop(process)
-
-
-def alive(url: str, process: subprocess.Popen[bytes], log: Path, within: float = 30) -> str:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-2000:]
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                return url
-        except httpx.TransportError:  # not listening yet
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"the gateway did not start in {within}s: {log.read_text()[-2000:]}")
 
 
 def client(url: str, address: str, **headers: str) -> httpx.Client:

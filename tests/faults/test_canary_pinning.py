@@ -6,7 +6,7 @@ import signal
 import grpc
 
 from sagashop.v1 import orchestrator_pb2, orchestrator_pb2_grpc
-from tests.shop import ADDRESS
+from tools.shopclient import ADDRESS
 
 
 def start_checkout(port: int, user_id: str, sku: str, country: str) -> str:

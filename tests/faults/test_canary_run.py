@@ -18,8 +18,9 @@ import pytest
 
 from sagashop.v1 import common_pb2, faults_pb2, faults_pb2_grpc
 from tests.conftest import missing
-from tests.shop import Shop, free_ports, serving, start_shop, stop_shop, wait_ready
+from tests.shop import Shop, spawn, start_shop, stop_shop, wait_ready
 from tools.canary import files as canary
+from tools.local.parts import free_port
 from tools.local.up import METRICS_OFFSET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +35,7 @@ def prometheus_binary() -> str:
 @pytest.fixture(scope="module")
 def canary_shop(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Shop, int]]:
     """A shop whose orchestrator pins half of the new sagas to payment v2; the shop and payment v2's port."""
-    tmp, v2_port = tmp_path_factory.mktemp("canary-shop"), free_ports(1)[0]
+    tmp, v2_port = tmp_path_factory.mktemp("canary-shop"), free_port()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SAGASHOP_CANARY_PERCENT", "50")
         env.setenv("SAGASHOP_CANARY_ADDRESSES", json.dumps({"payment": f"127.0.0.1:{v2_port}"}))
@@ -43,13 +44,8 @@ def canary_shop(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory
     payment_v2 = None
     try:
         wait_ready(url, process, log)
-        payment_v2 = subprocess.Popen(
-            [sys.executable, "-m", "tools.cli", "serve", "payment"], stdout=(tmp / "payment-v2.log").open("wb"),
-            stderr=subprocess.STDOUT, env={**shop_env, "SAGASHOP_PAYMENT_PORT": str(v2_port), "SAGASHOP_VERSION": "v2"})
-        deadline = time.monotonic() + 60
-        while not serving(v2_port):
-            assert time.monotonic() < deadline and payment_v2.poll() is None, "payment v2 did not start"
-            time.sleep(0.2)
+        payment_v2, _ = spawn("payment", shop_env, (tmp / "payment-v2.log").open("wb"), port=v2_port,
+                              SAGASHOP_VERSION="v2")
         with Shop(url, shop_env, process.pid, log) as shop:
             yield shop, v2_port
     finally:
@@ -63,7 +59,7 @@ def prometheus(prometheus_binary: str, canary_shop: tuple[Shop, int],
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Prometheus of its own (temporary storage, a free port) scraping the orchestrator every second; its URL."""
     shop, _ = canary_shop
-    tmp, port = tmp_path_factory.mktemp("prometheus"), free_ports(1)[0]
+    tmp, port = tmp_path_factory.mktemp("prometheus"), free_port()
     target = f"127.0.0.1:{int(shop.env['SAGASHOP_ORCHESTRATOR_PORT']) + METRICS_OFFSET}"
     config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
               "scrape_configs": [{"job_name": "orchestrator", "static_configs": [{"targets": [target]}]}]}

@@ -1,5 +1,6 @@
-"""The benchmark's set-up requests: a rate-limited one waits as told and tries again, a bounded number of times; an
-error is reported with what the shop said. A checkout answered with no JSON counts as its HTTP status."""
+"""The benchmark's set-up requests (the shop's client): a rate-limited one waits as told and tries again, a bounded
+number of times; an error is reported with what the shop said. A checkout answered with no JSON counts as its HTTP
+status."""
 
 from collections.abc import AsyncIterator
 
@@ -7,12 +8,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.shop import free_ports
 from tools import bench
+from tools.local.parts import free_port
+from tools.shopclient import RATE_LIMITED_WAITS, ShopClient, ShopError
 
 
 @pytest.fixture
-async def shop() -> AsyncIterator[tuple[aiohttp.ClientSession, dict[str, int]]]:
+async def shop() -> AsyncIterator[tuple[aiohttp.ClientSession, ShopClient, dict[str, int]]]:
     """A stand-in gateway on loopback: /busy/N answers 429 (Retry-After: 0) N times, then 200; /refused 400;
     /v1/orders 502 with a page of text, as a proxy in front of a stopped gateway does."""
     asked: dict[str, int] = {}
@@ -36,33 +38,35 @@ async def shop() -> AsyncIterator[tuple[aiohttp.ClientSession, dict[str, int]]]:
     app.router.add_post("/v1/orders", proxy_error)
     runner = web.AppRunner(app)
     await runner.setup()
-    [port] = free_ports(1)
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-        yield http, asked
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http, ShopClient(f"http://127.0.0.1:{port}") as c:
+        yield http, c, asked
     await runner.cleanup()
 
 
 async def test_a_rate_limited_request_waits_as_told_and_gets_its_answer(shop):
-    http, asked = shop
-    assert await bench._json(http, "GET", "/busy/3") == {"id": "o1"}
+    _, client, asked = shop
+    assert await client.call("GET", "/busy/3") == {"id": "o1"}
     assert asked["/busy/3"] == 4
 
 
 async def test_a_request_limited_past_the_waits_allowed_is_an_error_not_a_hang(shop):
-    http, asked = shop
-    with pytest.raises(bench.Refused, match="answered 429"):
-        await bench._json(http, "GET", "/busy/1000")
-    assert asked["/busy/1000"] == bench.RATE_LIMITED_WAITS + 1
+    _, client, asked = shop
+    with pytest.raises(ShopError, match="answered 429") as refused:
+        await client.call("GET", "/busy/1000")
+    assert (refused.value.status, refused.value.code) == (429, "rate_limited")
+    assert asked["/busy/1000"] == RATE_LIMITED_WAITS + 1
 
 
 async def test_an_error_says_what_the_shop_answered(shop):
-    http, _ = shop
-    with pytest.raises(bench.Refused, match=r"POST /refused answered 400: .*no such admin"):
-        await bench._json(http, "POST", "/refused", json={})
+    _, client, _ = shop
+    with pytest.raises(ShopError, match=r"POST /refused answered 400: .*no such admin") as refused:
+        await client.call("POST", "/refused", json={})
+    assert (refused.value.status, refused.value.code, refused.value.detail) == (400, "invalid", "no such admin")
 
 
 async def test_a_checkout_answered_without_json_is_counted_by_its_status(shop):
-    http, _ = shop
+    http, _, _ = shop
     place = bench.via_gateway(http, "SKU-1")
     assert await place({"headers": {}}) == ("HTTP 502", "")

@@ -12,8 +12,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from pybreaker import CircuitBreakerError
 
 from sagashop.kit.breaker import BREAKERS, Breaker
+from sagashop.kit.calls import CallRecord, current_record
 from sagashop.kit.errors import Rejected, Unavailable
-from sagashop.kit.grpcclient import CallRecord, Dependency, current_record
+from sagashop.kit.grpcclient import Dependency
 
 
 class Transient(Exception):

@@ -11,7 +11,7 @@ from services.gateway.idempotency import Entry, Idempotency, InFlight, MemoryEnt
 from services.gateway.schemas import OperatorAction
 from services.gateway.stores import redis_client
 from tests.conftest import redis_scratch
-from tests.shop import free_ports
+from tools.local.parts import free_port
 
 BODY, OTHER = OperatorAction(reason="one"), OperatorAction(reason="two")
 
@@ -93,7 +93,7 @@ async def test_the_oldest_entries_make_room_when_there_are_too_many(monkeypatch)
 
 
 async def test_with_redis_down_the_request_goes_on_to_the_orchestrator():
-    client = redis_client(f"redis://127.0.0.1:{free_ports(1)[0]}/0")  # nothing listens there
+    client = redis_client(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     keys = Idempotency(RedisEntries(client), ttl=60, wait=0.1)
     assert await place(keys, "o1") == "o1"
     assert await place(keys, "o2") == "o2"  # the orchestrator, holding the key durably, answers o1 here

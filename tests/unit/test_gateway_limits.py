@@ -9,7 +9,7 @@ from services.gateway import limits
 from services.gateway.limits import Limit, MemoryBuckets, RedisBuckets
 from services.gateway.stores import redis_client
 from tests.conftest import redis_scratch
-from tests.shop import free_ports
+from tools.local.parts import free_port
 
 
 class Clock:
@@ -85,7 +85,7 @@ async def test_full_buckets_are_forgotten_when_there_are_too_many(monkeypatch):
 
 
 async def test_with_redis_down_every_request_goes_through_and_redis_is_left_alone_a_while():
-    client = redis_client(f"redis://127.0.0.1:{free_ports(1)[0]}/0")  # nothing listens there
+    client = redis_client(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     buckets = RedisBuckets(client)
     limit = Limit(per_second=1, burst=1)
     assert [await buckets.take(("user:a", limit)) for _ in range(3)] == [0, 0, 0]

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from sagashop.kit.db import database
 from sagashop.kit.errors import Rejected
 from sagashop.kit.settings import Settings
-from sagashop.saga import COMPENSATED, Run, Saga, SagaRunner, SagaStore, Step, new_record
+from sagashop.saga import COMPENSATED, Run, Saga, SagaRunner, SagaStore, Step, Telemetry, new_record
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,8 @@ async def decline(run: Run[dict]) -> None:
     raise Rejected("no", code="payment_declined")
 
 
+# as the orchestrator tells it: a saga's correlation id is its order's, and its route labels its metrics
+TELEMETRY = Telemetry(correlation="order.id", labels={"route": ("v1", "v2")})
 SAGA = Saga("observed", Step("reserve", nothing, undo=nothing), Step("charge", decline, undo=nothing),
             on_rejected=Step("reject", nothing), input_type=dict)
 
@@ -51,9 +53,14 @@ SAGA = Saga("observed", Step("reserve", nothing, undo=nothing), Step("charge", d
 async def started(store: SagaStore, saga_id: str):
     """A saga created inside the span of the call that starts it, as StartCheckout does."""
     with trace.get_tracer("test").start_as_current_span("StartCheckout") as call:
-        record, _ = await store.create(new_record(SAGA.name, saga_id, f"order-{saga_id}", None, "f", {}),
+        record, _ = await store.create(new_record(SAGA.name, saga_id, f"order-{saga_id}", None, "f", {},
+                                                  {"route": "v1"}),
                                        first=SAGA.first)
     return record, call.get_span_context()
+
+
+def runner(store: SagaStore) -> SagaRunner:
+    return SagaRunner(store, telemetry=TELEMETRY)
 
 
 def saga_spans(exported: InMemorySpanExporter) -> list[ReadableSpan]:
@@ -63,7 +70,7 @@ def saga_spans(exported: InMemorySpanExporter) -> list[ReadableSpan]:
 async def test_a_run_in_the_starting_call_is_its_child_with_a_span_per_step_attempt_and_undo(store, exported):
     record, call = await started(store, "a")
     with trace.use_span(trace.NonRecordingSpan(call)):
-        assert await SagaRunner(store).run(SAGA, record) == COMPENSATED
+        assert (await runner(store).run(SAGA, record)).state == COMPENSATED
 
     spans = saga_spans(exported)
     run = next(s for s in spans if s.name == "saga observed")
@@ -81,7 +88,7 @@ async def test_a_run_in_the_starting_call_is_its_child_with_a_span_per_step_atte
 
 async def test_a_run_resumed_outside_the_starting_call_starts_a_trace_linked_to_it(store, exported):
     record, call = await started(store, "b")
-    await SagaRunner(store).run(SAGA, record)  # as a lease upkeep resumes it: no current span
+    await runner(store).run(SAGA, record)  # as a lease upkeep resumes it: no current span
 
     run = next(s for s in saga_spans(exported) if s.name == "saga observed")
     assert run.context.trace_id != call.trace_id and run.parent is None
@@ -96,7 +103,7 @@ async def test_an_ended_saga_is_counted_by_its_outcome_and_reason(store):
 
     before = compensated()
     record, _ = await started(store, "c")
-    await SagaRunner(store).run(SAGA, record)
+    await runner(store).run(SAGA, record)
 
     assert compensated() == before + 1
     assert REGISTRY.get_sample_value("sagashop_saga_in_flight", {"saga": "observed", "version": "v1"}) == 0

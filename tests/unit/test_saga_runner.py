@@ -2,6 +2,7 @@
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,7 @@ from sagashop.saga import (
     Together,
     new_record,
 )
-from sagashop.saga.store import sagas
+from sagashop.saga.tables import sagas
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,16 @@ class Order:
     id: str
 
 
-@pytest.fixture
-async def store(settings: Settings):
+@pytest.fixture(params=["sqlite", "postgres", "postgres-portable"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path):
+    """The store as it runs on SQLite (portable statements) and on PostgreSQL (its PostgreSQL-only statements), and
+    on PostgreSQL with the portable statements."""
+    if request.param == "sqlite":
+        settings = Settings(data_dir=tmp_path / "data")
+    else:
+        settings = Settings(database_url=request.getfixturevalue("postgres_database"))
     engine = await database(settings, "orchestrator")
-    yield SagaStore(engine, owner="me", lease=10)
+    yield SagaStore(engine, owner="me", lease=10, one_statement=False if request.param == "postgres-portable" else None)
     await engine.dispose()
 
 
@@ -64,7 +71,7 @@ async def start(store: SagaStore, saga: Saga, saga_id: str = "s1"):
 async def test_a_saga_without_failures_runs_every_step_once_in_order(store):
     log: list[str] = []
     saga = shop(recorder(log))
-    assert await SagaRunner(store).run(saga, await start(store, saga)) == SUCCEEDED
+    assert (await SagaRunner(store).run(saga, await start(store, saga))).state == SUCCEEDED
     assert log == ["reserve", "charge", "ship"]
     assert [(s.name, s.action, s.status) for s in await store.steps("s1")] == [
         ("reserve", "execute", "SUCCEEDED"), ("charge", "execute", "SUCCEEDED"), ("ship", "execute", "SUCCEEDED")]
@@ -73,7 +80,7 @@ async def test_a_saga_without_failures_runs_every_step_once_in_order(store):
 async def test_a_refusal_undoes_every_started_step_in_reverse_and_rejects_with_its_code(store):
     log: list[str] = []
     saga = shop(recorder(log), charge_fails=Rejected(code="payment_declined"))
-    assert await SagaRunner(store).run(saga, await start(store, saga)) == COMPENSATED
+    assert (await SagaRunner(store).run(saga, await start(store, saga))).state == COMPENSATED
     assert log == ["reserve", "charge", "refund(payment_declined)", "release(payment_declined)",
                    "reject(payment_declined)"]
     assert (await store.get("s1")).failure_reason == "payment_declined"
@@ -95,7 +102,7 @@ async def test_a_resumed_saga_skips_finished_steps_and_repeats_the_one_in_doubt(
     await store.advance("s1", finished=[Outcome("reserve", "execute", "SUCCEEDED", 1, "x")],
                         started=[("charge", "execute")])  # the orchestrator died during this call
 
-    assert await SagaRunner(store).run(saga, record) == SUCCEEDED
+    assert (await SagaRunner(store).run(saga, record)).state == SUCCEEDED
     assert log == ["charge", "ship"]
 
 
@@ -112,7 +119,7 @@ async def test_a_failing_undo_is_retried_until_it_succeeds(store):
     saga = Saga("t", Step("reserve", record("reserve"), undo=flaky_release),
                 Step("charge", record("charge", fail=Rejected(code="payment_declined")), undo=record("refund")),
                 on_rejected=Step("reject", record("reject")), input_type=Order)
-    assert await SagaRunner(store).run(saga, await start(store, saga)) == COMPENSATED
+    assert (await SagaRunner(store).run(saga, await start(store, saga))).state == COMPENSATED
     assert log.count("release") == 3
     release = next(s for s in await store.steps("s1") if s.action == "compensate" and s.name == "reserve")
     assert (release.status, release.attempts) == ("SUCCEEDED", 3)
@@ -146,7 +153,7 @@ async def test_a_saga_created_with_its_first_step_has_it_in_doubt_at_once_and_ru
         await advance(saga_id, **move)
 
     store.advance = counted  # type: ignore[method-assign]
-    assert await SagaRunner(store).run(saga, record, created=True) == SUCCEEDED
+    assert (await SagaRunner(store).run(saga, record, created=True)).state == SUCCEEDED
     assert log == ["reserve", "charge", "ship"]
     assert [w["started"] for w in writes] == [(("charge", "execute"),), (("ship", "execute"),), ()]
     assert [(s.name, s.action, s.status, s.attempts) for s in await store.steps("s1")] == [
@@ -196,13 +203,13 @@ async def test_an_undo_that_keeps_failing_parks_the_saga_and_an_operator_retry_f
                 Step("charge", record("charge", fail=Rejected(code="payment_declined"))),
                 on_rejected=Step("reject", record("reject")), input_type=Order)
     runner = SagaRunner(store, park_after=3)
-    assert await runner.run(saga, await start(store, saga)) == "NEEDS_ATTENTION"
+    assert (await runner.run(saga, await start(store, saga))).state == "NEEDS_ATTENTION"
     assert log.count("release") == 3 and "reject(payment_declined)" not in log
     assert await store.claim() == []  # a parked saga is nobody's to resume
 
     broken[0] = False
     assert await store.take_over("s1", "COMPENSATING", "payment_declined", action="retry", note="fixed", actor="ops")
-    assert await runner.run(saga, await store.get("s1")) == COMPENSATED
+    assert (await runner.run(saga, await store.get("s1"))).state == COMPENSATED
     assert log[-2:] == ["release", "reject(payment_declined)"]
     assert [(a.action, a.reason, a.actor) for a in await store.audit("s1")] == [("retry", "fixed", "ops")]
 
@@ -225,7 +232,7 @@ async def test_a_saga_without_a_way_back_retries_each_step_until_it_succeeds(sto
 
     saga = Saga("cancel", Step("refund", refund), Step("cancel", recorder(log)("cancel")),
                 on_rejected=None, input_type=Order)
-    assert await SagaRunner(store).run(saga, await start(store, saga)) == SUCCEEDED
+    assert (await SagaRunner(store).run(saga, await start(store, saga))).state == SUCCEEDED
     assert log == ["refund", "refund", "cancel"]
 
 
@@ -255,7 +262,7 @@ async def test_a_step_past_the_point_of_no_return_is_retried_and_never_compensat
     saga = Saga("t", Step("reserve", record("reserve"), undo=record("release")),
                 Step("approve", approve, until_done=True),
                 on_rejected=Step("reject", record("reject")), input_type=Order)
-    assert await SagaRunner(store).run(saga, await start(store, saga)) == SUCCEEDED
+    assert (await SagaRunner(store).run(saga, await start(store, saga))).state == SUCCEEDED
     assert log == ["reserve", "approve", "approve", "approve"]
 
 
@@ -286,7 +293,7 @@ async def test_steps_run_together_overlap_and_each_ends_in_the_log_before_the_ne
     assert [(s.name, s.status) for s in await store.steps("s1")] == [("reserve", "RUNNING"), ("charge", "RUNNING")]
 
     runner = SagaRunner(store)
-    assert await runner.run(saga, record, created=True) == SUCCEEDED
+    assert (await runner.run(saga, record, created=True)).state == SUCCEEDED
     assert log == ["charge", "reserve", "ship"]  # charge ended while reserve was under way
     assert [(s.name, s.status, s.result) for s in await store.steps("s1")] == [
         ("reserve", "SUCCEEDED", "held"), ("charge", "SUCCEEDED", 100), ("ship", "SUCCEEDED", None)]
@@ -295,7 +302,7 @@ async def test_steps_run_together_overlap_and_each_ends_in_the_log_before_the_ne
 async def test_a_refusal_among_steps_run_together_waits_for_the_others_then_undoes_every_started_one(store):
     log: list[str] = []
     saga, _ = together(log, charge_fails=Rejected(code="payment_declined"))
-    assert await SagaRunner(store).run(saga, await start(store, saga), created=True) == COMPENSATED
+    assert (await SagaRunner(store).run(saga, await start(store, saga), created=True)).state == COMPENSATED
     assert log == ["charge", "reserve", "refund(payment_declined)", "release(payment_declined)",
                    "reject(payment_declined)"]
     assert [(s.name, s.action, s.status) for s in await store.steps("s1")] == [
@@ -311,10 +318,72 @@ async def test_a_resumed_stage_runs_again_only_its_steps_in_doubt(store):
     await store.advance("s1", finished=[Outcome("reserve", "execute", "SUCCEEDED", 1, "x", result="held")])
     reserving.set()  # reserve is not run again, so charge must not wait for it
 
-    assert await SagaRunner(store).run(saga, record) == SUCCEEDED
+    assert (await SagaRunner(store).run(saga, record)).state == SUCCEEDED
     assert log == ["charge", "ship"]
 
 
 def test_steps_run_together_are_two_or_more():
     with pytest.raises(ValueError, match="two or more"):
         Together(Step("reserve", recorder([])("reserve")))
+
+
+async def test_the_way_out_runs_in_order_skips_what_succeeded_and_its_results_come_back_with_the_stop(store):
+    log: list[str] = []
+    record = recorder(log)
+    saga = Saga("t", Together(Step("create", record("create", fail=Unavailable(code="order_unavailable"))),
+                              Step("reserve", record("reserve"), undo=record("release"))),
+                on_rejected=(Step("create", record("create")), Step("reject", record("reject", "rejected"))),
+                input_type=Order)
+
+    stopped = await SagaRunner(store).run(saga, await start(store, saga), created=True)
+
+    assert (stopped.state, stopped.results["reject"]) == (COMPENSATED, "rejected")
+    assert log == ["create", "reserve", "release(order_unavailable)", "create(order_unavailable)",
+                   "reject(order_unavailable)"]
+    assert [(s.name, s.action, s.status, s.attempts) for s in await store.steps("s1")] == [
+        ("create", "execute", "SUCCEEDED", 2), ("reserve", "execute", "SUCCEEDED", 1),
+        ("reserve", "compensate", "SUCCEEDED", 1), ("reject", "execute", "SUCCEEDED", 1)]
+
+
+async def test_a_step_already_done_is_not_run_again_on_the_way_out(store):
+    log: list[str] = []
+    record = recorder(log)
+    saga = Saga("t", Step("create", record("create")), Step("charge", record("charge", fail=Rejected(code="no"))),
+                on_rejected=(Step("create", record("create")), Step("reject", record("reject"))), input_type=Order)
+    assert (await SagaRunner(store).run(saga, await start(store, saga))).state == COMPENSATED
+    assert log == ["create", "charge", "reject(no)"]
+
+
+async def test_steps_see_the_context_stored_with_the_saga(store):
+    seen: list[dict[str, str]] = []
+
+    async def look(run: Run[Order]) -> None:
+        seen.append(dict(run.context))
+
+    saga = Saga("t", Step("look", look), on_rejected=None, input_type=Order)
+    record, _ = await store.create(new_record("t", "s1", "s1", None, "f", {"id": "s1"}, {"route": "v2"}),
+                                   first=saga.first)
+    assert (await store.get("s1")).context == {"route": "v2"}
+    await SagaRunner(store).run(saga, record)
+    assert seen == [{"route": "v2"}]
+
+
+async def test_the_calls_hook_fills_the_step_log_and_each_move_is_told(store):
+    @dataclass
+    class Calls:
+        retries: int = 0
+        handled_by: str = ""
+
+        def __enter__(self) -> "Calls":
+            self.retries, self.handled_by = 2, "inventory@v2"
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+    moves: list[str] = []
+    saga = shop(recorder([]))
+    runner = SagaRunner(store, calls=Calls, on_move=moves.append)
+    assert (await runner.run(saga, await start(store, saga), created=True)).state == SUCCEEDED
+    assert {(s.attempts, s.handled_by) for s in await store.steps("s1")} == {(3, "inventory@v2")}
+    assert set(moves) == {"s1"} and len(moves) >= 4  # each step's success, and each write

@@ -7,7 +7,7 @@ first saga of a series born in the window, and a canary's first `payment_unavail
 """
 
 import math
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,8 +70,8 @@ class Figures:
 
 def figures(series: Series, route: str) -> Figures:
     ended = compensated = parked = 0.0
-    unavailable: Counter[str] = Counter()
-    buckets: Counter[float] = Counter()
+    unavailable: dict[str, float] = defaultdict(float)
+    buckets: dict[float, float] = defaultdict(float)
     for key, value in series.items():
         labels = dict(key)
         if labels.get("route") != route:
@@ -131,7 +131,8 @@ def percent(rate: float) -> str:
 
 def judge(canary: Figures, stable: Figures, limits: Limits) -> Verdict:
     """The canary's figures in a step against the stable route's; parked sagas count however few sagas ended."""
-    reasons, notes = [], []
+    reasons: list[str] = []
+    notes: list[str] = []
     if canary.parked > limits.max_parked:
         reasons.append(f"parked sagas: canary {canary.parked}, stable {stable.parked}, limit {limits.max_parked}")
     if canary.ended < limits.min_sagas:

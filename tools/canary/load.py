@@ -7,7 +7,6 @@ unit for good: give the product enough stock for rate x the run's length.
 
 import asyncio
 import contextlib
-import secrets
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -15,11 +14,11 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from ..shopclient import Customer, ShopClient, ShopError, order_body
 from .files import CanaryError
 
 REQUEST_TIMEOUT = 10.0  # seconds for one call to the gateway
 MAX_IN_FLIGHT = 64  # orders awaiting their answer; beyond, a tick is skipped
-ADDRESS = {"name": "Canary Load", "line1": "1 Main St", "city": "Paris", "postal_code": "75001", "country": "FR"}
 
 
 @dataclass
@@ -33,56 +32,34 @@ class Tally:
         return f"load: {sum(self.answers.values())} orders placed ({answers}), {self.skipped} skipped"
 
 
-class Customer:
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
-        self.email, self.password = f"canary-load-{uuid.uuid4().hex[:12]}@example.com", secrets.token_urlsafe(16)
-        self.headers: dict[str, str] = {}
-
-    async def sign_up(self) -> None:
-        reply = await self.http.post("/v1/users", json={"email": self.email, "password": self.password,
-                                                        "name": "Canary Load"})
-        if reply.status_code != 201:
-            raise CanaryError(f"the load's customer cannot sign up: {reply.status_code} {reply.text[:200]}")
-        await self.sign_in()
-
-    async def sign_in(self) -> None:
-        reply = await self.http.post("/v1/auth/token", json={"email": self.email, "password": self.password})
-        if reply.status_code != 200:
-            raise CanaryError(f"the load's customer cannot sign in: {reply.status_code} {reply.text[:200]}")
-        self.headers = {"Authorization": f"Bearer {reply.json()['access_token']}"}
-
-    async def order(self, sku: str, tally: Tally) -> None:
-        body = {"items": [{"sku": sku, "quantity": 1}], "payment_token": "tok_ok", "shipping_address": ADDRESS}
-        tally.in_flight += 1
-        try:
-            reply = await self.http.post("/v1/orders", json=body, headers={
-                **self.headers, "Prefer": "wait=0", "Idempotency-Key": uuid.uuid4().hex})
-            tally.answers[str(reply.status_code)] += 1
-            if reply.status_code == 401:  # the token expired
-                await self.sign_in()
-        except (httpx.HTTPError, CanaryError) as e:
-            tally.answers[type(e).__name__] += 1
-        finally:
-            tally.in_flight -= 1
+async def order(shop: ShopClient, customer: Customer, sku: str, tally: Tally) -> None:
+    tally.in_flight += 1
+    try:
+        reply = await shop.place(customer.headers, order_body({sku: 1}), wait=0, key=uuid.uuid4().hex)
+        tally.answers[str(reply.status_code)] += 1
+        if reply.status_code == 401:  # the token expired
+            customer.headers = await shop.sign_in(customer.email, customer.password)
+    except (httpx.HTTPError, ShopError) as e:
+        tally.answers[type(e).__name__] += 1
+    finally:
+        tally.in_flight -= 1
 
 
-async def fullest_product(http: httpx.AsyncClient) -> str:
-    reply = await http.get("/v1/products")
-    items = reply.json().get("items", []) if reply.status_code == 200 else []
+async def fullest_product(shop: ShopClient) -> str:
+    items = await shop.products()
     if not items:
-        raise CanaryError(f"no product to order for the load: {reply.status_code} {reply.text[:200]}")
+        raise CanaryError("no product to order for the load: the catalog is empty")
     return str(max(items, key=lambda item: item["available"])["sku"])
 
 
-async def place(customer: Customer, sku: str, rate: float, tally: Tally) -> None:
+async def place(shop: ShopClient, customer: Customer, sku: str, rate: float, tally: Tally) -> None:
     """One order every 1/rate seconds, until cancelled (which cancels the orders awaiting their answer too)."""
     loop = asyncio.get_running_loop()
     due = loop.time()
     async with asyncio.TaskGroup() as orders:
         while True:
             if tally.in_flight < MAX_IN_FLIGHT:
-                orders.create_task(customer.order(sku, tally))
+                orders.create_task(order(shop, customer, sku, tally))
             else:
                 tally.skipped += 1
             due += 1 / rate
@@ -93,14 +70,15 @@ async def place(customer: Customer, sku: str, rate: float, tally: Tally) -> None
 async def checkouts(url: str, rate: float, sku: str | None) -> AsyncIterator[Tally]:
     """Orders at `rate` a second through the gateway at `url` while the block runs."""
     tally = Tally()
-    async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT) as http:
-        customer = Customer(http)
+    async with ShopClient(url, timeout=REQUEST_TIMEOUT) as shop:
         try:
-            await customer.sign_up()
-            sku = sku or await fullest_product(http)
+            customer = await shop.sign_up("Canary Load")
+            sku = sku or await fullest_product(shop)
+        except ShopError as e:
+            raise CanaryError(f"the load's customer cannot start: {e}") from e
         except httpx.HTTPError as e:
             raise CanaryError(f"cannot reach the gateway at {url} for the load: {e!r}") from e
-        task = asyncio.create_task(place(customer, sku, rate, tally))
+        task = asyncio.create_task(place(shop, customer, sku, rate, tally))
         try:
             yield tally
         finally:

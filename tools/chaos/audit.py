@@ -3,7 +3,7 @@
 from collections import Counter
 from typing import Any
 
-from .client import ShopClient
+from ..shopclient import ShopClient
 
 
 async def violations(shop: ShopClient, orders: dict[str, dict[str, Any]], stock: dict[str, int]) -> list[str]:
@@ -12,9 +12,8 @@ async def violations(shop: ShopClient, orders: dict[str, dict[str, Any]], stock:
     found: list[str] = []
     sold: Counter[str] = Counter()
     for order_id, order in orders.items():
-        ledger = (await shop.admin_get(f"/v1/admin/orders/{order_id}/payments"))["items"]
-        net = sum(x["amount_cents"] if x["kind"] == "charge" else -x["amount_cents"] for x in ledger)
-        shipments = (await shop.admin_get(f"/v1/admin/orders/{order_id}/shipments"))["items"]
+        net = await shop.net_charged(order_id)
+        shipments = await shop.shipments(order_id)
         approved = order["status"] == "APPROVED"
         if net != (order["total_cents"] if approved else 0):
             found.append(f"order {order_id} {order['status']}: net charge {net}, total {order['total_cents']}")
@@ -23,7 +22,7 @@ async def violations(shop: ShopClient, orders: dict[str, dict[str, Any]], stock:
         if approved:
             sold.update({line["sku"]: line["quantity"] for line in order["items"]})
     for sku, total in stock.items():
-        p = await shop.admin_get(f"/v1/admin/products/{sku}")
+        p = await shop.product(sku, admin=True)
         if (p["available"] + p["reserved"] + p["sold"], p["reserved"], p["sold"]) != (total, 0, sold[sku]):
             found.append(f"{sku}: available {p['available']} reserved {p['reserved']} sold {p['sold']}, "
                          f"expected total {total}, 0 reserved, {sold[sku]} sold")

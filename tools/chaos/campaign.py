@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 
 from ..processes import sample
+from ..shopclient import ShopClient, order_body
+from . import faults
 from .audit import violations
-from .client import ShopClient
-from .faults import crash_rule, random_rule
 from .replicas import Replicas
 
 TERMINAL = {"APPROVED", "REJECTED", "CANCELLED"}
@@ -45,17 +45,17 @@ class Report:
 
 
 async def run(url: str, admin: tuple[str, str], plan: Plan) -> Report:
-    rng, report, shop = random.Random(plan.seed), Report(), ShopClient(url)
+    rng, report, shop = random.Random(plan.seed), Report(), ShopClient(url, outlast=60)
     replicas = Replicas(plan.replicas, rng)
     try:
-        shop.admin = await shop.login(*admin)
+        await shop.sign_in_admin(*admin)
         units = plan.stock or max(60, plan.orders * 3 // plan.skus)
         stock = {f"CHAOS-{uuid.uuid4().hex[:6].upper()}": units for _ in range(plan.skus)}
         for sku, units in stock.items():
-            await shop.put_product(sku, units, rng.choice([500, 1_250, 9_900]))
-        customers = [await shop.customer() for _ in range(8)]
+            await shop.put_product(sku, units, rng.choice([500, 1_250, 9_900]), name=f"Chaos {sku}")
+        customers = [(await shop.sign_up("Chaos")).headers for _ in range(8)]
         await replicas.start()
-        await shop.faults("PUT", random_rule(rng))
+        await shop.add_fault(**faults.random_rule(rng, faults.targets()))
         stop = asyncio.Event()
         chaos = asyncio.create_task(_stir(shop, replicas, rng, report, stop))
         watch = asyncio.create_task(sample(report.memory_mib, httpx.URL(url).port or 80, stop))
@@ -85,7 +85,9 @@ async def _place(shop: ShopClient, plan: Plan, rng: random.Random, customers: li
 
     async def worker() -> None:
         for i in todo:
-            placed.append(await shop.place(*draws[i]))
+            user, lines, token, country = draws[i]
+            order = await shop.place_order(user, order_body(lines, token, country), wait=0, key=uuid.uuid4().hex)
+            placed.append(order["id"])
             await asyncio.sleep(rng.uniform(0, 2 * pause))
 
     await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
@@ -96,12 +98,13 @@ async def _stir(shop: ShopClient, replicas: Replicas, rng: random.Random, report
                 stop: asyncio.Event) -> None:
     """Every second or so: new random fault rules, now and then an orchestrator crash or a replica killed."""
     crashes: set[str] = set()  # crash rules not yet seen to fire
+    targets, steps = faults.targets(), faults.step_names()
     while not stop.is_set():
         await _tally(shop, report, crashes)
         for _ in range(rng.randint(1, 3)):
-            await shop.faults("PUT", random_rule(rng))
+            await shop.add_fault(**faults.random_rule(rng, targets))
         if rng.random() < 0.15:
-            crashes.add((await shop.faults("PUT", crash_rule(rng)))["id"])
+            crashes.add((await shop.add_fault(**faults.crash_rule(rng, steps)))["id"])
         if rng.random() < 0.2:
             await replicas.kill_one()
         try:
@@ -114,7 +117,7 @@ async def _stir(shop: ShopClient, replicas: Replicas, rng: random.Random, report
 async def _tally(shop: ShopClient, report: Report, crashes: set[str]) -> None:
     """Counts what the current rules fired, then clears them. A crash rule that fired took its orchestrator's
     rules with it: it is counted by its absence."""
-    cleared = (await shop.faults("DELETE"))["items"]
+    cleared = await shop.clear_faults()
     for rule in cleared:
         report.faults_fired[f"{rule['service']}.{rule['method']}"] += rule["fired"]
     report.crashes += len(crashes - {rule["id"] for rule in cleared})
@@ -129,7 +132,7 @@ async def _quiesce(shop: ShopClient, placed: list[str], rng: random.Random, repo
     orders = await _settled(shop, placed, report, started + within)
     approved = [o for o, order in orders.items() if order["status"] == "APPROVED"]
     for order_id in rng.sample(approved, len(approved) // 10):
-        await shop.cancel(order_id)
+        await shop.cancel(order_id, wait=0)
         report.cancelled += 1
     orders = await _settled(shop, placed, report, started + within)
     report.quiesce_seconds = round(time.monotonic() - started, 1)
@@ -139,14 +142,12 @@ async def _quiesce(shop: ShopClient, placed: list[str], rng: random.Random, repo
 async def _settled(shop: ShopClient, placed: list[str], report: Report, deadline: float) -> dict[str, Any]:
     """Once no saga runs or compensates (parked ones are retried), the orders as they stand."""
     while True:
-        for saga in (await shop.admin_get("/v1/admin/sagas", state="NEEDS_ATTENTION", limit=500))["items"]:
+        for saga in await shop.sagas("NEEDS_ATTENTION"):
             report.parked_retried.append(saga["saga_id"])
-            await shop.call("POST", f"/v1/admin/sagas/{saga['saga_id']}/retry", headers=shop.admin,
-                            json={"reason": "chaos campaign: faults cleared"})
-        busy = [s for state in ("RUNNING", "COMPENSATING", "NEEDS_ATTENTION")
-                for s in (await shop.admin_get("/v1/admin/sagas", state=state, limit=500))["items"]]
+            await shop.retry_saga(saga["saga_id"], "chaos campaign: faults cleared")
+        busy = [s for state in ("RUNNING", "COMPENSATING", "NEEDS_ATTENTION") for s in await shop.sagas(state)]
         if not busy or time.monotonic() > deadline:
-            orders = {o: await shop.admin_get(f"/v1/orders/{o}") for o in placed}
+            orders = {o: await shop.order(o) for o in placed}
             pending = [o for o, order in orders.items() if order["status"] not in TERMINAL]
             if busy or pending:
                 report.violations.append(f"not settled in time: {len(pending)} orders, {len(busy)} sagas active")

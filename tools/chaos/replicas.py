@@ -3,11 +3,11 @@ SIGKILLed and restarted at random. They take over sagas whose owner died, by lea
 
 import asyncio
 import ctypes
-import os
 import random
 import signal
-import socket
 import sys
+
+from ..local.parts import free_port, part_env, start
 
 PR_SET_PDEATHSIG = 1
 
@@ -18,12 +18,6 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Replicas:
     def __init__(self, count: int, rng: random.Random) -> None:
         self.count, self.rng = count, rng
@@ -31,11 +25,10 @@ class Replicas:
         self.kills = 0
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        env = {**os.environ, "SAGASHOP_ORCHESTRATOR_PORT": str(free_port())}
+        env = part_env(SAGASHOP_ORCHESTRATOR_PORT=str(free_port()))
         env.pop("SAGASHOP_METRICS_PORT", None)
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tools.cli", "serve", "orchestrator", env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent)
+        return await start("orchestrator", env=env, stdout=asyncio.subprocess.DEVNULL,
+                           stderr=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent)
 
     async def start(self) -> None:
         self.processes = [await self._spawn() for _ in range(self.count)]

@@ -6,11 +6,12 @@ supervisord (a daemon with config files of its own): what we need is ~100 lines 
 """
 
 import asyncio
-import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+
+from .parts import part_env, start
 
 COLORS = ("36", "33", "35", "32", "34", "31", "96")
 RESTART_DELAYS = (0.5, 1, 2, 5, 10)  # seconds before restarting a part that died again and again
@@ -19,8 +20,8 @@ STOP_GRACE = 10.0
 
 
 class Part:
-    def __init__(self, name: str, command: list[str], color: str, width: int) -> None:
-        self.name, self.command = name, command
+    def __init__(self, name: str, color: str, width: int) -> None:
+        self.name = name
         tty = sys.stdout.isatty()
         self.prefix = f"\x1b[{color}m{name:<{width}} |\x1b[0m " if tty else f"{name:<{width}} | "
         self.process: asyncio.subprocess.Process | None = None
@@ -32,11 +33,12 @@ class Part:
 
 
 class Supervisor:
-    def __init__(self, commands: Mapping[str, list[str]], env: Mapping[str, str],
+    def __init__(self, names: Sequence[str], env: Mapping[str, str],
                  env_of: Mapping[str, Mapping[str, str]] | None = None) -> None:
-        width = max(len(name) for name in commands)
-        self.parts = [Part(name, cmd, COLORS[i % len(COLORS)], width) for i, (name, cmd) in enumerate(commands.items())]
-        self.env = {name: {**env, **(env_of or {}).get(name, {})} for name in commands}
+        """`env` is what every part gets on top of this process's environment; `env_of` what one part gets."""
+        width = max(len(name) for name in names)
+        self.parts = [Part(name, COLORS[i % len(COLORS)], width) for i, name in enumerate(names)]
+        self.env = {name: part_env(**env, **(env_of or {}).get(name, {})) for name in names}
         self.stopping = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -50,9 +52,8 @@ class Supervisor:
         failures = 0
         while not self.stopping.is_set():
             started = time.monotonic()
-            part.process = await asyncio.create_subprocess_exec(
-                *part.command, env=self.env[part.name],
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            part.process = await start(
+                part.name, env=self.env[part.name], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop the parts in order
             )
             await self._relay(part)
@@ -87,10 +88,3 @@ class Supervisor:
                     process.kill()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
-
-def serve_command(part: str) -> list[str]:
-    return [sys.executable, "-m", "tools.cli", "serve", part]
-
-
-def child_env(extra: Mapping[str, str]) -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", **extra}

@@ -4,14 +4,13 @@ import asyncio
 import secrets
 import sys
 
-import httpx
-
 from sagashop.backends import Backends
 from sagashop.kit.errors import DomainError
 from sagashop.kit.settings import PARTS, SERVICES, Settings
 from sagashop.v1 import inventory_pb2
 
-from .supervisor import Supervisor, child_env, serve_command
+from ..shopclient import ShopClient
+from .supervisor import Supervisor
 
 READY_WITHIN = 120.0
 METRICS_OFFSET = 1000  # each gRPC part serves its metrics on its port + 1000 (user 51051, ...)
@@ -29,7 +28,7 @@ async def run(settings: Settings) -> None:
     env = {"SAGASHOP_ADMIN_PASSWORD": password, "SAGASHOP_JWT_SECRET": settings.jwt_secret or secrets.token_urlsafe(32),
            "SAGASHOP_LOG_FORMAT": settings.log_format or "text"}  # the parts' lines are read here, by a person
     metrics = {part: {"SAGASHOP_METRICS_PORT": str(settings.port(part) + METRICS_OFFSET)} for part in SERVICES}
-    supervisor = Supervisor({part: serve_command(part) for part in PARTS}, child_env(env), metrics)
+    supervisor = Supervisor(PARTS, env, metrics)
     supervisor.start()
     try:
         url = f"http://127.0.0.1:{settings.gateway_port}"
@@ -44,13 +43,10 @@ async def run(settings: Settings) -> None:
 async def until_ready(url: str, stopping: asyncio.Event) -> bool:
     """Polls the gateway's /readyz (every backend's gRPC health) until it answers 200."""
     deadline = asyncio.get_running_loop().time() + READY_WITHIN
-    async with httpx.AsyncClient(timeout=2) as client:
+    async with ShopClient(url, timeout=2) as shop:
         while not stopping.is_set():
-            try:
-                if (await client.get(f"{url}/readyz")).status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
+            if await shop.ready():
+                return True
             if asyncio.get_running_loop().time() > deadline:
                 print(f"sagashop: not ready after {READY_WITHIN:.0f}s; see the logs above", file=sys.stderr)
                 stopping.set()

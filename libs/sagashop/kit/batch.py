@@ -36,7 +36,9 @@ class GroupCommit(Generic[Item, Answer]):
 
     def _next(self) -> None:
         """Starts the flush of what waits (in a task of its own: the caller that just flushed goes on), or idles."""
-        batch, rest, keys = [], [], set()
+        batch: list[tuple[Item, asyncio.Future[Answer]]] = []
+        rest: list[tuple[Item, asyncio.Future[Answer]]] = []
+        keys: set[Hashable] = set()
         for item, answer in self.waiting:
             if answer.done():  # its caller was cancelled
                 continue

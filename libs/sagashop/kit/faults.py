@@ -15,11 +15,12 @@ import grpc
 from sagashop.v1 import common_pb2, faults_pb2, faults_pb2_grpc
 
 from .errors import Invalid
-from .status import trailers
+from .status import ServerContext, trailers
 
 log = logging.getLogger(__name__)
 INJECTED = (("error-code", "injected_fault"),)
 CRASH_POINTS = ("before", "after")
+MAX_DELAY_MS = 60_000  # the longest a rule may hold a call
 
 
 class FaultRules(faults_pb2_grpc.FaultServiceServicer):
@@ -47,8 +48,8 @@ class FaultRules(faults_pb2_grpc.FaultServiceServicer):
             raise Invalid(f"error must be a gRPC status name other than OK, not {rule.error!r}")
         if not 0 <= rule.rate <= 1 or (rule.HasField("count") and rule.count < 1):
             raise Invalid("rate is in [0, 1] and count at least 1")
-        if not 0 <= rule.delay_ms <= 60_000 or rule.crash not in ("", *CRASH_POINTS):
-            raise Invalid("delay_ms is 0 to 60000; crash is 'before', 'after' or empty")
+        if not 0 <= rule.delay_ms <= MAX_DELAY_MS or rule.crash not in ("", *CRASH_POINTS):
+            raise Invalid(f"delay_ms is 0 to {MAX_DELAY_MS}; crash is 'before', 'after' or empty")
         rule.id, rule.fired = uuid.uuid4().hex[:8], 0
         return rule
 
@@ -64,7 +65,7 @@ class FaultRules(faults_pb2_grpc.FaultServiceServicer):
                 return rule
         return None
 
-    async def around(self, method: str, call: Callable[[], Awaitable[Any]], context: grpc.aio.ServicerContext) -> Any:
+    async def around(self, method: str, call: Callable[[], Awaitable[Any]], context: ServerContext) -> Any:
         """Runs one call of `method` under the rule that hits it."""
         rule = self.draw(method)
         if rule is None:

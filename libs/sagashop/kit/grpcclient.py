@@ -4,8 +4,6 @@ Each call is a client span (its context travels in the call's metadata); retries
 
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import grpc
@@ -18,6 +16,7 @@ from sagashop.v1 import faults_pb2_grpc
 
 from . import telemetry
 from .breaker import Breaker
+from .calls import current_record
 from .errors import Unavailable
 from .status import ERROR_CODE, ROUTE, SERVED_BY, TRANSIENT, error_from
 
@@ -25,19 +24,6 @@ StubT = TypeVar("StubT")
 R = TypeVar("R")
 
 CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 0)]
-
-
-@dataclass
-class CallRecord:
-    """What the calls made within one unit of work (a saga step) saw: how many attempts, how many of them were
-    retries, and who answered."""
-
-    attempts: int = 0
-    retries: int = 0
-    handled_by: str = ""
-
-
-current_record: ContextVar[CallRecord | None] = ContextVar("sagashop_call_record", default=None)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -103,7 +89,7 @@ class Dependency(Generic[StubT]):
         timeout = timeout or self.attempt_timeout
         started = time.monotonic()
         try:
-            try:  # the first attempt on its own: most calls need no other, and a retry loop costs ~0.1 ms to set up
+            try:  # the first attempt on its own: most calls need no other, and setting up a retry loop is not free
                 return await self._guarded(rpc, request, timeout)
             except Exception as first:
                 if within <= 0 or not _worth_retrying(first):
@@ -162,9 +148,10 @@ class Dependency(Generic[StubT]):
             return reply
 
     async def is_serving(self, timeout: float = 1.0) -> bool:
-        stub = health_pb2_grpc.HealthStub(self.channel)
+        check = health_pb2_grpc.HealthStub(self.channel).Check  # type: ignore[attr-defined]  # (its stubs lack it)
         try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            reply: health_pb2.HealthCheckResponse = await check(health_pb2.HealthCheckRequest(service=""),
+                                                                timeout=timeout)
         except grpc.aio.AioRpcError:
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -20,7 +20,7 @@ COLOURS = {"DEBUG": "2", "INFO": "32", "WARNING": "33", "ERROR": "31", "CRITICAL
 def context() -> dict[str, str]:
     """What the current line is about, as far as it is known here."""
     span = trace.get_current_span().get_span_context()
-    found = {}
+    found: dict[str, str] = {}
     if span.is_valid:
         found.update(trace_id=trace.format_trace_id(span.trace_id), span_id=trace.format_span_id(span.span_id))
     found.update((var.name.removeprefix("sagashop_"), value) for var in (saga_id, order_id, request_id)

@@ -33,7 +33,7 @@ class BreakerCollector(Collector):
 
 
 _collector = BreakerCollector()
-_version = Settings.model_fields["version"].default
+_version: str = Settings.model_fields["version"].default
 
 
 def version() -> str:

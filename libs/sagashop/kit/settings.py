@@ -13,54 +13,96 @@ PARTS = ("gateway", *SERVICES)
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SAGASHOP_", extra="ignore")
 
-    database_url: str | None = None  # None: SQLite files under data_dir
-    database_pool_size: int = Field(16, ge=1)  # PostgreSQL connections each part keeps open (half as many more at
-    # a peak): 16 covers a part's 16 concurrent calls; lower it when many parts share one server
-    data_dir: Path = Path(".data")
-    redis_url: str | None = None  # None: in-process stores
-    bind: str = "127.0.0.1"
-    gateway_port: int = 8080
-    user_port: int = 50051
-    order_port: int = 50052
-    inventory_port: int = 50053
-    payment_port: int = 50054
-    shipping_port: int = 50055
-    orchestrator_port: int = 50056
-    user_host: str = "127.0.0.1"
-    order_host: str = "127.0.0.1"
-    inventory_host: str = "127.0.0.1"
-    payment_host: str = "127.0.0.1"
-    shipping_host: str = "127.0.0.1"
-    orchestrator_host: str = "127.0.0.1"
-    admin_email: str = "admin@sagashop.local"
-    admin_password: str | None = None  # None: `serve user` generates one and logs it
-    faults_enabled: bool = True
-    faults_seed: int | None = None  # seeds the fault rules' random draws, to replay a run
-    version: str = "v1"
-    jwt_secret: str | None = None
-    token_ttl_seconds: int = 3600
-    step_deadline_seconds: float = 20.0  # how long a saga step may keep retrying a service that is down
-    breaker_fail_max: int = 5  # transient failures in a row that open a dependency's circuit
-    breaker_reset_seconds: float = 10.0  # how long an open circuit fails fast before one trial call
-    canary_percent: float = 0.0  # share of new sagas pinned to the canary (v2) version set, 0 to 100
-    canary_addresses: dict[str, str] = {}  # without a mesh: service -> host:port of its v2, e.g. {"payment": ...}
-    park_after_attempts: int = 20  # a compensation failing this often parks its saga as NEEDS_ATTENTION
-    saga_lease_seconds: float = 10.0  # an orchestrator that stops renewing loses its sagas to another this late
-    reservation_ttl_seconds: float = 900.0  # a HELD reservation this old has lost its saga: the sweeper releases it
-    sweep_interval_seconds: float = 30.0  # how often each inventory replica looks for expired reservations
-    log_level: str = "INFO"
-    log_format: Literal["json", "text"] | None = None  # None: text on a terminal, JSON lines otherwise
-    trace_file: Path | None = None  # a debugging aid: every process also appends its spans here as JSON lines
-    metrics_port: int | None = None  # serve Prometheus metrics of a gRPC part here (the gateway has /metrics)
-    idempotency_ttl_seconds: int = 86_400  # how long the gateway remembers an Idempotency-Key's body and order
-    idempotency_wait_seconds: float = 2.0  # how long a repeat waits for the first request of its key to finish
-    rate_limit_user_per_second: float = 50.0  # sustained requests a signed-in user may make
-    rate_limit_user_burst: int = 100  # requests a signed-in user may make at once
-    rate_limit_address_per_second: float = 200.0  # sustained requests from one client address
-    rate_limit_address_burst: int = 400  # requests from one client address at once
-    max_body_bytes: int = 65_536  # largest request body the gateway reads (413 payload_too_large beyond)
-    cors_origins: str = ""  # comma-separated browser origins allowed to call the gateway; empty: none
-    forwarded_allow_ips: str = "127.0.0.1,::1"  # proxies trusted to name the client in X-Forwarded-For
+    database_url: str | None = Field(None, description=(
+        "SQLAlchemy URL of a PostgreSQL server (`postgresql://user@host/db` works as written); each service keeps its "
+        "own schema (`user`, `order`, ...) in that database, created and migrated at start. Unset: a SQLite file per "
+        "service under `SAGASHOP_DATA_DIR`"))
+    database_pool_size: int = Field(16, ge=1, description=(
+        "PostgreSQL connections each part keeps open (half as many more at a peak, closed once it passes): 16 covers "
+        "a part's 16 concurrent calls; lower it when many parts or replicas share one server's `max_connections`"))
+    data_dir: Path = Field(Path(".data"), description="where the SQLite files live when no database URL is set")
+    redis_url: str | None = Field(None, description=(
+        "Redis for the gateway's idempotency store and rate limits and the shared circuit-breaker state. Unset: "
+        "in-process stores"))
+    bind: str = Field("127.0.0.1", description="address every part listens on (`0.0.0.0` in a pod)")
+    gateway_port: int = Field(8080, description="HTTP port of the gateway")
+    user_port: int = Field(50051, description="gRPC port of the user service")
+    order_port: int = Field(50052, description="gRPC port of the order service")
+    inventory_port: int = Field(50053, description="gRPC port of the inventory service")
+    payment_port: int = Field(50054, description="gRPC port of the payment service")
+    shipping_port: int = Field(50055, description="gRPC port of the shipping service")
+    orchestrator_port: int = Field(50056, description="gRPC port of the orchestrator")
+    user_host: str = Field("127.0.0.1", description="where the other parts find the user service (its Service name "
+                           "in Kubernetes)")
+    order_host: str = Field("127.0.0.1", description="where the other parts find the order service")
+    inventory_host: str = Field("127.0.0.1", description="where the other parts find the inventory service")
+    payment_host: str = Field("127.0.0.1", description="where the other parts find the payment service")
+    shipping_host: str = Field("127.0.0.1", description="where the other parts find the shipping service")
+    orchestrator_host: str = Field("127.0.0.1", description="where the gateway finds the orchestrator")
+    admin_email: str = Field("admin@sagashop.local", description=(
+        "the admin account the user service ensures at start"))
+    admin_password: str | None = Field(None, description=(
+        "the admin's password, reset to this one at start. Unset: `sagashop up` generates one and prints it; a bare "
+        "`sagashop serve user` generates one and logs it"))
+    faults_enabled: bool = Field(True, description=(
+        "whether the fault-injection admin API (`/v1/admin/faults`) and the parts' fault rules answer; the "
+        "Kubernetes base and production overlay set it to false"))
+    faults_seed: int | None = Field(None, description=(
+        "seeds each part's random fault draws, so a failing run can be replayed. Unset: random"))
+    version: str = Field("v1", description=(
+        "the version a part reports: `x-served-by: <service>@<version>` on every gRPC reply, the `version` label of "
+        "its metrics (set from the pod's `version` label in Kubernetes)"))
+    jwt_secret: str | None = Field(None, description=(
+        "signing key of access tokens; required when several gateways run. Unset: `sagashop up` generates one per "
+        "run, a bare gateway one per process"))
+    token_ttl_seconds: int = Field(3600, description="lifetime of an access token")
+    step_deadline_seconds: float = Field(20.0, description=(
+        "how long a saga step keeps retrying a service that does not answer before the saga compensates "
+        "(`<service>_unavailable`)"))
+    breaker_fail_max: int = Field(5, description="transient failures in a row that open a dependency's circuit")
+    breaker_reset_seconds: float = Field(10.0, description=(
+        "how long an open circuit fails fast before it lets one trial call through"))
+    canary_percent: float = Field(0.0, description=(
+        "share of new sagas, 0 to 100, the orchestrator pins to the canary (v2) version set; every step and "
+        "compensation of a pinned saga carries `x-sagashop-route` and stays on its version"))
+    canary_addresses: dict[str, str] = Field({}, description=(
+        "without a mesh: JSON mapping a service to the `host:port` of its v2 process, e.g. "
+        "`{\"payment\": \"127.0.0.1:50154\"}`, where a saga pinned to v2 sends its calls"))
+    park_after_attempts: int = Field(20, description=(
+        "failures of a compensation before its saga is parked as NEEDS_ATTENTION for an operator"))
+    saga_lease_seconds: float = Field(10.0, description=(
+        "how soon another orchestrator resumes the sagas of one that stopped renewing its lease"))
+    reservation_ttl_seconds: float = Field(900.0, description=(
+        "age at which a HELD stock reservation has lost its saga and the inventory's sweeper releases it"))
+    sweep_interval_seconds: float = Field(30.0, description=(
+        "how often each inventory replica looks for expired reservations"))
+    log_level: str = Field("INFO", description="log level of every part")
+    log_format: Literal["json", "text"] | None = Field(None, description=(
+        "`json`: one JSON object per line; `text`: one readable line, coloured on a terminal. Unset: text on a "
+        "terminal, JSON otherwise (`sagashop up` gives its parts text)"))
+    trace_file: Path | None = Field(None, description=(
+        "a debugging aid: every process also appends its spans to this file, one JSON object per line"))
+    metrics_port: int | None = Field(None, description=(
+        "where a gRPC part serves its Prometheus metrics (the gateway serves `/metrics` on its own port). Unset: "
+        "not served; `sagashop up` sets each part's gRPC port + 1000"))
+    idempotency_ttl_seconds: int = Field(86_400, description=(
+        "how long the gateway remembers an `Idempotency-Key`'s body and order (a fast path: the orchestrator keeps "
+        "every key for good)"))
+    idempotency_wait_seconds: float = Field(2.0, description=(
+        "how long a repeat waits for the first request of its key to finish before it is answered "
+        "`409 idempotency_in_progress` with `Retry-After`"))
+    rate_limit_user_per_second: float = Field(50.0, description=(
+        "sustained requests a signed-in user may make (a token bucket, in Redis when `SAGASHOP_REDIS_URL` is set); "
+        "beyond: `429 rate_limited` with `Retry-After`"))
+    rate_limit_user_burst: int = Field(100, description="requests a signed-in user may make at once")
+    rate_limit_address_per_second: float = Field(200.0, description="sustained requests from one client address")
+    rate_limit_address_burst: int = Field(400, description="requests from one client address at once")
+    max_body_bytes: int = Field(65_536, description=(
+        "largest request body the gateway reads (`413 payload_too_large` beyond)"))
+    cors_origins: str = Field("", description=(
+        "comma-separated origins a browser may call the gateway from. Empty: none"))
+    forwarded_allow_ips: str = Field("127.0.0.1,::1", description=(
+        "proxies whose `X-Forwarded-For` names the client address (behind an ingress: its addresses, or `*`)"))
 
     def port(self, part: str) -> int:
         return int(getattr(self, f"{part}_port"))

@@ -1,5 +1,7 @@
 """The one table between domain errors and gRPC status codes, used by servers and clients alike."""
 
+from typing import Any
+
 import grpc
 
 from .errors import (
@@ -28,12 +30,13 @@ KIND = {status: kind for kind, status in STATUS.items()}
 TRANSIENT = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 )
+ServerContext = grpc.aio.ServicerContext[Any, Any]  # a call's, for helpers that serve any method
 ERROR_CODE = "error-code"  # trailing metadata key holding DomainError.code
 SERVED_BY = "x-served-by"  # trailing metadata key holding "<service>@<version>", on every answer
 ROUTE = "x-sagashop-route"  # request metadata: the version set (v1, v2) a saga's calls are pinned to
 
 
-def trailers(context: grpc.aio.ServicerContext, *pairs: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+def trailers(context: ServerContext, *pairs: tuple[str, str]) -> tuple[tuple[str, str], ...]:
     """An aborted call's trailing metadata: what the call had set (who served it) and `pairs`."""
     return (*(context.trailing_metadata() or ()), *pairs)
 

@@ -6,7 +6,7 @@ SAGASHOP_TRACE_FILE is a debugging aid: every process also appends its spans to 
 each, so the spans of a whole shop can be read without a collector (the e2e tests do)."""
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -82,7 +82,7 @@ def span(name: str, *, tracer: trace.Tracer = TRACER, parent: Context | None = N
     """A span, current while the block runs: the one way the shop starts its spans. When spans are recorded it is
     the tracer's (`options`: attributes, links, ...); when they are not, only the ids a recorded span would have
     had (the parent's trace id, or a new one, and a new span id), which logs, responses and outgoing calls carry.
-    That skips the sampler and the SDK's wrapping: a gRPC call's span 8.4 -> 4.4 us (timeit)."""
+    That skips the sampler and the SDK's wrapping, which every call would otherwise pay for nothing."""
     if _recording:
         with tracer.start_as_current_span(name, context=parent, kind=kind, **options) as recorded:
             yield recorded
@@ -124,7 +124,7 @@ def outgoing(metadata: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ..
     return (*metadata, (TRACEPARENT, parent)) if parent else metadata
 
 
-def incoming(metadata: Sequence[tuple[str, str | bytes]] | None) -> Context | None:
+def incoming(metadata: Iterable[tuple[str, str | bytes]] | None) -> Context | None:
     """The caller's trace context, from a call's metadata (None: the call starts a trace)."""
     for key, value in metadata or ():
         if key == TRACEPARENT:
@@ -134,7 +134,7 @@ def incoming(metadata: Sequence[tuple[str, str | bytes]] | None) -> Context | No
 
 def trace_statements(engine: Engine) -> None:
     """A span per SQL statement of the process's engine (the instrumentor takes one engine per process), when
-    spans are recorded: otherwise its hooks would cost every statement about 0.1 ms for spans that go nowhere.
+    spans are recorded: otherwise its hooks would cost every statement time for spans that go nowhere.
     Its release declares SQLAlchemy < 2.1, but the engine events it listens to are the same in 2.1."""
     instrumentor = SQLAlchemyInstrumentor()
     if _recording and not instrumentor.is_instrumented_by_opentelemetry:

@@ -9,14 +9,18 @@ from .definition import (
     RUNNING,
     SUCCEEDED,
     TERMINAL,
+    Calls,
     Run,
     Saga,
     Step,
+    Stopped,
     Together,
 )
+from .observe import Telemetry
+from .records import AuditRecord, LeaseLost, Outcome, SagaRecord, StepRecord, new_record
 from .runner import SagaRunner
-from .store import AuditRecord, LeaseLost, Outcome, SagaRecord, SagaStore, StepRecord, new_record
+from .store import SagaStore
 
 __all__ = ["ABORTED", "ACTIVE", "COMPENSATED", "COMPENSATING", "NEEDS_ATTENTION", "RUNNING", "SUCCEEDED",
-           "TERMINAL", "AuditRecord", "LeaseLost", "Outcome", "Run", "Saga", "SagaRecord", "SagaRunner", "SagaStore",
-           "Step", "StepRecord", "Together", "new_record"]
+           "TERMINAL", "AuditRecord", "Calls", "LeaseLost", "Outcome", "Run", "Saga", "SagaRecord", "SagaRunner",
+           "SagaStore", "Step", "StepRecord", "Stopped", "Telemetry", "Together", "new_record"]

@@ -2,9 +2,9 @@
 of each other can run together. No I/O here."""
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import TypeAdapter
 
@@ -19,15 +19,15 @@ EXECUTE, COMPENSATE = "execute", "compensate"
 
 @dataclass(frozen=True)
 class Run(Generic[I]):
-    """What a step sees: the saga's input, its own idempotency key, what earlier steps returned, and (for the
-    rejection handler) why the saga failed."""
+    """What a step sees: the saga's input, its own idempotency key, what earlier steps returned, (for the steps
+    run after a failure) why the saga failed, and the context its starter stored with it."""
 
     saga_id: str
     input: I
     step: str
     results: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
-    route: str = "v1"  # the version set the saga is pinned to
+    context: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -41,10 +41,19 @@ class Run(Generic[I]):
 Action = Callable[[Run[Any]], Awaitable[Any]]
 
 
+class Calls(Protocol):
+    """What the calls made within one attempt of a step saw, as the runner's `calls` hook records them: how many
+    were retries, and who answered last."""
+
+    retries: int
+    handled_by: str
+
+
 @dataclass(frozen=True)
 class Step:
     """`undo` compensates the action. A step `until_done` comes after the point of no return (its effect is
-    not to be undone, e.g. approving the order): it is retried until it succeeds instead of failing the saga."""
+    not to be undone, e.g. confirming what was paid for): it is retried until it succeeds instead of failing the
+    saga."""
 
     name: str
     action: Action
@@ -68,24 +77,32 @@ class Together:
 @dataclass(frozen=True)
 class Saga:
     """Stages run in order: a step, or steps run together. If one fails, the undos of the started steps run in
-    reverse, then `on_rejected`. A saga without `on_rejected` has no way back: each of its steps is retried until
-    it succeeds."""
+    reverse, then the steps `on_rejected`, in order (those that have not succeeded yet). A saga without
+    `on_rejected` has no way back: each of its steps is retried until it succeeds."""
 
     name: str
     stages: tuple[tuple[Step, ...], ...]
-    on_rejected: Step | None  # runs last on the compensation path, with Run.reason set; it has no undo
+    on_rejected: tuple[Step, ...]  # run last on the compensation path, with Run.reason set; they have no undo
     input_type: type
 
-    def __init__(self, name: str, *stages: Step | Together, on_rejected: Step | None, input_type: type) -> None:
+    def __init__(self, name: str, *stages: Step | Together, on_rejected: Step | tuple[Step, ...] | None,
+                 input_type: type) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "stages", tuple(s.steps if isinstance(s, Together) else (s,) for s in stages))
-        object.__setattr__(self, "on_rejected", on_rejected)
+        object.__setattr__(self, "on_rejected", (on_rejected,) if isinstance(on_rejected, Step) else
+                           tuple(on_rejected or ()))
         object.__setattr__(self, "input_type", input_type)
 
     @property
     def steps(self) -> tuple[Step, ...]:
         """Every step, stage by stage (the order their undos run in, reversed)."""
         return tuple(step for stage in self.stages for step in stage)
+
+    @property
+    def every_step(self) -> tuple[Step, ...]:
+        """The steps forward, then those run on the way back after a failure (named once each)."""
+        forward = self.steps
+        return forward + tuple(step for step in self.on_rejected if step.name not in {s.name for s in forward})
 
     @property
     def first(self) -> tuple[tuple[str, str], ...]:
@@ -98,6 +115,14 @@ class Saga:
 
     def decode(self, data: Any) -> Any:
         return _adapter(self.input_type).validate_python(data)
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """How a run ended: the saga's state (ended, or parked for an operator) and what its steps returned."""
+
+    state: str
+    results: dict[str, Any] = field(default_factory=dict)
 
 
 @functools.cache

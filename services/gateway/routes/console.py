@@ -1,4 +1,4 @@
-"""The saga console at /console: pages made here from the admin API's own route functions, for an administrator
+"""The saga console at /console: pages of what the admin API's own route functions answer, for an administrator
 signed in through /v1/auth/token (static/console.js keeps the token in a cookie for these pages; its path is
 /console and these pages only read). Operators' actions go through the admin API itself, with the bearer token."""
 
@@ -13,7 +13,7 @@ from sagashop.kit.errors import DomainError, NotFound, Unauthenticated
 
 from .. import console
 from ..deps import Backends, TokenIssuer
-from ..schemas import IdPath
+from ..schemas import IdPath, SagaState
 from ..tokens import Principal
 from . import breakers, faults, sagas
 
@@ -45,7 +45,7 @@ async def panel(load: Awaitable[T], what: str) -> T | str:
 
 
 @router.get("")
-async def overview(admin: Admin, b: Backends, state: sagas.States | None = None) -> HTMLResponse:
+async def overview(admin: Admin, b: Backends, state: SagaState | None = None) -> HTMLResponse:
     if admin is None:
         return HTMLResponse(console.login())
     found = await sagas.list_sagas(admin, b, state=state, limit=50)

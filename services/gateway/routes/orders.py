@@ -7,6 +7,7 @@ from fastapi import APIRouter, Header, Response
 
 from sagashop.kit.errors import NotFound
 from sagashop.v1 import orchestrator_pb2, order_pb2
+from sagashop.values import MAX_KEY
 
 from ..deps import Backends, CurrentUser, IdempotencyKeys
 from ..problems import responses
@@ -17,7 +18,7 @@ from . import READ_WITHIN
 router = APIRouter(tags=["orders"], responses=responses(401))
 DEFAULT_WAIT, MAX_WAIT = 10.0, 60.0
 LEASE_MARGIN = 10.0  # seconds a key stays claimed past the wait, should the gateway die holding it
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_KEY)]
 Prefer = Annotated[str | None, Header()]
 
 
@@ -40,7 +41,8 @@ def order_out(o: order_pb2.Order) -> Order:
 
 async def visible_order(b: Backends, order_id: str, viewer: Principal) -> order_pb2.Order:
     """The order, to its owner or an admin; anyone else is told it does not exist."""
-    found = await b.order.call(b.order.stub.GetOrder, order_pb2.GetOrderRequest(id=order_id), within=READ_WITHIN)
+    found: order_pb2.Order = await b.order.call(b.order.stub.GetOrder, order_pb2.GetOrderRequest(id=order_id),
+                                                within=READ_WITHIN)
     if found.user_id != viewer.user_id and not viewer.is_admin:
         raise NotFound(f"no order {order_id!r}")
     return found
@@ -76,8 +78,9 @@ async def start_checkout(b: Backends, user: Principal, body: OrderIn, idempotenc
         lines=[line.model_dump() for line in body.items], address=body.shipping_address.model_dump(),
         wait_ms=int(wait * 1000))
     # only a keyed request may be retried: the key makes a second delivery find the first saga
-    return await b.orchestrator.call(b.orchestrator.stub.StartCheckout, request, timeout=wait + 5,
-                                     within=READ_WITHIN if idempotency_key else 0)
+    reply: orchestrator_pb2.StartCheckoutReply = await b.orchestrator.call(
+        b.orchestrator.stub.StartCheckout, request, timeout=wait + 5, within=READ_WITHIN if idempotency_key else 0)
+    return reply
 
 
 async def current_order(b: Backends, order_id: str) -> Order:

@@ -1,22 +1,22 @@
 """Sagas: the timeline of an order's saga, following it live, and the operators' view and actions."""
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from google.protobuf.json_format import MessageToDict
 
 from sagashop.v1 import orchestrator_pb2
+from sagashop.values import MAX_SAGAS_LISTED
 
 from ..deps import AdminUser, Backends, CurrentUser
 from ..problems import responses
-from ..schemas import IdPath, OperatorAction, Saga, SagaList
+from ..schemas import IdPath, OperatorAction, OperatorVerb, Saga, SagaList, SagaState
 from . import READ_WITHIN
 from .orders import visible_order
 
 router = APIRouter(tags=["sagas"], responses=responses(401))
-States = Literal["RUNNING", "COMPENSATING", "SUCCEEDED", "COMPENSATED", "NEEDS_ATTENTION", "ABORTED"]
 
 
 def saga_out(saga: orchestrator_pb2.Saga) -> Saga:
@@ -54,8 +54,8 @@ async def follow_order_saga(order_id: IdPath, user: CurrentUser, b: Backends) ->
 
 
 @router.get("/admin/sagas", responses=responses(403))
-async def list_sagas(admin: AdminUser, b: Backends, state: States | None = None,
-                     limit: Annotated[int, Query(ge=1, le=500)] = 100) -> SagaList:
+async def list_sagas(admin: AdminUser, b: Backends, state: SagaState | None = None,
+                     limit: Annotated[int, Query(ge=1, le=MAX_SAGAS_LISTED)] = 100) -> SagaList:
     found = await b.orchestrator.call(b.orchestrator.stub.ListSagas, orchestrator_pb2.ListSagasRequest(
         state=state or "", limit=limit), within=READ_WITHIN)
     return SagaList(items=[saga_out(s) for s in found.items])
@@ -67,7 +67,7 @@ async def admin_saga(saga_id: IdPath, admin: AdminUser, b: Backends) -> Saga:
 
 
 @router.post("/admin/sagas/{saga_id}/{action}", responses=responses(403, 404, 409))
-async def operate_saga(saga_id: IdPath, action: Literal["retry", "compensate", "abort"], admin: AdminUser,
+async def operate_saga(saga_id: IdPath, action: OperatorVerb, admin: AdminUser,
                        b: Backends, body: OperatorAction | None = None) -> Saga:
     """On a parked saga (NEEDS_ATTENTION): retry where it stopped, compensate, or abort; audited."""
     request = orchestrator_pb2.OperateSagaRequest(saga_id=saga_id, action=action, actor=admin.user_id,
