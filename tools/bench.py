@@ -84,7 +84,9 @@ async def _watching(url: str) -> AsyncIterator[tuple[dict[str, float], dict[str,
     a shop on another machine)."""
     port = urlsplit(url).port or 80
     processes = shop_processes(port) if urlsplit(url).hostname in ("127.0.0.1", "localhost") else {}
-    before, used, memory, stop = cpu_seconds(processes), {}, {}, asyncio.Event()
+    used: dict[str, float] = {}
+    memory: dict[str, list[float]] = {}
+    before, stop = cpu_seconds(processes), asyncio.Event()
     sampler = asyncio.create_task(sample(memory, port, stop)) if processes else None
     try:
         yield used, memory

@@ -37,6 +37,7 @@ from sqlalchemy.engine import make_url
 
 from sagashop.kit.db import SQLITE_PRAGMAS, server_url
 from sagashop.kit.settings import Settings
+from sagashop.kit.status import ServerContext
 
 from .bench import Result, drive, table, via_gateway
 from .local.parts import free_ports, start
@@ -51,7 +52,8 @@ REPLY = bytes(160)  # about the size of a step's reply
 INSERT = "INSERT INTO {t} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING RETURNING k"
 READ = "SELECT k, v, n FROM {t} WHERE k = $1"
 UPDATE = "UPDATE {t} SET v = $2, n = n + 1 WHERE k = $1 RETURNING n"
-METHODS = {  # each service method's statements, in the shop's round trips on PostgreSQL
+# each service method's statements, in the shop's round trips on PostgreSQL
+METHODS: dict[str, dict[str, tuple[str, ...]]] = {
     "inventory": {"ListProducts": (READ,), "ReserveStock": (INSERT,), "CommitStock": (UPDATE,)},
     "order": {"CreateOrder": (INSERT,), "ApproveOrder": (READ, UPDATE)},
     "payment": {"Charge": (INSERT,)},
@@ -114,20 +116,20 @@ async def _serve_part(part: str, config: dict[str, Any]) -> None:
         handlers = {"StartCheckout": _checkout(table, config["ports"])}
     else:
         handlers = {method: _service_method(table, statements) for method, statements in METHODS[part].items()}
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(f"floor.{part}", {
+    rpc = grpc.aio.server()
+    rpc.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(f"floor.{part}", {
         method: grpc.unary_unary_rpc_method_handler(handler, request_deserializer=_raw, response_serializer=_raw)
         for method, handler in handlers.items()})])
-    server.add_insecure_port(f"127.0.0.1:{config['ports'][part]}")
-    await server.start()
-    await server.wait_for_termination()
+    rpc.add_insecure_port(f"127.0.0.1:{config['ports'][part]}")
+    await rpc.start()
+    await rpc.wait_for_termination()
 
 
-Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+Handler = Callable[[bytes, ServerContext], Awaitable[bytes]]
 
 
 def _service_method(table: Table, statements: tuple[str, ...]) -> Handler:
-    async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def handle(request: bytes, context: ServerContext) -> bytes:
         key = request[:32].decode()
         for sql in statements:
             await table.run(sql, key)
@@ -142,7 +144,7 @@ def _checkout(saga: Table, ports: dict[str, int]) -> Handler:
                                                        response_deserializer=_raw)
             for part, methods in METHODS.items() for method in methods}
 
-    async def checkout(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def checkout(request: bytes, context: ServerContext) -> bytes:
         key = request[:32].decode()
         await call["inventory", "ListProducts"](request)
         await saga.run(INSERT, key)  # created with its first stage's starts
@@ -290,7 +292,8 @@ async def _tail(log: Path, chars: int) -> str:
         return ""
 
 
-async def run(settings: Settings, checkouts: int, concurrency: int, rate: float | None) -> tuple[Result, dict]:
+async def run(settings: Settings, checkouts: int, concurrency: int,
+              rate: float | None) -> tuple[Result, dict[str, Any]]:
     """Starts the floor, drives it as `bench` drives the shop, stops it; the figures and what was written per
     checkout (rows and updates by table, Redis calls). SIGINT or SIGTERM stops it early (CancelledError), its
     processes, schema, files and key removed on the way out."""
@@ -301,14 +304,16 @@ async def run(settings: Settings, checkouts: int, concurrency: int, rate: float 
     name = f"{PREFIX}{uuid.uuid4().hex[:8]}"
     counter = RequestCount(settings.redis_url, f"{name}:requests")
     async with _databases(settings, name) as databases, counter:
-        config = {"name": name, "ports": dict(zip(PARTS, free_ports(len(PARTS)), strict=True)), "databases": databases,
+        ports = dict(zip(PARTS, free_ports(len(PARTS)), strict=True))
+        config: dict[str, Any] = {"name": name, "ports": ports, "databases": databases,
                   "redis": settings.redis_url, "pool": settings.database_pool_size}
         with tempfile.TemporaryDirectory(prefix="sagashop-floor-logs-") as logs:
             async with _parts(config, Path(logs)) as processes, aiohttp.ClientSession(
                     base_url=f"http://127.0.0.1:{config['ports']['gateway']}",
                     timeout=aiohttp.ClientTimeout(total=60),
                     connector=aiohttp.TCPConnector(limit=concurrency + 4)) as http:
-                place, users = via_gateway(http, "FLOOR-1"), [{"headers": {}}] * concurrency
+                place = via_gateway(http, "FLOOR-1")
+                users: list[dict[str, Any]] = [{"headers": {}}] * concurrency
                 await drive(place, users, min(WARM_UP, checkouts), 1, None)
                 before, cpu, requests = await _writes(databases), cpu_seconds(processes), await counter.value()
                 result, _ = await drive(place, users, checkouts, concurrency, rate)

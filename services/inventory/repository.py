@@ -5,6 +5,7 @@ executing it."""
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -235,7 +236,7 @@ class Inventory:
         return _reservation(self.conn.execute(LOCKED_RESERVATION, {"p_key": key}).first())
 
 
-def _reservation(row: sa.Row | None) -> Reservation | None:
+def _reservation(row: sa.Row[Any] | None) -> Reservation | None:
     if row is None:
         return None
     return Reservation(row.idempotency_key, row.order_id, row.state,

@@ -2,13 +2,13 @@
 
 from collections.abc import Iterable
 
-import grpc
 from prometheus_client import Counter
 from sqlalchemy.engine import Connection
 
 from sagashop.kit import metrics
 from sagashop.kit.db import Database
 from sagashop.kit.errors import Compensated, NotFound
+from sagashop.kit.status import ServerContext
 from sagashop.v1 import inventory_pb2 as pb
 from sagashop.v1 import inventory_pb2_grpc
 from sagashop.values import Line, valid_lines, valid_sku, valid_step_keys
@@ -38,18 +38,18 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def ListProducts(self, request: pb.ListProductsRequest, context: grpc.aio.ServicerContext) -> pb.ProductList:
+    async def ListProducts(self, request: pb.ListProductsRequest, context: ServerContext) -> pb.ProductList:
         skus = valid_skus(list(request.skus))
         found = await self.db.autocommit(lambda conn: Inventory(conn).products(skus))
         return pb.ProductList(items=[product_pb(p) for p in found])
 
-    async def GetProduct(self, request: pb.GetProductRequest, context: grpc.aio.ServicerContext) -> pb.Product:
+    async def GetProduct(self, request: pb.GetProductRequest, context: ServerContext) -> pb.Product:
         sku = valid_sku(request.sku)
         if (found := await self.db.autocommit(lambda conn: Inventory(conn).product(sku))) is None:
             raise NotFound(f"no product {request.sku!r}")
         return product_pb(found)
 
-    async def UpsertProduct(self, request: pb.UpsertProductRequest, context: grpc.aio.ServicerContext) -> pb.Product:
+    async def UpsertProduct(self, request: pb.UpsertProductRequest, context: ServerContext) -> pb.Product:
         p = request.product
         wanted = valid_product(Product(p.sku, p.name, p.price_cents, p.currency, p.available))
 
@@ -58,7 +58,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
         return product_pb(await self.db.transaction(work))
 
-    async def ReserveStock(self, request: pb.ReserveStockRequest, context: grpc.aio.ServicerContext) -> pb.Reservation:
+    async def ReserveStock(self, request: pb.ReserveStockRequest, context: ServerContext) -> pb.Reservation:
         valid_step_keys(request.idempotency_key, request.order_id)
         lines = valid_lines([Line(line.sku, line.quantity) for line in request.lines])
 
@@ -76,7 +76,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
             moved("reserved", reservation.lines)
         return reservation_pb(reservation)
 
-    async def ReleaseStock(self, request: pb.ReleaseStockRequest, context: grpc.aio.ServicerContext) -> pb.Reservation:
+    async def ReleaseStock(self, request: pb.ReleaseStockRequest, context: ServerContext) -> pb.Reservation:
         valid_step_keys(request.idempotency_key, request.order_id)
 
         def work(conn: Connection) -> tuple[Reservation, bool]:
@@ -95,7 +95,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
             moved("released", reservation.lines)
         return reservation_pb(reservation)
 
-    async def CommitStock(self, request: pb.CommitStockRequest, context: grpc.aio.ServicerContext) -> pb.Reservation:
+    async def CommitStock(self, request: pb.CommitStockRequest, context: ServerContext) -> pb.Reservation:
         valid_step_keys(request.idempotency_key, request.order_id)
 
         def work(conn: Connection) -> tuple[Reservation, bool]:

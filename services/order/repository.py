@@ -9,9 +9,9 @@ from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now
 from sagashop.kit.db import insert_if_absent
-from sagashop.values import Address
+from sagashop.values import Address, PricedLine
 
-from .domain import Order, PricedLine
+from .domain import Order
 
 MAX_LISTED = 100
 

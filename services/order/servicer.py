@@ -2,17 +2,17 @@
 
 from collections.abc import Callable
 
-import grpc
 from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now, rfc3339
 from sagashop.kit.db import Database
 from sagashop.kit.errors import NotFound
+from sagashop.kit.status import ServerContext
 from sagashop.v1 import order_pb2 as pb
 from sagashop.v1 import order_pb2_grpc
-from sagashop.values import Address
+from sagashop.values import Address, PricedLine
 
-from .domain import Order, PricedLine, valid_id
+from .domain import Order, valid_id
 from .repository import Orders
 
 
@@ -40,29 +40,29 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def CreateOrder(self, request: pb.CreateOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
+    async def CreateOrder(self, request: pb.CreateOrderRequest, context: ServerContext) -> pb.Order:
         wanted = order_from(request)  # a repeat gets the order first created
         return order_pb(await self.db.autocommit(lambda conn: Orders(conn).add(wanted)))
 
-    async def GetOrder(self, request: pb.GetOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
+    async def GetOrder(self, request: pb.GetOrderRequest, context: ServerContext) -> pb.Order:
         order_id = valid_id("id", request.id)
         if (found := await self.db.autocommit(lambda conn: Orders(conn).get(order_id))) is None:
             raise NotFound(f"no order {request.id!r}")
         return order_pb(found)
 
-    async def ListOrders(self, request: pb.ListOrdersRequest, context: grpc.aio.ServicerContext) -> pb.OrderList:
+    async def ListOrders(self, request: pb.ListOrdersRequest, context: ServerContext) -> pb.OrderList:
         user_id = valid_id("user_id", request.user_id)
         found = await self.db.autocommit(lambda conn: Orders(conn).of_user(user_id))
         return pb.OrderList(items=[order_pb(o) for o in found])
 
-    async def ApproveOrder(self, request: pb.ApproveOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
+    async def ApproveOrder(self, request: pb.ApproveOrderRequest, context: ServerContext) -> pb.Order:
         return await self._move(request.id, lambda o: o.approve(request.tracking_number, request.charged_cents))
 
-    async def RejectOrder(self, request: pb.RejectOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
+    async def RejectOrder(self, request: pb.RejectOrderRequest, context: ServerContext) -> pb.Order:
         return await self._move(
             request.id, lambda o: o.reject(request.failure_reason, request.refunded, request.refunded_cents))
 
-    async def CancelOrder(self, request: pb.CancelOrderRequest, context: grpc.aio.ServicerContext) -> pb.Order:
+    async def CancelOrder(self, request: pb.CancelOrderRequest, context: ServerContext) -> pb.Order:
         return await self._move(request.id, Order.cancel)
 
     async def _move(self, order_id: str, move: Callable[[Order], Order]) -> pb.Order:

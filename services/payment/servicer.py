@@ -1,6 +1,5 @@
 """PaymentService: protobuf in and out, one transaction per call, the rules in domain.py."""
 
-import grpc
 from prometheus_client import Counter
 from sqlalchemy.engine import Connection
 
@@ -8,6 +7,7 @@ from sagashop.kit import metrics
 from sagashop.kit.clock import rfc3339
 from sagashop.kit.db import Database
 from sagashop.kit.errors import Invalid, Rejected
+from sagashop.kit.status import ServerContext
 from sagashop.v1 import payment_pb2 as pb
 from sagashop.v1 import payment_pb2_grpc
 from sagashop.values import valid_step_keys
@@ -29,7 +29,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def Charge(self, request: pb.ChargeRequest, context: grpc.aio.ServicerContext) -> pb.Payment:
+    async def Charge(self, request: pb.ChargeRequest, context: ServerContext) -> pb.Payment:
         valid_step_keys(request.idempotency_key, request.order_id)
         valid_amount(request.amount_cents, request.currency)
 
@@ -52,7 +52,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             CHARGED_CENTS.labels(payment.currency, metrics.version()).inc(payment.amount_cents)
         return payment_pb(payment)
 
-    async def Refund(self, request: pb.RefundRequest, context: grpc.aio.ServicerContext) -> pb.Payment:
+    async def Refund(self, request: pb.RefundRequest, context: ServerContext) -> pb.Payment:
         valid_step_keys(request.idempotency_key, request.order_id)
 
         def work(conn: Connection) -> tuple[Payment, bool]:
@@ -70,7 +70,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             REFUNDED_CENTS.labels(payment.currency, metrics.version()).inc(payment.amount_cents)
         return payment_pb(payment)
 
-    async def ListLedger(self, request: pb.ListLedgerRequest, context: grpc.aio.ServicerContext) -> pb.Ledger:
+    async def ListLedger(self, request: pb.ListLedgerRequest, context: ServerContext) -> pb.Ledger:
         if not request.order_id or not request.order_id.isprintable():
             raise Invalid("order_id is required, in printable characters")
         lines = await self.db.autocommit(lambda conn: Payments(conn).ledger(request.order_id))

@@ -2,6 +2,7 @@
 statements are built once, with bind parameters (`p_*`): building one costs more than executing it."""
 
 from dataclasses import replace
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -30,7 +31,7 @@ SET_STATUS = shipments.update().where(shipments.c.idempotency_key == P("p_key"))
     status=P("p_status"), updated_at=P("p_at"))
 
 
-def _shipment(row: sa.Row) -> Shipment:
+def _shipment(row: sa.Row[Any]) -> Shipment:
     lines = tuple(Line(sku, quantity) for sku, quantity in row.lines)
     return Shipment(row.idempotency_key, row.order_id, row.status, row.tracking_number or "", row.country, lines)
 

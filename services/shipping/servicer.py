@@ -1,10 +1,10 @@
 """ShippingService: protobuf in and out, one transaction per call, the rules in domain.py."""
 
-import grpc
 from sqlalchemy.engine import Connection
 
 from sagashop.kit.db import Database
 from sagashop.kit.errors import Invalid, Rejected
+from sagashop.kit.status import ServerContext
 from sagashop.v1 import shipping_pb2 as pb
 from sagashop.v1 import shipping_pb2_grpc
 from sagashop.values import Address, Line, valid_address, valid_lines, valid_step_keys
@@ -22,7 +22,7 @@ class ShippingServicer(shipping_pb2_grpc.ShippingServiceServicer):
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def CreateShipment(self, request: pb.CreateShipmentRequest, context: grpc.aio.ServicerContext) -> pb.Shipment:
+    async def CreateShipment(self, request: pb.CreateShipmentRequest, context: ServerContext) -> pb.Shipment:
         valid_step_keys(request.idempotency_key, request.order_id)
         lines = valid_lines([Line(line.sku, line.quantity) for line in request.lines])
         a = request.address
@@ -44,7 +44,7 @@ class ShippingServicer(shipping_pb2_grpc.ShippingServiceServicer):
 
         return shipment_pb(await self.db.autocommit(work))
 
-    async def CancelShipment(self, request: pb.CancelShipmentRequest, context: grpc.aio.ServicerContext) -> pb.Shipment:
+    async def CancelShipment(self, request: pb.CancelShipmentRequest, context: ServerContext) -> pb.Shipment:
         valid_step_keys(request.idempotency_key, request.order_id)
 
         def work(conn: Connection) -> Shipment:
@@ -59,7 +59,7 @@ class ShippingServicer(shipping_pb2_grpc.ShippingServiceServicer):
         return shipment_pb(await self.db.transaction(work))
 
     async def ListShipments(self, request: pb.ListShipmentsRequest,
-                            context: grpc.aio.ServicerContext) -> pb.ShipmentList:
+                            context: ServerContext) -> pb.ShipmentList:
         if not request.order_id or not request.order_id.isprintable():
             raise Invalid("order_id is required, in printable characters")
         live = await self.db.autocommit(lambda conn: Shipments(conn).live(request.order_id))

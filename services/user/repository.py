@@ -1,5 +1,7 @@
 """The users table and the queries on it; every function runs inside the caller's unit of work (kit.db)."""
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -16,7 +18,7 @@ users = sa.Table(
 )
 
 
-def _user(row: sa.Row) -> User:
+def _user(row: sa.Row[Any]) -> User:
     return User(row.id, row.email, row.name, tuple(row.roles), row.password_hash)
 
 

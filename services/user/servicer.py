@@ -7,12 +7,12 @@ import secrets
 import uuid
 from dataclasses import replace
 
-import grpc
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from sagashop.kit.db import Database
 from sagashop.kit.errors import NotFound
+from sagashop.kit.status import ServerContext
 from sagashop.v1 import user_pb2 as pb
 from sagashop.v1 import user_pb2_grpc
 
@@ -44,7 +44,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def CreateUser(self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
+    async def CreateUser(self, request: pb.CreateUserRequest, context: ServerContext) -> pb.User:
         email, name = valid_email(request.email), valid_name(request.name)
         password_hash = await asyncio.to_thread(hash_password, valid_password(request.password))
         user = User(uuid.uuid4().hex, email, name, (CUSTOMER,), password_hash)
@@ -53,7 +53,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         except IntegrityError as e:
             raise EmailTaken(f"{email} already has an account") from e
 
-    async def Authenticate(self, request: pb.AuthenticateRequest, context: grpc.aio.ServicerContext) -> pb.User:
+    async def Authenticate(self, request: pb.AuthenticateRequest, context: ServerContext) -> pb.User:
         email = normal_email(request.email)
         found = None
         if could_have_account(email):
@@ -63,7 +63,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
             raise InvalidCredentials("wrong email or password")
         return user_pb(found)
 
-    async def GetUser(self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext) -> pb.User:
+    async def GetUser(self, request: pb.GetUserRequest, context: ServerContext) -> pb.User:
         user_id = valid_id(request.id)
         if (found := await self.db.autocommit(lambda conn: Users(conn).by_id(user_id))) is None:
             raise NotFound(f"no user {request.id!r}")

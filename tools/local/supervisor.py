@@ -38,7 +38,7 @@ class Supervisor:
         """`env` is what every part gets on top of this process's environment; `env_of` what one part gets."""
         width = max(len(name) for name in names)
         self.parts = [Part(name, COLORS[i % len(COLORS)], width) for i, name in enumerate(names)]
-        self.env = {name: part_env(**env, **(env_of or {}).get(name, {})) for name in names}
+        self.env = {name: {**part_env(), **env, **(env_of or {}).get(name, {})} for name in names}
         self.stopping = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 
