@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sagashop.kit.db import database
+from sagashop.kit.db import PORTABLE_ONLY, database
 from sagashop.kit.errors import Rejected, Unavailable
 from sagashop.kit.settings import Settings
 from sagashop.saga import (
@@ -38,9 +38,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path):
         settings = Settings(data_dir=tmp_path / "data")
     else:
         settings = Settings(database_url=request.getfixturevalue("postgres_database"))
-    engine = await database(settings, "orchestrator")
-    yield SagaStore(engine, owner="me", lease=10, one_statement=False if request.param == "postgres-portable" else None)
-    await engine.dispose()
+    db = await database(settings, "orchestrator")
+    db.engine.update_execution_options(**{PORTABLE_ONLY: request.param == "postgres-portable"})
+    yield SagaStore(db, owner="me", lease=10)
+    await db.dispose()
 
 
 def recorder(log: list[str]):

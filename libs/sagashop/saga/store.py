@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from sagashop.kit.batch import GroupCommit
 from sagashop.kit.clock import now
-from sagashop.kit.db import Database
+from sagashop.kit.db import Database, all_or_nothing, one_statement
 
 from .definition import ACTIVE, NEEDS_ATTENTION
 from .records import AuditRecord, LeaseLost, Outcome, SagaRecord, StepRecord, from_row
@@ -42,11 +42,10 @@ from .tables import (
 
 
 class SagaStore:
-    def __init__(self, db: Database, owner: str, lease: float, *, one_statement: bool | None = None) -> None:
-        """`one_statement`: write a saga's creation, and a batch of moves, in one PostgreSQL-only statement each
-        (the default on PostgreSQL) rather than with the portable statements in one transaction."""
+    def __init__(self, db: Database, owner: str, lease: float) -> None:
+        """A saga's creation, and a batch of moves, are one PostgreSQL-only statement each where the database
+        takes it (kit.db.one_statement), and else the portable statements, all or nothing."""
         self.db, self.owner, self.lease = db, owner, lease
-        self.one_statement = db.dialect == "postgresql" if one_statement is None else one_statement
         self.start = START[db.dialect]
         self.moves = GroupCommit(self._advance_many, key=itemgetter("p_id"))
 
@@ -84,15 +83,7 @@ class SagaStore:
         row = {"owner": self.owner, "lease_until": self._lease_until(),
                **{f: getattr(record, f) for f in SagaRecord.__dataclass_fields__}}
         try:
-            if self.one_statement:  # PostgreSQL-only
-                await self.db.autocommit(lambda conn: conn.execute(INSERT_SAGA_STARTED, {
-                    "p_starts": [name for name, _ in first], "p_start_actions": [action for _, action in first],
-                    "p_started_at": record.created_at, **{f"p_saga_{k}": v for k, v in row.items()}}))
-            else:  # portable
-                steps = [{"p_id": record.id, "p_start": name, "p_start_action": action,
-                          "p_started_at": record.created_at} for name, action in first]
-                await self.db.transaction(lambda conn: (conn.execute(INSERT_SAGA, row),
-                                                        conn.execute(self.start, steps)), tries=1)
+            await self.db.autocommit(lambda conn: self._create(conn, record, row, first))
             return record, True
         except IntegrityError:
             holder = await self.db.autocommit(lambda conn: conn.execute(
@@ -100,6 +91,18 @@ class SagaStore:
             if holder is None:  # the id, not the key, collided: not a repeat
                 raise
             return from_row(SagaRecord, holder), False
+
+    def _create(self, conn: Connection, record: SagaRecord, row: dict[str, Any],
+                first: Sequence[tuple[str, str]]) -> None:
+        if one_statement(conn):  # PostgreSQL-only, for throughput: the saga and its first starts in one statement
+            conn.execute(INSERT_SAGA_STARTED, {
+                "p_starts": [name for name, _ in first], "p_start_actions": [action for _, action in first],
+                "p_started_at": record.created_at, **{f"p_saga_{k}": v for k, v in row.items()}})
+            return
+        with all_or_nothing(conn):  # portable
+            conn.execute(INSERT_SAGA, row)
+            conn.execute(self.start, [{"p_id": record.id, "p_start": name, "p_start_action": action,
+                                       "p_started_at": record.created_at} for name, action in first])
 
     async def advance(self, saga_id: str, *, finished: Sequence[Outcome] = (),
                       started: Sequence[tuple[str, str]] = (), state: str | None = None,
@@ -125,14 +128,17 @@ class SagaStore:
 
     async def _advance_many(self, moves: list[dict[str, Any]]) -> list[bool]:
         """The moves of a batch, all or none: whether each saga was held."""
-        if self.one_statement:  # PostgreSQL-only: one statement, atomic on its own
+        return await self.db.autocommit(lambda conn: self._advance_all(conn, moves))
+
+    def _advance_all(self, conn: Connection, moves: list[dict[str, Any]]) -> list[bool]:
+        if one_statement(conn):  # PostgreSQL-only, for throughput: the whole batch in one statement
             rows = [row for move in moves for row in _rows(move)]
             arrays = {name: [row.get(name) for row in rows] for name in MOVE_FIELDS}
             arrays["p_result"] = [json.dumps(row["p_result"]) if "p_name" in row else None for row in rows]
-            held = set(await self.db.autocommit(lambda conn: conn.execute(ADVANCE_MANY, arrays).scalars().all()))
+            held = set(conn.execute(ADVANCE_MANY, arrays).scalars().all())
             return [move["p_id"] in held for move in moves]
-        # portable: each move's statements, in one transaction
-        return await self.db.transaction(lambda conn: [self._advance_one(conn, move) for move in moves], tries=1)
+        with all_or_nothing(conn):  # portable: each move's statements
+            return [self._advance_one(conn, move) for move in moves]
 
     def _advance_one(self, conn: Connection, move: dict[str, Any]) -> bool:
         held = conn.execute(FENCE, move).rowcount == 1
