@@ -1,7 +1,6 @@
 """The asyncio circuit breaker on its own, then inside a Dependency on a loopback port (no server beyond it)."""
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +14,7 @@ from sagashop.kit.breaker import BREAKERS, Breaker
 from sagashop.kit.calls import CallRecord, current_record
 from sagashop.kit.errors import Rejected, Unavailable
 from sagashop.kit.grpcclient import Dependency
+from tools.local.parts import free_port
 
 
 class Transient(Exception):
@@ -193,16 +193,10 @@ async def test_every_breaker_of_the_process_is_listed_by_name():
     assert BREAKERS[b.name] is b
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 async def dead() -> AsyncIterator[Dependency]:
     """A Dependency on a loopback port nobody listens on."""
-    dep = Dependency(f"ghost{uuid.uuid4().hex[:6]}", f"127.0.0.1:{closed_port()}", health_pb2_grpc.HealthStub)
+    dep = Dependency(f"ghost{uuid.uuid4().hex[:6]}", f"127.0.0.1:{free_port()}", health_pb2_grpc.HealthStub)
     yield dep
     await dep.close()
 
@@ -269,9 +263,7 @@ async def test_a_live_dependency_refusing_calls_never_opens_its_breaker():
 
 
 async def test_a_breaker_whose_redis_is_down_lets_calls_through_instead_of_failing_them():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
+    closed = free_port()  # nothing listens there
     b = Breaker(f"test-{uuid.uuid4().hex[:8]}", counts=lambda e: isinstance(e, Transient),
                 redis_url=f"redis://127.0.0.1:{closed}/0")
     assert await ran_through(b)
