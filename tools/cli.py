@@ -142,7 +142,7 @@ def floor(
     """What the shop's parts allow here: its topology started bare (the same processes, calls, statements and
     Redis calls per checkout, no application code) on this machine's SAGASHOP_DATABASE_URL and SAGASHOP_REDIS_URL
     (or SQLite files), driven as `bench` drives the shop."""
-    from . import floor as bare
+    from .floor import run as bare
 
     try:
         result, done = uvloop.run(bare.run(Settings(), checkouts, concurrency, rate))

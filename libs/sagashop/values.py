@@ -21,6 +21,11 @@ MAX_EMAIL = 320
 MAX_SAGAS_LISTED = 500  # sagas one listing may return
 Currency = Literal["EUR", "USD", "GBP"]
 CURRENCIES = frozenset(get_args(Currency))
+# an order moves PENDING -> APPROVED | REJECTED, and APPROVED -> CANCELLED
+OrderStatus = Literal["PENDING", "APPROVED", "REJECTED", "CANCELLED"]
+PENDING, APPROVED, REJECTED, CANCELLED = get_args(OrderStatus)
+PaymentStatus = Literal["NONE", "CHARGED", "REFUNDED"]  # of an order's payment, as the order knows it
+NONE, CHARGED, REFUNDED = get_args(PaymentStatus)
 SKU_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_ID - 1}}}$"
 COUNTRY_PATTERN = r"^[A-Z]{2}$"
 SKU, COUNTRY, CURRENCY = re.compile(SKU_PATTERN), re.compile(COUNTRY_PATTERN), re.compile(r"^[A-Z]{3}$")

@@ -24,6 +24,8 @@ from sagashop.values import (
     MIN_PASSWORD,
     SKU_PATTERN,
     Currency,
+    OrderStatus,
+    PaymentStatus,
 )
 
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no control characters (a NUL cannot even be stored in PostgreSQL)
@@ -132,7 +134,7 @@ class OrderLine(BaseModel):
 
 
 class PaymentOut(BaseModel):
-    status: Literal["NONE", "CHARGED", "REFUNDED"]
+    status: PaymentStatus
     amount_cents: int
 
 
@@ -142,7 +144,7 @@ class ShipmentOut(BaseModel):
 
 class Order(BaseModel):
     id: str
-    status: Literal["PENDING", "APPROVED", "REJECTED", "CANCELLED"]
+    status: OrderStatus
     failure_reason: str | None
     items: list[OrderLine]
     total_cents: int

@@ -23,7 +23,7 @@ from sagashop.saga import (
 )
 from sagashop.v1 import common_pb2, orchestrator_pb2_grpc, order_pb2
 from sagashop.v1 import orchestrator_pb2 as pb
-from sagashop.values import MAX_SAGAS_LISTED
+from sagashop.values import APPROVED, CANCELLED, MAX_SAGAS_LISTED
 
 from .intake import checkout_of, fingerprint
 from .runs import Moves, SagaRuns
@@ -69,7 +69,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         order = await self.backends.order.call(self.backends.order.stub.GetOrder,
                                                order_pb2.GetOrderRequest(id=request.order_id), within=2.0)
         checkout = await self.store.get(order.id)
-        if order.status not in ("APPROVED", "CANCELLED") or checkout is None:
+        if order.status not in (APPROVED, CANCELLED) or checkout is None:
             raise Rejected(f"an order that is {order.status} cannot be cancelled", code="not_cancellable")
         saga_id = f"{order.id}-cancel"
         record, created = await self.store.create(new_record("cancellation", saga_id, order.id,

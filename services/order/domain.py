@@ -9,8 +9,15 @@ from datetime import datetime
 
 from sagashop.kit.errors import Invalid, Rejected
 from sagashop.values import (
+    APPROVED,
+    CANCELLED,
+    CHARGED,
     MAX_ID,
     MAX_PRICE_CENTS,
+    NONE,
+    PENDING,
+    REFUNDED,
+    REJECTED,
     Address,
     Line,
     PricedLine,
@@ -18,9 +25,6 @@ from sagashop.values import (
     valid_currency,
     valid_lines,
 )
-
-PENDING, APPROVED, REJECTED, CANCELLED = "PENDING", "APPROVED", "REJECTED", "CANCELLED"
-NONE, CHARGED, REFUNDED = "NONE", "CHARGED", "REFUNDED"
 
 
 class InvalidTransition(Rejected):

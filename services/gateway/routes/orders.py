@@ -7,7 +7,7 @@ from fastapi import APIRouter, Header, Response
 
 from sagashop.kit.errors import NotFound
 from sagashop.v1 import orchestrator_pb2, order_pb2
-from sagashop.values import MAX_KEY
+from sagashop.values import CANCELLED, MAX_KEY, PENDING
 
 from ..deps import Backends, CurrentUser, IdempotencyKeys
 from ..problems import responses
@@ -56,14 +56,14 @@ async def place_order(body: OrderIn, user: CurrentUser, b: Backends, keys: Idemp
     idempotency_in_progress with Retry-After."""
     wait = wait_seconds(prefer)
     async with keys.keyed(user.user_id, idempotency_key, body, lease=wait + LEASE_MARGIN) as claim:
-        if claim.order_id and (earlier := await current_order(b, claim.order_id)).status != "PENDING":
+        if claim.order_id and (earlier := await current_order(b, claim.order_id)).status != PENDING:
             response.status_code = 200
             return earlier
         started = await start_checkout(b, user, body, idempotency_key, wait)
         claim.order_id = started.order_id
     # the saga's last step's order when the checkout ended before the reply; else the order as it stands now
     order = order_out(started.order) if started.HasField("order") else await current_order(b, started.order_id)
-    if order.status == "PENDING":
+    if order.status == PENDING:
         response.status_code = 202
         response.headers["Location"] = f"/v1/orders/{order.id}"
     elif not started.created:
@@ -109,6 +109,6 @@ async def cancel_order(order_id: IdPath, user: CurrentUser, b: Backends, respons
     await b.orchestrator.call(b.orchestrator.stub.CancelOrder, orchestrator_pb2.CancellationRequest(
         order_id=order_id, wait_ms=int(wait * 1000)), timeout=wait + 5, within=READ_WITHIN)
     order = order_out(await visible_order(b, order_id, user))
-    if order.status != "CANCELLED":
+    if order.status != CANCELLED:
         response.status_code = 202
     return order
