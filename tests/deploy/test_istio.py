@@ -15,6 +15,7 @@ STEP_METHODS = {"inventory": ["ReserveStock", "ReleaseStock", "CommitStock"], "p
                 "shipping": ["CreateShipment", "CancelShipment"],
                 "order": ["CreateOrder", "ApproveOrder", "RejectOrder", "CancelOrder"]}
 STUB_CALL = re.compile(r"\bstub\.([A-Z]\w+)(?:(?:\(|,\s*)(\w+?)_pb2\b)?")  # stub.Charge, payment_pb2.ChargeRequest(...
+STEP_CALL = re.compile(r"\bself\.call\(\w+, \"(\w+)\", \"([A-Z]\w+)\"")  # self.call(run, "payment", "Charge", ...
 
 
 def path(service: str, method: str) -> str:
@@ -47,12 +48,14 @@ def owners() -> dict[str, set[str]]:
 
 
 def calls_made_by(folder: str) -> set[tuple[str, str]]:
-    """(service, method) of every `stub.<Method>` call in the code, the service told by the request's module."""
+    """(service, method) of every `stub.<Method>` call in the code, the service told by the request's module, and
+    of every saga step's `self.call(run, "<service>", "<Method>", ...)`."""
     by_name, calls = owners(), set()
-    for match in (m for f in (ROOT / folder).rglob("*.py") for m in STUB_CALL.finditer(f.read_text())):
-        method, module = match.groups()
-        services = by_name.get(method, set())
-        calls |= {(s, method) for s in ({module} & services or services)}
+    for text in (f.read_text() for f in (ROOT / folder).rglob("*.py")):
+        for method, module in (m.groups() for m in STUB_CALL.finditer(text)):
+            services = by_name.get(method, set())
+            calls |= {(s, method) for s in ({module} & services or services)}
+        calls |= {(s, method) for s, method in STEP_CALL.findall(text) if s in by_name.get(method, set())}
     return calls
 
 
