@@ -16,7 +16,6 @@ os.environ.setdefault("GRPC_EXPERIMENTS", "-event_engine_client,-event_engine_li
 import asyncio
 import importlib
 import sys
-from enum import Enum
 from typing import Any
 
 import typer
@@ -24,7 +23,7 @@ import uvloop
 from typer.core import TyperGroup
 
 from sagashop.kit import logs, telemetry
-from sagashop.kit.settings import PARTS, Settings
+from sagashop.kit.settings import Part, Settings
 
 
 class Commands(TyperGroup):
@@ -46,7 +45,6 @@ class Commands(TyperGroup):
 
 app = typer.Typer(cls=Commands, no_args_is_help=True, add_completion=False,
                   help="Run and try the sagashop microservices.")
-PartName = Enum("PartName", {p: p for p in PARTS}, type=str)  # type: ignore[misc]
 
 
 @app.command()
@@ -58,12 +56,12 @@ def up() -> None:
 
 
 @app.command()
-def serve(name: PartName) -> None:
+def serve(name: Part) -> None:
     """Run one part in the foreground (the container entrypoint)."""
     settings = Settings()
-    logs.configure(name.value, settings.log_level, settings.log_format)
-    telemetry.configure(name.value, settings)
-    main = importlib.import_module(f"services.{name.value}.main").main
+    logs.configure(name, settings.log_level, settings.log_format)
+    telemetry.configure(name, settings)
+    main = importlib.import_module(f"services.{name}.main").main
     uvloop.run(main(settings))  # libuv's event loop: less overhead per callback than asyncio's own
 
 

@@ -9,10 +9,10 @@ from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from sagashop.saga import ACTIVE, NEEDS_ATTENTION
+from sagashop.saga import ACTIVE, NEEDS_ATTENTION, STATES
 from sagashop.values import MAX_NOTE
 
-from .schemas import STATES, BreakerList, FaultList, OperatorVerb, Saga, SagaList, SagaStep
+from .schemas import BreakerList, FaultList, OperatorVerb, Saga, SagaList, SagaStep
 
 
 def duration(step: SagaStep) -> str:

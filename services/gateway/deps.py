@@ -1,7 +1,7 @@
 """What a route can ask for: the backends, the settings, and who is calling. Each is an `async def`: FastAPI runs
 a plain `def` dependency on a worker thread, a hand-off that costs more than the little work each one does."""
 
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -16,18 +16,18 @@ bearer = HTTPBearer(auto_error=False)
 
 
 async def backends(request: Request) -> BackendClients:
-    return request.app.state.backends  # type: ignore[no-any-return]
+    return cast(BackendClients, request.app.state.backends)
 
 
 async def tokens(request: Request) -> Tokens:
-    return request.app.state.tokens  # type: ignore[no-any-return]
+    return cast(Tokens, request.app.state.tokens)
 
 
 TokenIssuer = Annotated[Tokens, Depends(tokens)]
 
 
 async def idempotency(request: Request) -> Idempotency:
-    return request.app.state.idempotency  # type: ignore[no-any-return]
+    return cast(Idempotency, request.app.state.idempotency)
 
 
 async def current_user(request: Request, issuer: TokenIssuer,
@@ -35,7 +35,7 @@ async def current_user(request: Request, issuer: TokenIssuer,
     if credentials is None:
         raise Unauthenticated("an Authorization: Bearer token is required")
     if (verified := request.scope.get("state", {}).get(VERIFIED)) is not None:  # by the rate limiter
-        return verified  # type: ignore[no-any-return]
+        return cast(Principal, verified)
     return issuer.verify(credentials.credentials)
 
 

@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-from sagashop.kit.faults import CRASH_POINTS, MAX_DELAY_MS
-from sagashop.kit.settings import SERVICES
-from sagashop.saga import ABORTED, COMPENSATED, COMPENSATING, NEEDS_ATTENTION, RUNNING, SUCCEEDED
+from sagashop.kit.faults import MAX_DELAY_MS, CrashPoint
+from sagashop.kit.settings import Service
+from sagashop.saga import SagaState
 from sagashop.values import (
     COUNTRY_PATTERN,
     MAX_EMAIL,
@@ -34,11 +34,6 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=SKU_PATTERN)]
 SkuPath = Annotated[str, Path(min_length=1, max_length=MAX_ID, pattern=SKU_PATTERN)]
 IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID, pattern=ID)]  # an order's or a saga's id
-STATES = (RUNNING, COMPENSATING, NEEDS_ATTENTION, SUCCEEDED, COMPENSATED, ABORTED)  # as the console lists them
-# Literals of other modules' names, not copies of them (a type checker takes only literal strings here)
-SagaState = Literal[STATES]  # type: ignore[valid-type]
-Part = Literal[SERVICES]  # type: ignore[valid-type]
-CrashPoint = Literal[CRASH_POINTS]  # type: ignore[valid-type]
 OperatorVerb = Literal["retry", "compensate", "abort"]  # what an operator may do with a parked saga
 
 
@@ -199,7 +194,7 @@ class OperatorAction(Request):
 
 
 class FaultIn(Request):
-    service: Part
+    service: Service
     method: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
     error: str | None = Field(default=None, max_length=32, pattern=PRINTABLE)
     rate: float = Field(default=1.0, ge=0, le=1)

@@ -128,7 +128,9 @@ class Inventory:
             self.conn.execute(products.insert().values(sku=p.sku, reserved=0, sold=0, **fields))
         elif not only_if_absent:
             self.conn.execute(products.update().where(products.c.sku == p.sku).values(**fields))
-        return self.product(p.sku)  # type: ignore[return-value]
+        stored = self.product(p.sku)
+        assert stored is not None  # written just above, in this transaction
+        return stored
 
     def take(self, line: Line) -> bool:
         """Moves units available -> reserved if enough are available: one conditional statement, so two

@@ -18,6 +18,7 @@ under `all_or_nothing(conn)`. See `all_or_nothing` for why that is not a third w
 
 import asyncio
 import contextvars
+import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -188,7 +189,7 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
     read lock."""
 
     @event.listens_for(engine, "connect")
-    def connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         dbapi_connection.isolation_level = None  # autocommit: we emit BEGIN ourselves (_transaction)
         cursor = dbapi_connection.cursor()
         for pragma in SQLITE_PRAGMAS:

@@ -8,7 +8,7 @@ import os
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Literal, get_args
 
 import grpc
 
@@ -19,7 +19,8 @@ from .status import ServerContext, trailers
 
 log = logging.getLogger(__name__)
 INJECTED = (("error-code", "injected_fault"),)
-CRASH_POINTS = ("before", "after")
+CrashPoint = Literal["before", "after"]  # the orchestrator dies before or after the step's call
+CRASH_POINTS: tuple[CrashPoint, ...] = get_args(CrashPoint)
 MAX_DELAY_MS = 60_000  # the longest a rule may hold a call
 
 

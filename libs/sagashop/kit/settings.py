@@ -1,13 +1,15 @@
 """Every SAGASHOP_* variable, read in one place; the port and host of each part."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICES = ("user", "order", "inventory", "payment", "shipping", "orchestrator")
-PARTS = ("gateway", *SERVICES)
+Service = Literal["user", "order", "inventory", "payment", "shipping", "orchestrator"]  # the gRPC services
+Part = Literal["gateway", Service]
+SERVICES: tuple[Service, ...] = get_args(Service)
+PARTS: tuple[Part, ...] = get_args(Part)
 
 
 class Settings(BaseSettings):

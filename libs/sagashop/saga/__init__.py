@@ -7,11 +7,13 @@ from .definition import (
     COMPENSATING,
     NEEDS_ATTENTION,
     RUNNING,
+    STATES,
     SUCCEEDED,
     TERMINAL,
     Calls,
     Run,
     Saga,
+    SagaState,
     Step,
     Stopped,
     Together,
@@ -21,6 +23,6 @@ from .records import AuditRecord, LeaseLost, Outcome, SagaRecord, StepRecord, ne
 from .runner import SagaRunner
 from .store import SagaStore
 
-__all__ = ["ABORTED", "ACTIVE", "COMPENSATED", "COMPENSATING", "NEEDS_ATTENTION", "RUNNING", "SUCCEEDED",
+__all__ = ["ABORTED", "ACTIVE", "COMPENSATED", "COMPENSATING", "NEEDS_ATTENTION", "RUNNING", "STATES", "SUCCEEDED",
            "TERMINAL", "AuditRecord", "Calls", "LeaseLost", "Outcome", "Run", "Saga", "SagaRecord", "SagaRunner",
-           "SagaStore", "Step", "StepRecord", "Stopped", "Telemetry", "Together", "new_record"]
+           "SagaState", "SagaStore", "Step", "StepRecord", "Stopped", "Telemetry", "Together", "new_record"]

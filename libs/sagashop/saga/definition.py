@@ -4,14 +4,16 @@ of each other can run together. No I/O here."""
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
 
 from pydantic import TypeAdapter
 
 I = TypeVar("I")  # noqa: E741 - the saga's input
 
-RUNNING, COMPENSATING, SUCCEEDED, COMPENSATED = "RUNNING", "COMPENSATING", "SUCCEEDED", "COMPENSATED"
-NEEDS_ATTENTION, ABORTED = "NEEDS_ATTENTION", "ABORTED"  # parked for an operator; ended by one
+# NEEDS_ATTENTION: parked for an operator; ABORTED: ended by one
+SagaState = Literal["RUNNING", "COMPENSATING", "NEEDS_ATTENTION", "SUCCEEDED", "COMPENSATED", "ABORTED"]
+STATES: tuple[SagaState, ...] = get_args(SagaState)
+RUNNING, COMPENSATING, NEEDS_ATTENTION, SUCCEEDED, COMPENSATED, ABORTED = STATES
 ACTIVE = (RUNNING, COMPENSATING)  # an orchestrator holds a lease on it and drives it
 TERMINAL = frozenset({SUCCEEDED, COMPENSATED, ABORTED})
 EXECUTE, COMPENSATE = "execute", "compensate"
