@@ -27,7 +27,8 @@ async def run(settings: Settings) -> None:
     password = settings.admin_password or secrets.token_urlsafe(12)
     env = {"SAGASHOP_ADMIN_PASSWORD": password, "SAGASHOP_JWT_SECRET": settings.jwt_secret or secrets.token_urlsafe(32),
            "SAGASHOP_LOG_FORMAT": settings.log_format or "text"}  # the parts' lines are read here, by a person
-    metrics = {part: {"SAGASHOP_METRICS_PORT": str(settings.port(part) + METRICS_OFFSET)} for part in SERVICES}
+    metrics: dict[str, dict[str, str]] = {
+        part: {"SAGASHOP_METRICS_PORT": str(settings.port(part) + METRICS_OFFSET)} for part in SERVICES}
     supervisor = Supervisor(PARTS, env, metrics)
     supervisor.start()
     try:

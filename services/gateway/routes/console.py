@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
 from sagashop.kit.errors import DomainError, NotFound, Unauthenticated
+from sagashop.saga import SagaState
 
 from .. import console
 from ..deps import Backends, TokenIssuer
-from ..schemas import IdPath, SagaState
+from ..schemas import IdPath
 from ..tokens import Principal
 from . import breakers, faults, sagas
 

@@ -7,12 +7,13 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from google.protobuf.json_format import MessageToDict
 
+from sagashop.saga import SagaState
 from sagashop.v1 import orchestrator_pb2
 from sagashop.values import MAX_SAGAS_LISTED
 
 from ..deps import AdminUser, Backends, CurrentUser
 from ..problems import responses
-from ..schemas import IdPath, OperatorAction, OperatorVerb, Saga, SagaList, SagaState
+from ..schemas import IdPath, OperatorAction, OperatorVerb, Saga, SagaList
 from . import READ_WITHIN
 from .orders import visible_order
 
