@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 import uvloop
 from typer.core import TyperGroup
 
@@ -79,6 +80,8 @@ def chaos(
     orders: int = typer.Option(500, min=1), concurrency: int = typer.Option(32, min=1),
     seed: int = typer.Option(7), duration: float = typer.Option(120.0, help="seconds of placing orders at most"),
     replicas: int = typer.Option(2, min=0, help="orchestrator replicas to own and kill (same database settings)"),
+    reservation_ttl: float = typer.Option(0.0, min=0, help="seconds: also sweep reservations this old, from an "
+                                          "inventory replica of its own (0: only the shop's sweeper)"),
     json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Against a running shop: concurrent orders under random faults and orchestrator kills, then an audit of
@@ -89,7 +92,8 @@ def chaos(
     from .shopclient import ShopError
 
     settings = Settings()
-    plan = campaign.Plan(orders=orders, concurrency=concurrency, seed=seed, duration=duration, replicas=replicas)
+    plan = campaign.Plan(orders=orders, concurrency=concurrency, seed=seed, duration=duration, replicas=replicas,
+                         reservation_ttl=reservation_ttl)
     admin = (settings.admin_email, settings.admin_password or "")
     try:
         result = asyncio.run(campaign.run(url or f"http://127.0.0.1:{settings.gateway_port}", admin, plan))
@@ -154,7 +158,13 @@ def floor(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ValidationError as e:  # the environment's SAGASHOP_* variables, read by Settings()
+        problems = "; ".join(f"SAGASHOP_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}"
+                             for error in e.errors())
+        print(f"sagashop: bad configuration: {problems}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

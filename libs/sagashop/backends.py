@@ -27,11 +27,13 @@ class Backends:
     """With `route`, every call is pinned to that version set: in a mesh the route header picks the version;
     without one, SAGASHOP_CANARY_ADDRESSES names where a service's canary (v2) listens."""
 
-    def __init__(self, settings: Settings, names: tuple[str, ...] = SERVICES, route: str | None = None) -> None:
+    def __init__(self, settings: Settings, caller: str, names: tuple[str, ...] = SERVICES,
+                 route: str | None = None) -> None:
+        """`caller`: the part these clients are for (each part has circuit breakers of its own)."""
         def address(name: str) -> str:
             return settings.canary_addresses.get(name, "") if route == "v2" else ""
 
-        self.deps = {name: Dependency(name, address(name) or settings.address(name), STUBS[name],
+        self.deps = {name: Dependency(name, address(name) or settings.address(name), STUBS[name], caller=caller,
                                       fail_max=settings.breaker_fail_max, reset_timeout=settings.breaker_reset_seconds,
                                       redis_url=settings.redis_url, route=route)
                      for name in names}

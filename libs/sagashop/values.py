@@ -10,6 +10,7 @@ from .kit.errors import Invalid
 
 MAX_LINES = 50  # lines of one order
 MAX_QUANTITY = 1000  # units of one line
+MIN_PRICE_CENTS = 1  # a unit price: nothing is given away, every approved order is paid for
 MAX_PRICE_CENTS = 100_000_000  # a unit price; keeps any order total far inside int64
 MAX_STOCK = 1_000_000_000  # units of one product on hand
 MAX_ID = 64  # an order's, user's or saga's id, a SKU, a payment token

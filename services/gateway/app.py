@@ -33,7 +33,7 @@ def create_app(settings: Settings, jwt_secret: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.backends = Backends(settings)  # one long-lived channel per backend
+        app.state.backends = Backends(settings, "gateway")  # one long-lived channel per backend
         yield
         await app.state.backends.close()
         if client is not None:

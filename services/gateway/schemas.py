@@ -5,9 +5,9 @@ states the engine's (sagashop.saga)."""
 from typing import Annotated, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from sagashop.kit.faults import MAX_DELAY_MS, CrashPoint
+from sagashop.kit.faults import MAX_COUNT, MAX_DELAY_MS, CrashPoint
 from sagashop.kit.settings import Service
 from sagashop.saga import SagaState
 from sagashop.values import (
@@ -22,6 +22,7 @@ from sagashop.values import (
     MAX_STOCK,
     MAX_TEXT,
     MIN_PASSWORD,
+    MIN_PRICE_CENTS,
     SKU_PATTERN,
     Currency,
     OrderStatus,
@@ -42,7 +43,7 @@ class Request(BaseModel):
 
 
 class NewUser(Request):
-    email: EmailStr
+    email: str = Field(max_length=MAX_EMAIL, pattern=PRINTABLE)  # the user service checks and normalizes it
     password: str = Field(min_length=MIN_PASSWORD, max_length=MAX_PASSWORD)
     name: Text
 
@@ -54,7 +55,7 @@ class Credentials(Request):
 
 class ProductIn(Request):
     name: Text
-    price_cents: int = Field(ge=0, le=MAX_PRICE_CENTS)
+    price_cents: int = Field(ge=MIN_PRICE_CENTS, le=MAX_PRICE_CENTS)
     currency: Currency
     available: int = Field(ge=0, le=MAX_STOCK)
 
@@ -198,7 +199,7 @@ class FaultIn(Request):
     method: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
     error: str | None = Field(default=None, max_length=32, pattern=PRINTABLE)
     rate: float = Field(default=1.0, ge=0, le=1)
-    count: int | None = Field(default=None, ge=1)
+    count: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     delay_ms: int = Field(default=0, ge=0, le=MAX_DELAY_MS)
     after_commit: bool = False
     crash: CrashPoint | None = None

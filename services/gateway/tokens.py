@@ -1,4 +1,5 @@
-"""Access tokens: HS256 JWTs signed with SAGASHOP_JWT_SECRET, carrying the user id and roles."""
+"""Access tokens: HS256 JWTs signed with SAGASHOP_JWT_SECRET, carrying the user id and roles, issued by and for
+the shop's API (`iss`, `aud`): a token some other system signed with a shared key is refused."""
 
 import time
 from dataclasses import dataclass
@@ -8,6 +9,7 @@ import jwt
 from sagashop.kit.errors import Unauthenticated
 
 ALGORITHM = "HS256"
+ISSUER, AUDIENCE = "sagashop", "sagashop-api"
 VERIFIED = "sagashop.principal"  # the request state key under which the rate limiter leaves the token it verified
 
 
@@ -27,12 +29,14 @@ class Tokens:
 
     def issue(self, user_id: str, roles: list[str]) -> str:
         moment = int(time.time())
-        claims = {"sub": user_id, "roles": roles, "iat": moment, "exp": moment + self.ttl}
+        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": user_id, "roles": roles, "iat": moment,
+                  "exp": moment + self.ttl}
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
 
     def verify(self, token: str) -> Principal:
         try:
-            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]})
+            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], issuer=ISSUER, audience=AUDIENCE,
+                                options={"require": ["iss", "aud", "sub", "exp"]})
         except jwt.PyJWTError as e:
             raise Unauthenticated(f"bad or expired token: {e}") from e
         return Principal(str(claims["sub"]), tuple(claims.get("roles", ())))

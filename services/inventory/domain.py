@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from sagashop.kit.errors import Invalid, Rejected
-from sagashop.values import CURRENCIES, MAX_PRICE_CENTS, MAX_STOCK, MAX_TEXT, Line, valid_sku
+from sagashop.values import CURRENCIES, MAX_PRICE_CENTS, MAX_STOCK, MAX_TEXT, MIN_PRICE_CENTS, Line, valid_sku
 
 MAX_LISTED = 500  # SKUs one ListProducts may name (a checkout names at most MAX_LINES)
 
@@ -31,8 +31,8 @@ def valid_product(product: Product) -> Product:
     valid_sku(product.sku)
     if not product.name.strip() or len(product.name) > MAX_TEXT or not product.name.isprintable():
         raise Invalid(f"name must be 1 to {MAX_TEXT} printable characters")
-    if not 0 <= product.price_cents <= MAX_PRICE_CENTS:
-        raise Invalid(f"price_cents must be 0 to {MAX_PRICE_CENTS}")
+    if not MIN_PRICE_CENTS <= product.price_cents <= MAX_PRICE_CENTS:
+        raise Invalid(f"price_cents must be {MIN_PRICE_CENTS} to {MAX_PRICE_CENTS}")
     if product.currency not in CURRENCIES:
         raise Invalid(f"currency must be one of {', '.join(sorted(CURRENCIES))}")
     if not 0 <= product.available <= MAX_STOCK:

@@ -37,8 +37,9 @@ COUNTER = {HELD: "reserved", COMMITTED: "sold"}
 P = sa.bindparam
 ALL_PRODUCTS = sa.select(products).order_by(products.c.sku)
 PRODUCTS = ALL_PRODUCTS.where(products.c.sku.in_(P("p_skus", expanding=True)))
-TAKE = (products.update().where(products.c.sku == P("p_sku"), products.c.available >= P("p_quantity"))
-        .values(available=products.c.available - P("p_quantity"), reserved=products.c.reserved + P("p_quantity")))
+TAKES = {target: products.update().where(products.c.sku == P("p_sku"), products.c.available >= P("p_quantity"))
+         .values({"available": products.c.available - P("p_quantity"), target: products.c[target] + P("p_quantity")})
+         for target in ("reserved", "sold")}
 MOVES = {(source, target): products.update().where(products.c.sku == P("p_sku")).values(
     {source: products.c[source] - P("p_quantity"), target: products.c[target] + P("p_quantity")})
     for source, target in (("reserved", "available"), ("sold", "available"), ("reserved", "sold"))}
@@ -132,11 +133,19 @@ class Inventory:
         assert stored is not None  # written just above, in this transaction
         return stored
 
-    def take(self, line: Line) -> bool:
-        """Moves units available -> reserved if enough are available: one conditional statement, so two
-        concurrent takes can never both pass the check."""
-        result = self.conn.execute(TAKE, {"p_sku": line.sku, "p_quantity": line.quantity})
+    def take(self, line: Line, into: str = "reserved") -> bool:
+        """Moves units available -> `into` (reserved, or sold) if enough are available: one conditional
+        statement, so two concurrent takes can never both pass the check."""
+        result = self.conn.execute(TAKES[into], {"p_sku": line.sku, "p_quantity": line.quantity})
         return result.rowcount == 1
+
+    def take_all(self, lines: tuple[Line, ...], into: str = "reserved") -> None:
+        """Takes every line's units into `into`, or raises the refusal of the first line short of them (the caller
+        rolls back what the lines before it took)."""
+        for line in sorted(lines, key=lambda x: x.sku):  # one lock order: no deadlock between two takers
+            if not self.take(line, into):
+                product = self.product(line.sku)
+                raise why_not_taken(line, None if product is None else product.available)
 
     def move(self, lines: tuple[Line, ...], source: str, target: str) -> None:
         for line in sorted(lines, key=lambda x: x.sku):  # one lock order: no deadlock between two movers
@@ -158,10 +167,7 @@ class Inventory:
         with all_or_nothing(self.conn):  # the portable form: an insert, then a conditional update per line
             if not self.add_reservation_if_absent(r):
                 return self._holder(r.key)
-            for line in sorted(r.lines, key=lambda x: x.sku):  # one lock order: no deadlock between two takers
-                if not self.take(line):
-                    product = self.product(line.sku)
-                    raise why_not_taken(line, None if product is None else product.available)
+            self.take_all(r.lines)
             return None
 
     def _reserve_in_one_statement(self, r: Reservation) -> Reservation | None:
@@ -206,6 +212,19 @@ class Inventory:
             if (committed := self.move_state(key, HELD, COMMITTED)) is not None:
                 self.move(committed.lines, "reserved", "sold")
             return committed
+
+    def take_again(self, key: str, into: str) -> Reservation | None:
+        """For a saga that came back after the sweeper gave its reservation's units back (EXPIRED: presumed gone,
+        only held up): its units taken again from available, all or nothing, into reserved (the reservation HELD
+        anew, for another TTL) or into sold (COMMITTED). None if it is not EXPIRED (any more); raises out_of_stock
+        (nothing done) if a line's units were sold meanwhile, so the saga compensates at once."""
+        with all_or_nothing(self.conn):
+            if (again := self.move_state(key, EXPIRED, HELD if into == "reserved" else COMMITTED)) is not None:
+                self.take_all(again.lines, into)
+                if again.state == HELD:
+                    self.conn.execute(reservations.update().where(reservations.c.idempotency_key == key)
+                                      .values(created_at=now()))
+            return again
 
     def move_state(self, key: str, source: str, target: str) -> Reservation | None:
         """Moves the reservation from state `source` to `target` if it is in `source`: one conditional statement

@@ -1,5 +1,6 @@
 """InventoryService: protobuf in and out, one transaction per call, the rules in domain.py."""
 
+import logging
 from collections.abc import Iterable
 
 from prometheus_client import Counter
@@ -16,6 +17,7 @@ from sagashop.values import Line, valid_lines, valid_sku, valid_step_keys
 from .domain import Product, valid_product, valid_skus
 from .repository import COUNTER, EXPIRED, HELD, RELEASED, TOMBSTONE, Inventory, Reservation
 
+log = logging.getLogger(__name__)
 UNITS = Counter("sagashop_inventory_units_total", "units reserved, committed (sold) and released by the sagas' calls",
                 ["movement", "version"])
 
@@ -67,6 +69,10 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
             held = Reservation(request.idempotency_key, request.order_id, HELD, lines)
             if (done := inventory.reserve(held)) is None:  # a refusal raises, having taken nothing
                 return held, True
+            if done.state == EXPIRED:  # its saga retries after the sweeper gave the units back
+                if (again := inventory.take_again(done.key, "reserved")) is not None:
+                    return again, True
+                done = inventory.reservation(done.key) or done  # taken again by a concurrent retry meanwhile
             if done.state in (RELEASED, TOMBSTONE, EXPIRED):
                 raise Compensated(f"reservation {done.key} was already released")
             return done, False  # a retry gets the first answer
@@ -88,6 +94,8 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
             if done.state in COUNTER:
                 inventory.move(done.lines, COUNTER[done.state], "available")
                 return inventory.set_state(done, RELEASED), True
+            if done.state == EXPIRED:  # its units went back already; RELEASED, a late commit cannot take them again
+                return inventory.set_state(done, RELEASED), False
             return done, False
 
         reservation, fresh = await self.db.transaction(work)
@@ -96,16 +104,26 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         return reservation_pb(reservation)
 
     async def CommitStock(self, request: pb.CommitStockRequest, context: ServerContext) -> pb.Reservation:
+        """Sells a reservation's units. One the sweeper expired while its saga was held up (an orchestrator down
+        for longer than the TTL) has its units taken again if they are still there, or is refused with
+        out_of_stock: its saga then compensates, and nothing it did is irreversible yet (the checkout commits its
+        stock before it ships)."""
         valid_step_keys(request.idempotency_key, request.order_id)
 
         def work(conn: Connection) -> tuple[Reservation, bool]:
             inventory = Inventory(conn)
-            if (committed := inventory.commit_held(request.idempotency_key)) is not None:
+            key = request.idempotency_key
+            if (committed := inventory.commit_held(key)) is not None:
                 return committed, True
-            done = inventory.reservation(request.idempotency_key)  # not HELD: what it is instead
+            if (done := inventory.reservation(key)) is not None and done.state == EXPIRED:
+                if (committed := inventory.take_again(key, "sold")) is not None:
+                    log.warning("reservation %s of order %s had expired: its units were taken again", key,
+                                done.order_id)
+                    return committed, True
+                done = inventory.reservation(key)  # committed or released by a concurrent call meanwhile
             if done is None:
-                raise NotFound(f"no reservation {request.idempotency_key!r}")
-            if done.state in (RELEASED, TOMBSTONE, EXPIRED):
+                raise NotFound(f"no reservation {key!r}")
+            if done.state in (RELEASED, TOMBSTONE):
                 raise Compensated(f"reservation {done.key} was already released")
             return done, False  # committed already: a retry gets the first answer
 

@@ -1,5 +1,7 @@
 """Releases the reservations whose saga is gone: a reservation still HELD after the TTL goes back to available
-and becomes EXPIRED, so a late commit is refused as if the saga had released it.
+and becomes EXPIRED. A saga that was only held up (its orchestrator down for longer than the TTL) may still come
+back: its commit then takes the units again if they are still there, or is refused with out_of_stock, and the
+saga compensates; its release marks the reservation RELEASED, so no late commit can take them after that.
 
 Safe with several replicas sweeping at once and with sagas committing and releasing meanwhile: each reservation
 leaves HELD in a transaction of its own through one conditional UPDATE, and CommitStock/ReleaseStock lock its row

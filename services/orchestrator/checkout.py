@@ -12,9 +12,11 @@ def checkout_saga(steps: CheckoutSteps) -> Saga:
             Step("create_order", steps.create_order),
             Step("reserve_stock", steps.reserve_stock, undo=steps.release_stock)),
         Step("charge_payment", steps.charge_payment, undo=steps.refund_payment),
+        # the units are sold before anything is shipped: a reservation the sweeper released while the saga was held
+        # up is taken again here or refused (out_of_stock), and the saga compensates; release_stock gives them back
+        Step("commit_stock", steps.commit_stock),
         Step("create_shipment", steps.create_shipment, undo=steps.cancel_shipment),
         # shipped: no way back from here, only forward
-        Step("commit_stock", steps.commit_stock, until_done=True),
         Step("approve_order", steps.approve_order, until_done=True),
         # the way out, with the reason (out_of_stock, payment_declined, ...): an order is recorded if the saga
         # failed before it was, then rejected

@@ -22,8 +22,8 @@ def fingerprint(request: pb.StartCheckoutRequest) -> str:
 
 
 async def checkout_of(request: pb.StartCheckoutRequest, backends: Backends) -> Checkout:
-    """Validates the request and captures today's prices (an unknown SKU is priced 0: its reservation fails
-    with unknown_product, so the order is rejected, not lost)."""
+    """Validates the request and captures today's prices. A line naming a SKU the catalog does not have is refused
+    at once (unknown_product), nothing stored: an order that could never be paid costs no saga and no storage."""
     if not request.user_id:
         raise Invalid("user_id is required")
     if not 1 <= len(request.payment_token) <= MAX_ID:
@@ -35,10 +35,12 @@ async def checkout_of(request: pb.StartCheckoutRequest, backends: Backends) -> C
     products = await inventory.call(inventory.stub.ListProducts, inventory_pb2.ListProductsRequest(
         skus=[line.sku for line in lines]), within=PRICING_WITHIN)
     prices = {p.sku: (p.price_cents, p.currency) for p in products.items}
+    if unknown := sorted({line.sku for line in lines} - prices.keys()):
+        raise Invalid(f"no such product: {', '.join(unknown)}", code="unknown_product")
     currencies = {currency for _, currency in prices.values()}
     if len(currencies) > 1:
         raise Invalid(f"an order is paid in one currency, these lines are in {', '.join(sorted(currencies))}")
     return Checkout(
-        order_id=uuid.uuid4().hex, user_id=request.user_id, currency=currencies.pop() if currencies else "EUR",
-        lines=tuple(PricedLine(x.sku, x.quantity, prices.get(x.sku, (0, ""))[0]) for x in lines),
+        order_id=uuid.uuid4().hex, user_id=request.user_id, currency=currencies.pop(),
+        lines=tuple(PricedLine(x.sku, x.quantity, prices[x.sku][0]) for x in lines),
         payment_token=request.payment_token, address=address)

@@ -33,7 +33,7 @@ TELEMETRY = Telemetry(correlation="order.id", labels={"route": ROUTES})
 
 async def main(settings: Settings) -> None:
     db = await database(settings, "orchestrator")
-    routes = {route: Backends(settings, CALLED, route=route) for route in ROUTES}
+    routes = {route: Backends(settings, "orchestrator", CALLED, route=route) for route in ROUTES}
     steps = CheckoutSteps(routes, settings.step_deadline_seconds)
     sagas = checkout_saga(steps), cancellation_saga(steps)
     step_names = tuple({step.name for saga in sagas for step in saga.every_step})
@@ -66,7 +66,7 @@ async def checkout_without_log(settings: Settings) -> AsyncIterator[Checkout]:
     by the orchestrator's own steps and runner, against the shop's services (v1), with a saga log that keeps
     nothing: the same calls without a single log write, nor the hop to the orchestrator. Yields a function that
     places one checkout and returns its state and order id."""
-    backends = Backends(settings, CALLED, route="v1")
+    backends = Backends(settings, "orchestrator", CALLED, route="v1")
     saga = checkout_saga(CheckoutSteps({"v1": backends}, settings.step_deadline_seconds))
     runner = SagaRunner(_ForgetfulLog(), calls=CallRecord, telemetry=TELEMETRY)  # type: ignore[arg-type]
 

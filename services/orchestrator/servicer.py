@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from sagashop.backends import Backends
 from sagashop.kit.breaker import BREAKERS
-from sagashop.kit.errors import Conflict, Invalid, NotFound, Rejected
+from sagashop.kit.errors import Conflict, DomainError, Invalid, NotFound, Rejected
 from sagashop.kit.status import ServerContext
 from sagashop.saga import (
     ABORTED,
@@ -48,12 +48,18 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
 
     async def StartCheckout(self, request: pb.StartCheckoutRequest,
                             context: ServerContext) -> pb.StartCheckoutReply:
-        checkout = await checkout_of(request, self.backends)
         key = f"checkout:{request.user_id}:{request.idempotency_key}" if request.idempotency_key else None
         saga = self.runs.sagas["checkout"]
-        record, created = await self.store.create(new_record(
-            saga.name, checkout.order_id, checkout.order_id, key, fingerprint(request), saga.encode(checkout),
-            {"route": self.pick_route()}), first=saga.first)
+        try:
+            checkout = await checkout_of(request, self.backends)
+        except DomainError:  # a repeat of an order that exists is answered as one, even if it cannot be priced now
+            if key is None or (record := await self.store.of_key(key)) is None:
+                raise
+            created = False
+        else:
+            record, created = await self.store.create(new_record(
+                saga.name, checkout.order_id, checkout.order_id, key, fingerprint(request), saga.encode(checkout),
+                {"route": self.pick_route()}), first=saga.first)
         if not created and record.fingerprint != fingerprint(request):
             raise Conflict("this Idempotency-Key was used for another order", code="idempotency_conflict")
         if created:

@@ -35,18 +35,28 @@ class InvalidCredentials(Unauthenticated):
     code = "invalid_credentials"
 
 
+def _normalized(email: str) -> str:
+    """email_validator's form (Unicode NFC, an IDNA domain in Unicode), lowercased so that addresses are unique
+    case-insensitively; raises EmailNotValidError for what is not a bare address ("Ada <ada@example.com>" too)."""
+    return validate_email(email.strip(), check_deliverability=False).normalized.lower()
+
+
 def normal_email(email: str) -> str:
-    """The one form an email is stored and looked up in, so that addresses are unique case-insensitively."""
-    return email.strip().lower()
+    """The one form an address is stored and looked up in, at sign-up and login alike. One email_validator
+    refuses (the admin's, set by the operator, may be on a reserved domain such as .local) is only trimmed and
+    lowercased: no sign-up can create it, so no two forms of it can exist."""
+    try:
+        return _normalized(email)
+    except EmailNotValidError:
+        return email.strip().lower()
 
 
 def valid_email(email: str) -> str:
-    normal = normal_email(email)
+    """A new account's address, in its normal form."""
     try:
-        validate_email(normal, check_deliverability=False)
+        return _normalized(email)
     except EmailNotValidError as e:
         raise Invalid(f"email: {e}") from e
-    return normal
 
 
 def valid_password(password: str) -> str:

@@ -71,18 +71,19 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
 
 
 async def ensure_admin(db: Database, email: str, password: str | None) -> User:
-    """Makes sure the admin account exists, holds the admin role and signs in with `password` (None: a new
-    random one, logged once so the operator can read it)."""
+    """Makes sure the admin account exists, holds the admin role and signs in with `password`. None (unset): an
+    existing admin keeps its password, a new one gets a random one nobody is told; a password is never logged."""
     if password is None:
-        password = secrets.token_urlsafe(12)
-        log.warning("admin account %s password %s", email, password)
-    password_hash = await asyncio.to_thread(hash_password, password)
+        log.warning("admin account %s: SAGASHOP_ADMIN_PASSWORD is not set, its password is left as it is (a new "
+                    "account's is random and told to no one); set it to sign in as the admin", email)
+    password_hash = await asyncio.to_thread(hash_password, password or secrets.token_urlsafe(32))
 
     def work(conn: Connection) -> User:
         users = Users(conn)
         if (found := users.by_email(normal_email(email))) is None:
             admin = User(uuid.uuid4().hex, normal_email(email), "Admin", with_admin(()), password_hash)
             return users.add(admin)  # a replica starting alongside may win: the retry updates its row
-        return users.update(replace(found, roles=with_admin(found.roles), password_hash=password_hash))
+        kept = found.password_hash if password is None else password_hash
+        return users.update(replace(found, roles=with_admin(found.roles), password_hash=kept))
 
     return await db.transaction(work)

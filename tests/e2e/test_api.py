@@ -1,5 +1,7 @@
 """The REST contract's answers: accounts, catalog, orders' visibility and every refusal as problem+json."""
 
+import uuid
+
 import pytest
 
 PROBLEM = "application/problem+json"
@@ -20,11 +22,24 @@ def test_a_new_user_can_log_in_and_see_who_they_are(shop):
     assert "admin" in shop.http.get("/v1/users/me", headers=shop.admin).json()["roles"]
 
 
+def test_an_address_signs_in_in_any_of_its_forms_and_is_taken_in_all_of_them(shop):
+    tag = uuid.uuid4().hex[:8]
+    body = {"email": f"Ada.{tag}@EXÄMPLE.com", "password": "password-1", "name": "Ada"}
+    created = shop.http.post("/v1/users", json=body)
+    assert (created.status_code, created.json()["email"]) == (201, f"ada.{tag}@exämple.com")
+    for form in (f"ada.{tag}@exämple.com", f" ADA.{tag}@xn--exmple-cua.com ", f"ada.{tag}@exa\u0308mple.com"):
+        signed_in = shop.http.post("/v1/auth/token", json={"email": form, "password": "password-1"})
+        assert signed_in.status_code == 200, form
+        taken = shop.http.post("/v1/users", json={**body, "email": form})
+        assert_problem(taken, 409, "email_taken")
+
+
 def test_account_refusals(shop):
     body = {"email": "dup@example.com", "password": "password-1", "name": "Dup"}
     shop.http.post("/v1/users", json=body)
     assert_problem(shop.http.post("/v1/users", json=body), 409, "email_taken")
-    assert_problem(shop.http.post("/v1/users", json={**body, "email": "not-an-email"}), 422, "validation_error")
+    for wrong in ("not-an-email", "Dup <dup2@example.com>"):  # a display name is not part of an address
+        assert_problem(shop.http.post("/v1/users", json={**body, "email": wrong}), 422, "validation_error")
     assert_problem(shop.http.post("/v1/users", json={**body, "password": "short"}), 422, "validation_error")
     assert_problem(shop.http.post("/v1/users", json={**body, "name": ""}), 422, "validation_error")
     wrong = {"email": "dup@example.com", "password": "wrong-password"}
@@ -42,8 +57,9 @@ def test_the_catalog_is_public_and_only_admins_change_it(shop):
     assert_problem(shop.http.get("/v1/products/NOPE-404"), 404, "not_found")
     body = {"name": "X", "price_cents": 1, "currency": "EUR", "available": 1}
     assert_problem(shop.http.put(f"/v1/admin/products/{sku}", json=body, headers=shop.customer()), 403, "forbidden")
-    assert_problem(shop.http.put(f"/v1/admin/products/{sku}", json={**body, "available": -1}, headers=shop.admin),
-                   422, "validation_error")
+    for wrong in ({"available": -1}, {"price_cents": 0}):  # nothing is given away
+        assert_problem(shop.http.put(f"/v1/admin/products/{sku}", json={**body, **wrong}, headers=shop.admin),
+                       422, "validation_error")
 
 
 @pytest.mark.parametrize("change", [

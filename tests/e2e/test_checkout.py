@@ -16,7 +16,7 @@ def test_an_order_is_approved_charged_shipped_and_its_stock_sold(shop):
     assert order["shipment"]["tracking_number"]
     assert shop.available(sku) == 3
     assert shop.ledger(order["id"]) == [("charge", 7_800)]
-    assert shop.timeline(order["id"]) == [*EXECUTED, ("create_shipment", "execute"), ("commit_stock", "execute"),
+    assert shop.timeline(order["id"]) == [*EXECUTED, ("commit_stock", "execute"), ("create_shipment", "execute"),
                                           ("approve_order", "execute")]
     assert shop.http.get(f"/v1/orders/{order['id']}", headers=shop.admin).json() == order  # answered as stored
 
@@ -44,7 +44,7 @@ def test_a_rejected_shipment_refunds_the_charge_and_returns_the_stock(shop):
     assert shop.available(sku) == 5
     assert shop.ledger(order["id"]) == [("charge", 2_000), ("refund", 2_000)]
     assert shop.timeline(order["id"]) == [
-        *EXECUTED, ("create_shipment", "execute"), ("create_shipment", "compensate"),
+        *EXECUTED, ("commit_stock", "execute"), ("create_shipment", "execute"), ("create_shipment", "compensate"),
         ("charge_payment", "compensate"), ("reserve_stock", "compensate"), ("reject_order", "execute")]
 
 
@@ -57,9 +57,16 @@ def test_an_order_for_more_than_is_in_stock_is_rejected_and_takes_nothing(shop):
     assert shop.ledger(order["id"]) == []
 
 
-def test_an_order_for_an_unknown_product_is_rejected(shop):
-    order = shop.place_order({"NO-SUCH-SKU": 1})
-    assert (order["status"], order["failure_reason"]) == ("REJECTED", "unknown_product")
+def test_an_order_naming_an_unknown_product_is_refused_at_once_and_nothing_is_stored(shop):
+    user, sku = shop.customer(), shop.product(stock=5)
+    before = shop.http.get("/v1/orders", headers=user).json()["items"]
+    refused = shop.place({sku: 1, "NO-SUCH-SKU": 1, "NOR-THIS": 2}, user=user)
+
+    assert (refused.status_code, refused.headers["content-type"]) == (422, "application/problem+json")
+    assert refused.json()["code"] == "unknown_product"
+    assert "NO-SUCH-SKU" in refused.json()["detail"] and "NOR-THIS" in refused.json()["detail"]
+    assert shop.http.get("/v1/orders", headers=user).json()["items"] == before == []
+    assert shop.stock(sku) == (5, 0, 0)
 
 
 def test_twenty_concurrent_orders_for_five_units_approve_exactly_five(shop):

@@ -109,6 +109,17 @@ def test_wrong_query_and_path_parameters_are_refused_as_problems(shop):
     assert_problem(shop.http.post("/v1/admin/sagas/x/explode", headers=shop.admin), 422, "validation_error")
 
 
+def test_a_fault_rule_count_beyond_what_the_rule_can_hold_is_refused_as_a_problem(shop):
+    rule = {"service": "payment", "method": "Charge", "error": "UNAVAILABLE", "rate": 0.0}  # never fires
+    assert_problem(shop.http.put("/v1/admin/faults", json={**rule, "count": 2**31}, headers=shop.admin), 422,
+                   "validation_error")
+    try:
+        taken = shop.http.put("/v1/admin/faults", json={**rule, "count": 2**31 - 1}, headers=shop.admin)
+        assert (taken.status_code, taken.json()["count"]) == (200, 2**31 - 1)
+    finally:
+        shop.clear_faults()
+
+
 def test_a_user_over_the_rate_limit_is_answered_429_and_served_again_after_retry_after(shop, limited):
     ada, bob = shop.customer(), shop.customer()
     with client(limited, "198.51.100.2") as http:

@@ -23,7 +23,7 @@ async def grpc_service(settings: Settings) -> AsyncIterator[Callable[..., Any]]:
         db.engine.update_execution_options(**{PORTABLE_ONLY: portable_only})
         server, port, _ = await start((add_fn, servicer_cls(db), name), host="127.0.0.1", port=0,
                                       served_by=f"{service}@test")
-        client = Dependency(service, f"127.0.0.1:{port}", stub_cls)
+        client = Dependency(service, f"127.0.0.1:{port}", stub_cls, caller="test")
         started.append((server, db, client))
         return client
 

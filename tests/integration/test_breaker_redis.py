@@ -37,7 +37,7 @@ def name(admin: redis.Redis) -> Iterator[str]:
     """A breaker name of this run's own, its keys deleted afterwards."""
     name = f"test-{uuid.uuid4().hex}"
     yield name
-    keys = list(admin.scan_iter(f"sagashop:breaker:{name}:*"))
+    keys = list(admin.scan_iter(f"sagashop:breaker:*:{name}:*"))
     if keys:
         admin.delete(*keys)
 
@@ -45,9 +45,10 @@ def name(admin: redis.Redis) -> Iterator[str]:
 SYNC_EVERY = 0.1  # a replica's copy of the shared state is this old at most
 
 
-def replica(name: str, redis_url: str, sync_every: float = SYNC_EVERY) -> Breaker:
-    return Breaker(name, counts=lambda e: isinstance(e, Transient), fail_max=2, reset_timeout=10, redis_url=redis_url,
-                   sync_every=sync_every)
+def replica(name: str, redis_url: str, sync_every: float = SYNC_EVERY, caller: str = "gateway") -> Breaker:
+    """A replica of `caller` with its breaker of the callee `name`."""
+    return Breaker(name, caller=caller, counts=lambda e: isinstance(e, Transient), fail_max=2, reset_timeout=10,
+                   redis_url=redis_url, sync_every=sync_every)
 
 
 async def fail(b: Breaker) -> None:
@@ -67,6 +68,26 @@ async def test_tripping_one_replica_makes_the_other_fail_fast(redis_server: str,
             ran = True
     assert not ran
     assert b.state == "open"
+
+
+async def runs(b: Breaker) -> bool:
+    """Whether a call gets to run, or fails fast."""
+    try:
+        async with b.guard():
+            return True
+    except CircuitBreakerError:
+        return False
+
+
+async def test_a_callee_tripped_by_one_part_stays_closed_for_another_part(redis_server: str, name: str):
+    gateway, other_gateway = replica(name, redis_server), replica(name, redis_server)
+    orchestrator = replica(name, redis_server, caller="orchestrator")
+    await fail(gateway)
+    await fail(gateway)
+    await asyncio.sleep(SYNC_EVERY * 1.5)
+
+    assert (await runs(other_gateway), await runs(orchestrator)) == (False, True)
+    assert (other_gateway.state, orchestrator.state, orchestrator.failures) == ("open", "closed", 0)
 
 
 async def test_failures_seen_by_two_replicas_add_up(redis_server: str, name: str):
@@ -97,7 +118,7 @@ async def test_calls_to_a_healthy_dependency_make_no_redis_round_trips_and_a_fai
 
     await fail(b)
     assert "INCRBY" in sent
-    assert int(client.get(f"sagashop:breaker:{name}:pybreaker:fail_counter")) == 1
+    assert int(client.get(f"sagashop:breaker:gateway:{name}:pybreaker:fail_counter")) == 1
 
 
 async def test_a_stalled_redis_does_not_block_the_event_loop(redis_server: str, name: str, admin: redis.Redis):

@@ -113,6 +113,7 @@ CASES: dict[str, list[tuple[str, Any, grpc.StatusCode]]] = {
         ("UpsertProduct", product(name=NUL), INVALID),
         ("UpsertProduct", product(available=-1), INVALID),
         ("UpsertProduct", product(price_cents=INT64_MAX), INVALID),
+        ("UpsertProduct", product(price_cents=0), INVALID),
         ("GetProduct", inventory.GetProductRequest(sku=""), INVALID),
         ("GetProduct", inventory.GetProductRequest(sku=NUL), INVALID),
         ("GetProduct", inventory.GetProductRequest(sku="NO-SUCH-SKU"), MISSING),

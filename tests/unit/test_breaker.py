@@ -26,7 +26,7 @@ class Refused(Exception):
 
 
 def breaker(fail_max: int = 3, reset_timeout: float = 0.2) -> Breaker:
-    return Breaker(f"test-{uuid.uuid4().hex[:8]}", counts=lambda e: isinstance(e, Transient),
+    return Breaker(f"test-{uuid.uuid4().hex[:8]}", caller="test", counts=lambda e: isinstance(e, Transient),
                    fail_max=fail_max, reset_timeout=reset_timeout)
 
 
@@ -196,7 +196,8 @@ async def test_every_breaker_of_the_process_is_listed_by_name():
 @pytest.fixture
 async def dead() -> AsyncIterator[Dependency]:
     """A Dependency on a loopback port nobody listens on."""
-    dep = Dependency(f"ghost{uuid.uuid4().hex[:6]}", f"127.0.0.1:{free_port()}", health_pb2_grpc.HealthStub)
+    dep = Dependency(f"ghost{uuid.uuid4().hex[:6]}", f"127.0.0.1:{free_port()}", health_pb2_grpc.HealthStub,
+                     caller="test")
     yield dep
     await dep.close()
 
@@ -251,7 +252,8 @@ async def test_a_live_dependency_refusing_calls_never_opens_its_breaker():
     health_pb2_grpc.add_HealthServicer_to_server(RefusingHealth(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    dep = Dependency(f"refuser{uuid.uuid4().hex[:6]}", f"127.0.0.1:{port}", health_pb2_grpc.HealthStub)
+    dep = Dependency(f"refuser{uuid.uuid4().hex[:6]}", f"127.0.0.1:{port}", health_pb2_grpc.HealthStub,
+                     caller="test")
     try:
         for _ in range(8):
             with pytest.raises(Rejected):
@@ -264,7 +266,7 @@ async def test_a_live_dependency_refusing_calls_never_opens_its_breaker():
 
 async def test_a_breaker_whose_redis_is_down_lets_calls_through_instead_of_failing_them():
     closed = free_port()  # nothing listens there
-    b = Breaker(f"test-{uuid.uuid4().hex[:8]}", counts=lambda e: isinstance(e, Transient),
+    b = Breaker(f"test-{uuid.uuid4().hex[:8]}", caller="test", counts=lambda e: isinstance(e, Transient),
                 redis_url=f"redis://127.0.0.1:{closed}/0")
     assert await ran_through(b)
     await fail(b, Transient())  # the failure is the caller's own error, not Redis's

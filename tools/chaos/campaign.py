@@ -29,6 +29,7 @@ class Plan:
     replicas: int = 2  # orchestrator replicas the campaign owns and kills
     skus: int = 6
     stock: int = 0  # units of each SKU; 0: enough that most orders can be approved
+    reservation_ttl: float = 0.0  # seconds; >0: a replica of the inventory sweeps reservations this old
 
 
 @dataclass
@@ -47,6 +48,9 @@ class Report:
 async def run(url: str, admin: tuple[str, str], plan: Plan) -> Report:
     rng, report, shop = random.Random(plan.seed), Report(), ShopClient(url, outlast=60)
     replicas = Replicas(plan.replicas, rng)
+    sweeper = Replicas(1 if plan.reservation_ttl else 0, rng, "inventory",
+                       SAGASHOP_RESERVATION_TTL_SECONDS=str(plan.reservation_ttl),
+                       SAGASHOP_SWEEP_INTERVAL_SECONDS=str(plan.reservation_ttl / 5))
     try:
         await shop.sign_in_admin(*admin)
         units = plan.stock or max(60, plan.orders * 3 // plan.skus)
@@ -55,6 +59,7 @@ async def run(url: str, admin: tuple[str, str], plan: Plan) -> Report:
             await shop.put_product(sku, units, rng.choice([500, 1_250, 9_900]), name=f"Chaos {sku}")
         customers = [(await shop.sign_up("Chaos")).headers for _ in range(8)]
         await replicas.start()
+        await sweeper.start()
         await shop.add_fault(**faults.random_rule(rng, faults.targets()))
         stop = asyncio.Event()
         chaos = asyncio.create_task(_stir(shop, replicas, rng, report, stop))
@@ -69,6 +74,7 @@ async def run(url: str, admin: tuple[str, str], plan: Plan) -> Report:
         return report
     finally:
         await replicas.stop()
+        await sweeper.stop()
         await shop.close()
 
 

@@ -1,5 +1,6 @@
-"""Orchestrator replicas the campaign owns: extra `sagashop serve orchestrator` processes on the shop's database,
-SIGKILLed and restarted at random. They take over sagas whose owner died, by lease."""
+"""Replicas the campaign owns: extra `sagashop serve PART` processes on the shop's databases. Orchestrator
+replicas are SIGKILLed and restarted at random and take over sagas whose owner died, by lease; an inventory
+replica may sweep reservations with a short TTL of its own."""
 
 import asyncio
 import ctypes
@@ -19,15 +20,16 @@ def die_with_parent() -> None:
 
 
 class Replicas:
-    def __init__(self, count: int, rng: random.Random) -> None:
-        self.count, self.rng = count, rng
+    def __init__(self, count: int, rng: random.Random, part: str = "orchestrator", **env: str) -> None:
+        """`count` processes of `part`, with `env` on top of this process's environment."""
+        self.count, self.rng, self.part, self.env = count, rng, part, env
         self.processes: list[asyncio.subprocess.Process] = []
         self.kills = 0
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        env = part_env(SAGASHOP_ORCHESTRATOR_PORT=str(free_port()))
+        env = part_env(**{f"SAGASHOP_{self.part.upper()}_PORT": str(free_port())}, **self.env)
         env.pop("SAGASHOP_METRICS_PORT", None)
-        return await start("orchestrator", env=env, stdout=asyncio.subprocess.DEVNULL,
+        return await start(self.part, env=env, stdout=asyncio.subprocess.DEVNULL,
                            stderr=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent)
 
     async def start(self) -> None:

@@ -8,7 +8,8 @@ from .campaign import Plan, Report
 
 def text(plan: Plan, report: Report) -> str:
     lines = [f"chaos campaign: seed {plan.seed}, {sum(report.outcomes.values())} orders, "
-             f"concurrency {plan.concurrency}, {plan.replicas} orchestrator replicas",
+             f"concurrency {plan.concurrency}, {plan.replicas} orchestrator replicas"
+             + (f", reservations swept after {plan.reservation_ttl}s" if plan.reservation_ttl else ""),
              "orders by outcome:", *(f"  {n:>6}  {outcome}" for outcome, n in report.outcomes.most_common()),
              f"faults fired: {sum(report.faults_fired.values())}",
              *(f"  {n:>6}  {target}" for target, n in report.faults_fired.most_common() if n),

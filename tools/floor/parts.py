@@ -29,7 +29,7 @@ METHODS: dict[str, dict[str, tuple[str, ...]]] = {
     "payment": {"Charge": (INSERT,)},
     "shipping": {"CreateShipment": (INSERT,)},
 }
-AFTER_TOGETHER = (("payment", "Charge"), ("shipping", "CreateShipment"), ("inventory", "CommitStock"),
+AFTER_TOGETHER = (("payment", "Charge"), ("inventory", "CommitStock"), ("shipping", "CreateShipment"),
                   ("order", "ApproveOrder"))
 
 

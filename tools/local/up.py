@@ -58,7 +58,7 @@ async def until_ready(url: str, stopping: asyncio.Event) -> bool:
 
 async def seed(settings: Settings) -> None:
     """Adds the demo products that are missing; never touches stock an earlier run changed."""
-    backends = Backends(settings, ("inventory",))
+    backends = Backends(settings, "sagashop-up", ("inventory",))
     inventory = backends.inventory
     try:
         for sku, name, price, stock in DEMO_CATALOG:

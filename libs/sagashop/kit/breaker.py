@@ -44,13 +44,16 @@ class Breaker:
     """`async with breaker.guard(): await call()`. While open, raises CircuitBreakerError without running the call;
     after `reset_timeout` seconds one call of this process goes through as the trial (others fail fast meanwhile):
     its success closes the circuit, its failure re-opens it. Only errors `counts` accepts are failures; any other
-    error is an answer, like a success. With `redis_url`, replicas share the state under the breaker's name
+    error is an answer, like a success. With `redis_url`, the replicas of the `caller` share the state under the
+    caller's and the breaker's names, and another part's breaker of the same callee stays its own: timeouts only
+    the gateway sees (a flood of its reads, its own CPU starved) never open the circuit the sagas' steps use
     (`opened_at` is kept there in whole seconds, so the open time may be up to 1 s short); a replica sees
     what the others did within `sync_every` seconds."""
 
-    def __init__(self, name: str, *, counts: Callable[[BaseException], bool], fail_max: int = 5,
+    def __init__(self, name: str, *, caller: str, counts: Callable[[BaseException], bool], fail_max: int = 5,
                  reset_timeout: float = 10.0, redis_url: str | None = None, sync_every: float = 0.5) -> None:
-        self.name, self._counts, self._redis_url, self._sync_every = name, counts, redis_url, sync_every
+        self.name, self.caller, self._counts, self._redis_url = name, caller, counts, redis_url
+        self._sync_every = sync_every
         self._limits = fail_max, reset_timeout
         self._made: tuple[CircuitBreaker, CircuitBreakerStorage] | None = None
         self._making = threading.Lock()
@@ -119,7 +122,8 @@ class Breaker:
     def _storage(self) -> CircuitBreakerStorage:
         if self._redis_url is None:
             return CircuitMemoryStorage(STATE_CLOSED)
-        return SharedStorage.at(self._redis_url, namespace=f"sagashop:breaker:{self.name}", sync_every=self._sync_every)
+        return SharedStorage.at(self._redis_url, namespace=f"sagashop:breaker:{self.caller}:{self.name}",
+                                sync_every=self._sync_every)
 
     def _admit(self) -> bool:
         """Whether the next call is the half-open trial; raises CircuitBreakerError while the circuit is open."""

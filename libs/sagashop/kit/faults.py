@@ -22,6 +22,7 @@ INJECTED = (("error-code", "injected_fault"),)
 CrashPoint = Literal["before", "after"]  # the orchestrator dies before or after the step's call
 CRASH_POINTS: tuple[CrashPoint, ...] = get_args(CrashPoint)
 MAX_DELAY_MS = 60_000  # the longest a rule may hold a call
+MAX_COUNT = 2**31 - 1  # a rule's count is an int32 in its proto
 
 
 class FaultRules(faults_pb2_grpc.FaultServiceServicer):

@@ -70,12 +70,13 @@ class Dependency(Generic[StubT]):
     a circuit breaker of its own."""
 
     def __init__(self, name: str, address: str, stub: Callable[[grpc.aio.Channel], StubT],
-                 *, attempt_timeout: float = 2.0, fail_max: int = 5, reset_timeout: float = 10.0,
+                 *, caller: str, attempt_timeout: float = 2.0, fail_max: int = 5, reset_timeout: float = 10.0,
                  redis_url: str | None = None, route: str | None = None) -> None:
+        """`caller`: the part calling (its replicas share the breaker of this service, no other part does)."""
         self.name, self.address, self.attempt_timeout = name, address, attempt_timeout
         self.metadata = ((ROUTE, route),) if route else ()
-        self.breaker = Breaker(name if route in (None, "v1") else f"{name}@{route}", counts=is_transient,
-                               fail_max=fail_max, reset_timeout=reset_timeout, redis_url=redis_url)
+        self.breaker = Breaker(name if route in (None, "v1") else f"{name}@{route}", caller=caller,
+                               counts=is_transient, fail_max=fail_max, reset_timeout=reset_timeout, redis_url=redis_url)
         self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = stub(self.channel)
         self.faults = faults_pb2_grpc.FaultServiceStub(self.channel)  # every part serves its fault rules

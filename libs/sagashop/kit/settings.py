@@ -6,6 +6,8 @@ from typing import Literal, get_args
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MIN_SECRET = 32  # characters of a signing key: HS256's own 256 bits at least, as RFC 7518 asks
+
 Service = Literal["user", "order", "inventory", "payment", "shipping", "orchestrator"]  # the gRPC services
 Part = Literal["gateway", Service]
 SERVICES: tuple[Service, ...] = get_args(Service)
@@ -45,7 +47,8 @@ class Settings(BaseSettings):
         "the admin account the user service ensures at start"))
     admin_password: str | None = Field(None, description=(
         "the admin's password, reset to this one at start. Unset: `sagashop up` generates one and prints it; a bare "
-        "`sagashop serve user` generates one and logs it"))
+        "`sagashop serve user` leaves an existing admin's password as it is and gives a new admin a random one told "
+        "to no one (a password is never logged)"))
     faults_enabled: bool = Field(True, description=(
         "whether the fault-injection admin API (`/v1/admin/faults`) and the parts' fault rules answer; the "
         "Kubernetes base and production overlay set it to false"))
@@ -54,9 +57,10 @@ class Settings(BaseSettings):
     version: str = Field("v1", description=(
         "the version a part reports: `x-served-by: <service>@<version>` on every gRPC reply, the `version` label of "
         "its metrics (set from the pod's `version` label in Kubernetes)"))
-    jwt_secret: str | None = Field(None, description=(
-        "signing key of access tokens; required when several gateways run. Unset: `sagashop up` generates one per "
-        "run, a bare gateway one per process"))
+    jwt_secret: str | None = Field(None, min_length=MIN_SECRET, description=(
+        f"signing key of access tokens, at least {MIN_SECRET} characters (a shorter one is refused at start); "
+        "required when several gateways run. Unset: `sagashop up` generates one per run, a bare gateway one per "
+        "process"))
     token_ttl_seconds: int = Field(3600, description="lifetime of an access token")
     step_deadline_seconds: float = Field(20.0, description=(
         "how long a saga step keeps retrying a service that does not answer before the saga compensates "
@@ -104,7 +108,8 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", description=(
         "comma-separated origins a browser may call the gateway from. Empty: none"))
     forwarded_allow_ips: str = Field("127.0.0.1,::1", description=(
-        "proxies whose `X-Forwarded-For` names the client address (behind an ingress: its addresses, or `*`)"))
+        "proxies whose `X-Forwarded-For` names the client address (behind an ingress: its addresses only; any "
+        "other sender could name any address and so escape the per-address limits)"))
 
     def port(self, part: str) -> int:
         return int(getattr(self, f"{part}_port"))

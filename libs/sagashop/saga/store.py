@@ -58,6 +58,11 @@ class SagaStore:
         row = await self.db.autocommit(lambda conn: conn.execute(SAGA, {"p_id": saga_id}).first())
         return from_row(SagaRecord, row) if row else None
 
+    async def of_key(self, business_key: str) -> SagaRecord | None:
+        """The saga holding a business key (an idempotency key), if any."""
+        row = await self.db.autocommit(lambda conn: conn.execute(SAGA_OF_KEY, {"p_key": business_key}).first())
+        return from_row(SagaRecord, row) if row else None
+
     async def recent(self, state: str | None, limit: int = 100) -> list[SagaRecord]:
         query = sa.select(sagas).order_by(sagas.c.created_at.desc(), sagas.c.id).limit(limit)
         if state:
@@ -86,11 +91,9 @@ class SagaStore:
             await self.db.autocommit(lambda conn: self._create(conn, record, row, first))
             return record, True
         except IntegrityError:
-            holder = await self.db.autocommit(lambda conn: conn.execute(
-                SAGA_OF_KEY, {"p_key": record.business_key}).first())
-            if holder is None:  # the id, not the key, collided: not a repeat
-                raise
-            return from_row(SagaRecord, holder), False
+            if record.business_key is None or (holder := await self.of_key(record.business_key)) is None:
+                raise  # the id, not the key, collided: not a repeat
+            return holder, False
 
     def _create(self, conn: Connection, record: SagaRecord, row: dict[str, Any],
                 first: Sequence[tuple[str, str]]) -> None:

@@ -17,7 +17,7 @@ router = APIRouter(tags=["users"])
 @router.post("/users", status_code=201, responses=responses(409))
 async def create_user(body: NewUser, b: Backends) -> UserOut:
     user = await b.user.call(b.user.stub.CreateUser, user_pb2.CreateUserRequest(
-        email=str(body.email), password=body.password, name=body.name), timeout=PASSWORD_CALL_TIMEOUT)
+        email=body.email, password=body.password, name=body.name), timeout=PASSWORD_CALL_TIMEOUT)
     return UserOut(id=user.id, email=user.email, name=user.name)
 
 
