@@ -19,8 +19,8 @@ import sys
 from typing import Any
 
 import typer
-from pydantic import ValidationError
 import uvloop
+from pydantic import ValidationError
 from typer.core import TyperGroup
 
 from sagashop.kit import logs, telemetry

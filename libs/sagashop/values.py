@@ -20,6 +20,7 @@ MAX_NOTE = 500  # an operator's reason
 MIN_PASSWORD, MAX_PASSWORD = 8, 256
 MAX_EMAIL = 320
 MAX_SAGAS_LISTED = 500  # sagas one listing may return
+MAX_ORDERS_LISTED = 100  # orders one page of a customer's orders holds
 Currency = Literal["EUR", "USD", "GBP"]
 CURRENCIES = frozenset(get_args(Currency))
 # an order moves PENDING -> APPROVED | REJECTED, and APPROVED -> CANCELLED

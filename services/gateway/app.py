@@ -10,7 +10,6 @@ from typing import Any
 from fastapi import FastAPI, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import Redis
 
 from sagashop.backends import Backends
 from sagashop.kit import metrics
@@ -19,7 +18,7 @@ from sagashop.kit.settings import Settings
 from . import observe, problems, security
 from .body import BodyRules
 from .idempotency import Idempotency, MemoryEntries, RedisEntries
-from .limits import Limit, MemoryBuckets, RateLimits, RedisBuckets
+from .limits import Buckets, Limit, MemoryBuckets, RateLimits, RedisBuckets, SignInLimits
 from .problems import problem
 from .routes import admin, breakers, catalog, console, faults, orders, sagas, users
 from .stores import redis_client
@@ -45,6 +44,9 @@ def create_app(settings: Settings, jwt_secret: str) -> FastAPI:
                   # OpenTelemetry instrumentation and metrics from our Prometheus registry (observe.py)
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.tokens = Tokens(jwt_secret, settings.token_ttl_seconds)
+    buckets = RedisBuckets(client) if client else MemoryBuckets()
+    app.state.sign_in = SignInLimits(buckets, Limit.per_minute(settings.rate_limit_sign_in_address_per_minute),
+                                     Limit.per_minute(settings.rate_limit_sign_in_account_per_minute))
     app.state.idempotency = Idempotency(RedisEntries(client) if client else MemoryEntries(),
                                         settings.idempotency_ttl_seconds, settings.idempotency_wait_seconds)
     problems.install(app)
@@ -53,7 +55,7 @@ def create_app(settings: Settings, jwt_secret: str) -> FastAPI:
         app.include_router(module.router, prefix="/v1", responses=ANY_ROUTE)
     app.include_router(console.router)
     _operations(app)
-    _guard(app, settings, client)
+    _guard(app, settings, buckets)
     observe.install(app)
     default_openapi = app.openapi
 
@@ -64,11 +66,10 @@ def create_app(settings: Settings, jwt_secret: str) -> FastAPI:
     return app
 
 
-def _guard(app: FastAPI, settings: Settings, client: Redis | None) -> None:
+def _guard(app: FastAPI, settings: Settings, buckets: Buckets) -> None:
     """The middleware, added innermost first."""
     app.add_middleware(BodyRules, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RateLimits, buckets=RedisBuckets(client) if client else MemoryBuckets(),
-                       tokens=app.state.tokens,
+    app.add_middleware(RateLimits, buckets=buckets, tokens=app.state.tokens,
                        per_user=Limit(settings.rate_limit_user_per_second, settings.rate_limit_user_burst),
                        per_address=Limit(settings.rate_limit_address_per_second, settings.rate_limit_address_burst))
     security.install(app, settings)

@@ -10,6 +10,7 @@ from sagashop.backends import Backends as BackendClients
 from sagashop.kit.errors import Forbidden, Unauthenticated
 
 from .idempotency import Idempotency
+from .limits import SignInLimits
 from .tokens import VERIFIED, Principal, Tokens
 
 bearer = HTTPBearer(auto_error=False)
@@ -28,6 +29,13 @@ TokenIssuer = Annotated[Tokens, Depends(tokens)]
 
 async def idempotency(request: Request) -> Idempotency:
     return cast(Idempotency, request.app.state.idempotency)
+
+
+async def sign_in_limits(request: Request) -> SignInLimits:
+    return cast(SignInLimits, request.app.state.sign_in)
+
+
+SignInLimit = Annotated[SignInLimits, Depends(sign_in_limits)]
 
 
 async def current_user(request: Request, issuer: TokenIssuer,

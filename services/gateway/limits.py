@@ -1,6 +1,6 @@
 """Rate limits: a token bucket per signed-in user and one per client address, kept in Redis (one atomic script
-per request) or in this process. A request over either limit is answered 429 rate_limited with Retry-After; the
-operations endpoints are never limited."""
+per request) or in this process; logins and sign-ups have buckets of their own. A request over a limit is answered
+429 rate_limited with Retry-After; the operations endpoints are never limited."""
 
 import math
 import time
@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sagashop.kit.errors import Unauthenticated
+from sagashop.kit.errors import TooMany, Unauthenticated
 
 from .problems import problem
 from .stores import FailOpen
@@ -45,6 +45,11 @@ return tostring(longest)
 class Limit:
     per_second: float
     burst: int
+
+    @classmethod
+    def per_minute(cls, count: int) -> "Limit":
+        """`count` a minute, all of them at once if need be."""
+        return cls(count / 60, count)
 
 
 class Buckets(Protocol):
@@ -120,3 +125,20 @@ class RateLimits:
             return self.tokens.verify(token.strip())
         except Unauthenticated:  # the route will say so; limited by address meanwhile
             return None
+
+
+class SignInLimits:
+    """Logins and sign-ups each cost a password hash: they take a token from a bucket of their client address and
+    one of the account they name, so neither one address nor many addresses guessing one account's password get
+    more than their share."""
+
+    def __init__(self, buckets: Buckets, per_address: Limit, per_account: Limit) -> None:
+        self.buckets, self.per_address, self.per_account = buckets, per_address, per_account
+
+    async def take(self, address: str, email: str) -> None:
+        """Raises TooMany (429 with Retry-After) when either bucket is empty."""
+        wait = await self.buckets.take((f"sign-in:address:{address}", self.per_address),
+                                       (f"sign-in:account:{email.strip().lower()}", self.per_account))
+        if wait > 0:
+            raise TooMany("too many logins or sign-ups; try again after Retry-After seconds",
+                          retry_after=math.ceil(wait))

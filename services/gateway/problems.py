@@ -17,6 +17,7 @@ from sagashop.kit.errors import (
     Invalid,
     NotFound,
     Rejected,
+    TooMany,
     Unauthenticated,
     Unavailable,
 )
@@ -24,7 +25,7 @@ from sagashop.kit.errors import (
 log = logging.getLogger(__name__)
 HTTP_STATUS: dict[type[DomainError], int] = {
     Invalid: 422, NotFound: 404, Conflict: 409, Rejected: 409, Compensated: 409,
-    Unauthenticated: 401, Forbidden: 403, Unavailable: 503,
+    Unauthenticated: 401, Forbidden: 403, Unavailable: 503, TooMany: 429,
 }
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 406: "not_acceptable", 413: "payload_too_large",

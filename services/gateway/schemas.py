@@ -153,6 +153,7 @@ class Order(BaseModel):
 
 class OrderList(BaseModel):
     items: list[Order]
+    next_cursor: str | None  # the `cursor` of the next page; null on the last
 
 
 class SagaStep(BaseModel):

@@ -4,6 +4,8 @@ PENDING -> APPROVED | REJECTED, APPROVED -> CANCELLED. Repeating the move that a
 as it is; any other move is refused and changes nothing.
 """
 
+import base64
+import binascii
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -101,3 +103,20 @@ def _valid_items(items: list[PricedLine]) -> tuple[PricedLine, ...]:
             raise Invalid(f"{line.sku}: unit_price_cents must be 0 to {MAX_PRICE_CENTS}")
     return tuple(items)
 
+
+
+def cursor_after(order: Order) -> str:
+    """Where a page of a user's orders (newest first) goes on after `order`: opaque to the client."""
+    return base64.urlsafe_b64encode(f"{order.created_at.isoformat()}|{order.id}".encode()).decode().rstrip("=")
+
+
+def position_of(cursor: str) -> tuple[datetime, str] | None:
+    """The (created_at, id) a cursor stands for; None for the first page."""
+    if not cursor:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, order_id = text.partition("|")
+        return datetime.fromisoformat(at), valid_id("cursor", order_id)
+    except (ValueError, binascii.Error) as e:  # UnicodeDecodeError and Invalid are ValueErrors
+        raise Invalid("cursor is not one a page of orders gave") from e

@@ -2,6 +2,7 @@
 statements are built once, with bind parameters (`p_*`): building one costs more than executing it."""
 
 from dataclasses import asdict, replace
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,8 +13,6 @@ from sagashop.kit.db import insert_if_absent
 from sagashop.values import Address, PricedLine
 
 from .domain import Order
-
-MAX_LISTED = 100
 
 metadata = sa.MetaData()
 orders = sa.Table(
@@ -30,7 +29,9 @@ MOVABLE = ("status", "failure_reason", "payment_status", "payment_amount_cents",
 P = sa.bindparam
 BY_ID = sa.select(orders).where(orders.c.id == P("p_id"))
 OF_USER = (sa.select(orders).where(orders.c.user_id == P("p_user_id"))
-           .order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(MAX_LISTED))
+           .order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(P("p_limit")))
+OF_USER_AFTER = OF_USER.where(sa.tuple_(orders.c.created_at, orders.c.id) < sa.tuple_(
+    P("p_at", type_=orders.c.created_at.type), P("p_id", type_=orders.c.id.type)))
 # by dialect: the order, unless one with its id is there already (then no row comes back)
 INSERT_IF_ABSENT = insert_if_absent(orders)
 # a move, only if the order still has the status it was moved from (every move changes the status)
@@ -53,9 +54,14 @@ class Orders:
         row = self.conn.execute(BY_ID, {"p_id": order_id}).first()
         return _order(row) if row else None
 
-    def of_user(self, user_id: str) -> list[Order]:
-        """The user's newest orders first."""
-        return [_order(row) for row in self.conn.execute(OF_USER, {"p_user_id": user_id})]
+    def of_user(self, user_id: str, limit: int, after: tuple[datetime, str] | None = None) -> list[Order]:
+        """Up to `limit` of the user's orders, newest first, from the one after (created_at, id) `after` on."""
+        if after is None:
+            rows = self.conn.execute(OF_USER, {"p_user_id": user_id, "p_limit": limit})
+        else:
+            rows = self.conn.execute(OF_USER_AFTER, {"p_user_id": user_id, "p_limit": limit, "p_at": after[0],
+                                                     "p_id": after[1]})
+        return [_order(row) for row in rows]
 
     def add(self, order: Order) -> Order:
         """Adds the order, or, if one with its id exists (a repeat), returns that one: the insert is one statement

@@ -6,13 +6,13 @@ from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now, rfc3339
 from sagashop.kit.db import Database
-from sagashop.kit.errors import NotFound
+from sagashop.kit.errors import Invalid, NotFound
 from sagashop.kit.status import ServerContext
 from sagashop.v1 import order_pb2 as pb
 from sagashop.v1 import order_pb2_grpc
-from sagashop.values import Address, PricedLine
+from sagashop.values import MAX_ORDERS_LISTED, Address, PricedLine
 
-from .domain import Order, valid_id
+from .domain import Order, cursor_after, position_of, valid_id
 from .repository import Orders
 
 
@@ -51,9 +51,14 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         return order_pb(found)
 
     async def ListOrders(self, request: pb.ListOrdersRequest, context: ServerContext) -> pb.OrderList:
-        user_id = valid_id("user_id", request.user_id)
-        found = await self.db.autocommit(lambda conn: Orders(conn).of_user(user_id))
-        return pb.OrderList(items=[order_pb(o) for o in found])
+        user_id, after = valid_id("user_id", request.user_id), position_of(request.cursor)
+        limit = request.limit or MAX_ORDERS_LISTED
+        if not 1 <= limit <= MAX_ORDERS_LISTED:
+            raise Invalid(f"limit is 1 to {MAX_ORDERS_LISTED}")
+        found = await self.db.autocommit(lambda conn: Orders(conn).of_user(user_id, limit + 1, after))
+        page = found[:limit]  # the one more read tells whether a next page exists
+        return pb.OrderList(items=[order_pb(o) for o in page],
+                            next_cursor=cursor_after(page[-1]) if len(found) > limit else "")
 
     async def ApproveOrder(self, request: pb.ApproveOrderRequest, context: ServerContext) -> pb.Order:
         return await self._move(request.id, lambda o: o.approve(request.tracking_number, request.charged_cents))

@@ -90,11 +90,18 @@ def test_an_order_is_visible_to_its_owner_and_admins_only(shop):
     assert shop.http.get("/v1/orders", headers=stranger).json()["items"] == []
 
 
-def test_a_users_orders_are_listed_newest_first(shop):
+def test_a_users_orders_are_listed_newest_first_a_page_at_a_time(shop):
     user = shop.customer()
     sku = shop.product(stock=5)
     placed = [shop.place_order({sku: 1}, user=user)["id"] for _ in range(3)]
-    assert [o["id"] for o in shop.http.get("/v1/orders", headers=user).json()["items"]] == placed[::-1]
+    everything = shop.http.get("/v1/orders", headers=user).json()  # as a client that knows no paging asks
+    assert ([o["id"] for o in everything["items"]], everything["next_cursor"]) == (placed[::-1], None)
+
+    first = shop.http.get("/v1/orders", params={"limit": 2}, headers=user).json()
+    rest = shop.http.get("/v1/orders", params={"limit": 2, "cursor": first["next_cursor"]}, headers=user).json()
+    assert [o["id"] for o in first["items"] + rest["items"]] == placed[::-1] and rest["next_cursor"] is None
+    for wrong in ({"limit": 0}, {"limit": 101}, {"cursor": "a b"}, {"cursor": "bm8gYmFy"}):
+        assert_problem(shop.http.get("/v1/orders", params=wrong, headers=user), 422, "validation_error")
 
 
 def test_operations_endpoints_answer(shop):

@@ -3,21 +3,25 @@ gateways (`sagashop serve gateway`) with low limits, or with backends that are d
 
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
 from sagashop.kit.settings import SERVICES
+from sagashop.v1 import faults_pb2, faults_pb2_grpc
 from tests.shop import Shop, spawn, stop_shop
 from tools.local.parts import free_ports
 
 PROBLEM = "application/problem+json"
 LOW_LIMITS = {"RATE_LIMIT_USER_PER_SECOND": 2, "RATE_LIMIT_USER_BURST": 5, "RATE_LIMIT_ADDRESS_PER_SECOND": 5,
-              "RATE_LIMIT_ADDRESS_BURST": 10, "IDEMPOTENCY_WAIT_SECONDS": 0.3, "CORS_ORIGINS": "https://shop.example"}
+              "RATE_LIMIT_ADDRESS_BURST": 10, "IDEMPOTENCY_WAIT_SECONDS": 0.3, "CORS_ORIGINS": "https://shop.example",
+              "RATE_LIMIT_SIGN_IN_ADDRESS_PER_MINUTE": 6, "RATE_LIMIT_SIGN_IN_ACCOUNT_PER_MINUTE": 3}
 
 
 def assert_problem(reply: httpx.Response, status: int, code: str) -> None:
@@ -109,6 +113,23 @@ def test_wrong_query_and_path_parameters_are_refused_as_problems(shop):
     assert_problem(shop.http.post("/v1/admin/sagas/x/explode", headers=shop.admin), 422, "validation_error")
 
 
+def test_parts_served_bare_answer_no_fault_injection(shop, tmp_path):
+    bare = {k: v for k, v in shop.env.items() if k != "SAGASHOP_FAULTS_ENABLED"}  # a bare `sagashop serve PART`
+    with (tmp_path / "bare.log").open("wb") as log:
+        gateway_process, gateway_port = spawn("gateway", bare, log)
+        payment_process, payment_port = spawn("payment", bare, log)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{gateway_port}", timeout=30) as http:
+            assert_problem(http.get("/v1/admin/faults", headers=shop.admin), 404, "not_found")
+        with grpc.insecure_channel(f"127.0.0.1:{payment_port}") as channel, pytest.raises(grpc.RpcError) as refused:
+            faults_pb2_grpc.FaultServiceStub(channel).AddFault(
+                faults_pb2.FaultRule(method="Charge", error="UNAVAILABLE", rate=1.0), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        stop_shop(gateway_process)
+        stop_shop(payment_process)
+
+
 def test_a_fault_rule_count_beyond_what_the_rule_can_hold_is_refused_as_a_problem(shop):
     rule = {"service": "payment", "method": "Charge", "error": "UNAVAILABLE", "rate": 0.0}  # never fires
     assert_problem(shop.http.put("/v1/admin/faults", json={**rule, "count": 2**31}, headers=shop.admin), 422,
@@ -129,6 +150,24 @@ def test_a_user_over_the_rate_limit_is_answered_429_and_served_again_after_retry
         assert http.get("/v1/orders", headers=bob).status_code == 200  # each user has a bucket of their own
         time.sleep(int(refused.headers["retry-after"]))
         assert http.get("/v1/orders", headers=ada).status_code == 200
+
+
+def test_password_guessing_is_slowed_per_account_from_any_address_and_per_address(shop, limited):
+    email = f"victim-{uuid.uuid4().hex[:8]}@example.com"
+    assert shop.http.post("/v1/users", json={"email": email, "password": "right-password-1", "name": "V"}
+                          ).status_code == 201  # through the shop's own gateway
+    guesses = []
+    for n in range(4):  # each from an address of its own
+        with client(limited, f"203.0.113.{10 + n}") as http:
+            guesses.append(http.post("/v1/auth/token", json={"email": email.upper(), "password": f"guess-{n}"}))
+    assert [g.status_code for g in guesses] == [401, 401, 401, 429]
+    assert_problem(guesses[-1], 429, "rate_limited")
+    assert 1 <= int(guesses[-1].headers["retry-after"]) <= 20  # 3 a minute: the next in 20 s at most
+
+    with client(limited, "203.0.113.50") as http:  # one address, many accounts
+        answers = [http.post("/v1/auth/token", json={"email": f"nobody-{n}@example.com", "password": "x"})
+                   for n in range(7)]
+    assert [a.status_code for a in answers] == [401] * 6 + [429]
 
 
 def test_a_client_address_over_the_rate_limit_is_answered_429_but_never_on_operations_endpoints(limited):

@@ -54,13 +54,20 @@ def test_a_compensation_that_keeps_failing_parks_the_saga_until_an_operator_retr
 def test_an_operator_may_abort_a_parked_saga_but_not_one_that_runs_or_ended(faulty):
     shop, sku = faulty, faulty.product(stock=5)
     shop.add_fault(service="payment", method="Refund", error="INTERNAL")
+    owner = shop.customer()
     placed = shop.http.post("/v1/orders", json=shop.order_body({sku: 1}, country="AQ"),
-                            headers={**shop.customer(), "Prefer": "wait=0"}).json()
+                            headers={**owner, "Prefer": "wait=0"}).json()
     wait_for_state(shop, placed["id"], "NEEDS_ATTENTION")
 
     aborted = shop.http.post(f"/v1/admin/sagas/{placed['id']}/abort", json={"reason": "refunded by hand"},
                              headers=shop.admin)
     assert (aborted.json()["state"], aborted.json()["failure_reason"]) == ("ABORTED", "refunded by hand")
+    seen = shop.http.get(f"/v1/orders/{placed['id']}/saga", headers=owner).json()  # the operators' words stay theirs
+    assert (seen["state"], seen["failure_reason"], seen["audit"]) == ("ABORTED", None, [])
+    errors = {s["error"] for s in seen["steps"] if s["error"]}
+    assert "shipping_rejected" in errors and not any(":" in e for e in errors)  # codes, not what they said
+    assert shop.http.get(f"/v1/orders/{placed['id']}/saga", headers=shop.admin).json()["audit"][0]["reason"] == (
+        "refunded by hand")
     again = shop.http.post(f"/v1/admin/sagas/{placed['id']}/retry", headers=shop.admin)
     assert (again.status_code, again.json()["code"]) == (409, "not_parked")
     assert shop.http.post(f"/v1/admin/sagas/{placed['id']}/retry", headers=shop.customer()).status_code == 403

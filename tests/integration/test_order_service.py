@@ -63,6 +63,22 @@ async def test_a_user_sees_only_their_own_orders_newest_first(orders):
     assert [o.id for o in listed.items] == ["o3", "o2", "o1"]
 
 
+async def test_a_users_orders_come_a_page_at_a_time_each_once_and_a_bad_page_is_refused(orders):
+    for order_id in ("o1", "o2", "o3", "o4", "o5"):
+        await create(orders, order_id)
+    pages, cursor = [], ""
+    while True:
+        page = await orders.call(orders.stub.ListOrders, pb.ListOrdersRequest(user_id="u1", limit=2, cursor=cursor))
+        pages.append([o.id for o in page.items])
+        if not (cursor := page.next_cursor):
+            break
+
+    assert pages == [["o5", "o4"], ["o3", "o2"], ["o1"]]
+    for wrong in ({"cursor": "not-a-cursor"}, {"cursor": "bm8gYmFy"}, {"limit": 101}, {"limit": -1}):
+        with pytest.raises(Invalid):
+            await orders.call(orders.stub.ListOrders, pb.ListOrdersRequest(user_id="u1", **wrong))
+
+
 async def test_creating_again_with_the_same_id_returns_the_first_order(orders):
     first = await create(orders, "o1", LAMP=(2, 1500))
     again = await create(orders, "o1", SOFA=(9, 1))

@@ -12,7 +12,7 @@ from pybreaker import CircuitBreakerError
 
 from sagashop.kit.breaker import BREAKERS, Breaker
 from sagashop.kit.calls import CallRecord, current_record
-from sagashop.kit.errors import Rejected, Unavailable
+from sagashop.kit.errors import Rejected, TooMany, Unavailable
 from sagashop.kit.grpcclient import Dependency
 from tools.local.parts import free_port
 
@@ -243,22 +243,50 @@ async def test_an_open_breaker_is_tried_again_after_waits_until_the_budget_is_sp
 
 
 class RefusingHealth(health.aio.HealthServicer):
+    """Refuses every call as `status`, with `error_code` in the trailers as our servers say why."""
+
+    def __init__(self, status: grpc.StatusCode, error_code: str) -> None:
+        super().__init__()
+        self.status, self.error_code, self.calls = status, error_code, 0
+
     async def Check(self, request, context):  # noqa: N802 (gRPC method name)
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no")
+        self.calls += 1
+        await context.abort(self.status, "no", trailing_metadata=(("error-code", self.error_code),))
 
 
-async def test_a_live_dependency_refusing_calls_never_opens_its_breaker():
-    server = grpc.aio.server()
-    health_pb2_grpc.add_HealthServicer_to_server(RefusingHealth(), server)
+@pytest.mark.parametrize(("status", "error_code", "refusal"), [
+    (grpc.StatusCode.FAILED_PRECONDITION, "out_of_stock", Rejected),
+    (grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited", TooMany),  # busy on purpose: come back later
+])
+async def test_a_live_dependency_refusing_calls_never_opens_its_breaker_nor_is_retried(status, error_code, refusal):
+    server, refuser = grpc.aio.server(), RefusingHealth(status, error_code)
+    health_pb2_grpc.add_HealthServicer_to_server(refuser, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     dep = Dependency(f"refuser{uuid.uuid4().hex[:6]}", f"127.0.0.1:{port}", health_pb2_grpc.HealthStub,
                      caller="test")
     try:
         for _ in range(8):
-            with pytest.raises(Rejected):
-                await dep.call(dep.stub.Check, health_pb2.HealthCheckRequest())
-        assert (dep.breaker.state, dep.breaker.failures) == ("closed", 0)
+            with pytest.raises(refusal) as refused:
+                await dep.call(dep.stub.Check, health_pb2.HealthCheckRequest(), within=5)
+            assert refused.value.code == error_code
+        assert (dep.breaker.state, dep.breaker.failures, refuser.calls) == ("closed", 0, 8)
+    finally:
+        await dep.close()
+        await server.stop(0)
+
+
+async def test_an_exhausted_dependency_that_does_not_say_it_refused_is_retried_and_counted():
+    server, refuser = grpc.aio.server(), RefusingHealth(grpc.StatusCode.RESOURCE_EXHAUSTED, "")
+    health_pb2_grpc.add_HealthServicer_to_server(refuser, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    dep = Dependency(f"flooded{uuid.uuid4().hex[:6]}", f"127.0.0.1:{port}", health_pb2_grpc.HealthStub,
+                     caller="test")
+    try:
+        with pytest.raises(Unavailable):
+            await dep.call(dep.stub.Check, health_pb2.HealthCheckRequest(), within=0.3)
+        assert refuser.calls >= 2 and dep.breaker.failures >= 2
     finally:
         await dep.close()
         await server.stop(0)

@@ -27,7 +27,7 @@ class Replicas:
         self.kills = 0
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        env = part_env(**{f"SAGASHOP_{self.part.upper()}_PORT": str(free_port())}, **self.env)
+        env = {**part_env(), f"SAGASHOP_{self.part.upper()}_PORT": str(free_port()), **self.env}
         env.pop("SAGASHOP_METRICS_PORT", None)
         return await start(self.part, env=env, stdout=asyncio.subprocess.DEVNULL,
                            stderr=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent)

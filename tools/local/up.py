@@ -1,6 +1,7 @@
 """`sagashop up`: every part under one supervisor, ready, seeded, and stopped cleanly."""
 
 import asyncio
+import os
 import secrets
 import sys
 
@@ -26,7 +27,8 @@ DEMO_CATALOG = [  # sku, name, price in cents, stock
 async def run(settings: Settings) -> None:
     password = settings.admin_password or secrets.token_urlsafe(12)
     env = {"SAGASHOP_ADMIN_PASSWORD": password, "SAGASHOP_JWT_SECRET": settings.jwt_secret or secrets.token_urlsafe(32),
-           "SAGASHOP_LOG_FORMAT": settings.log_format or "text"}  # the parts' lines are read here, by a person
+           "SAGASHOP_LOG_FORMAT": settings.log_format or "text",  # the parts' lines are read here, by a person
+           "SAGASHOP_FAULTS_ENABLED": os.environ.get("SAGASHOP_FAULTS_ENABLED", "true")}  # a lab: on unless told
     metrics: dict[str, dict[str, str]] = {
         part: {"SAGASHOP_METRICS_PORT": str(settings.port(part) + METRICS_OFFSET)} for part in SERVICES}
     supervisor = Supervisor(PARTS, env, metrics)

@@ -42,6 +42,18 @@ class Forbidden(DomainError):
     code = "forbidden"
 
 
+class TooMany(DomainError):
+    """Refused for now to bound what such requests cost (a rate limit, a full queue of password hashes): a caller
+    is told to come back after `retry_after` seconds. The refusing service is healthy: no breaker counts it and no
+    client retries it at once."""
+
+    code = "rate_limited"
+
+    def __init__(self, detail: str = "", *, code: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(detail, code=code)
+        self.retry_after = retry_after
+
+
 class Unavailable(DomainError):
     """A dependency did not answer in time: transient from the caller's view."""
 

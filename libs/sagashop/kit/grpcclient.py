@@ -18,7 +18,7 @@ from . import telemetry
 from .breaker import Breaker
 from .calls import current_record
 from .errors import Unavailable
-from .status import ERROR_CODE, ROUTE, SERVED_BY, TRANSIENT, error_from
+from .status import ERROR_CODE, ROUTE, SERVED_BY, TRANSIENT, error_from, refused_on_purpose
 
 StubT = TypeVar("StubT")
 R = TypeVar("R")
@@ -27,7 +27,9 @@ CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 0
 
 
 def is_transient(error: BaseException) -> bool:
-    return isinstance(error, grpc.aio.AioRpcError) and error.code() in TRANSIENT
+    """A failure of the callee, worth another try and counted by its breaker (a refusal on purpose is neither)."""
+    return isinstance(error, grpc.aio.AioRpcError) and error.code() in TRANSIENT and not refused_on_purpose(
+        error.code(), _metadata_value(error.trailing_metadata(), ERROR_CODE))
 
 
 def _worth_retrying(error: BaseException) -> bool:

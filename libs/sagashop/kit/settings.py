@@ -49,9 +49,9 @@ class Settings(BaseSettings):
         "the admin's password, reset to this one at start. Unset: `sagashop up` generates one and prints it; a bare "
         "`sagashop serve user` leaves an existing admin's password as it is and gives a new admin a random one told "
         "to no one (a password is never logged)"))
-    faults_enabled: bool = Field(True, description=(
-        "whether the fault-injection admin API (`/v1/admin/faults`) and the parts' fault rules answer; the "
-        "Kubernetes base and production overlay set it to false"))
+    faults_enabled: bool = Field(False, description=(
+        "whether the fault-injection admin API (`/v1/admin/faults`) and the parts' fault rules answer: off unless "
+        "asked for (a rule can slow, fail or kill a part); `sagashop up` and the kind overlays turn it on"))
     faults_seed: int | None = Field(None, description=(
         "seeds each part's random fault draws, so a failing run can be replayed. Unset: random"))
     version: str = Field("v1", description=(
@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     rate_limit_user_burst: int = Field(100, description="requests a signed-in user may make at once")
     rate_limit_address_per_second: float = Field(200.0, description="sustained requests from one client address")
     rate_limit_address_burst: int = Field(400, description="requests from one client address at once")
+    rate_limit_sign_in_address_per_minute: int = Field(30, ge=1, description=(
+        "logins and sign-ups from one client address per minute (a bucket of their own, as each costs a password "
+        "hash); beyond: `429 rate_limited` with `Retry-After`"))
+    rate_limit_sign_in_account_per_minute: int = Field(10, ge=1, description=(
+        "logins and sign-ups naming one email address per minute, from any client address (slows guessing one "
+        "account's password)"))
     max_body_bytes: int = Field(65_536, description=(
         "largest request body the gateway reads (`413 payload_too_large` beyond)"))
     cors_origins: str = Field("", description=(

@@ -3,11 +3,11 @@
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Query, Response
 
 from sagashop.kit.errors import NotFound
 from sagashop.v1 import orchestrator_pb2, order_pb2
-from sagashop.values import CANCELLED, MAX_KEY, PENDING
+from sagashop.values import CANCELLED, MAX_KEY, MAX_ORDERS_LISTED, PENDING
 
 from ..deps import Backends, CurrentUser, IdempotencyKeys
 from ..problems import responses
@@ -18,6 +18,7 @@ from . import READ_WITHIN
 router = APIRouter(tags=["orders"], responses=responses(401))
 DEFAULT_WAIT, MAX_WAIT = 10.0, 60.0
 LEASE_MARGIN = 10.0  # seconds a key stays claimed past the wait, should the gateway die holding it
+CURSOR, MAX_CURSOR = r"^[A-Za-z0-9_-]+$", 200  # a next_cursor as a page of orders gave it
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_KEY)]
 Prefer = Annotated[str | None, Header()]
 
@@ -89,10 +90,13 @@ async def current_order(b: Backends, order_id: str) -> Order:
 
 
 @router.get("/orders")
-async def list_orders(user: CurrentUser, b: Backends) -> OrderList:
-    found = await b.order.call(b.order.stub.ListOrders, order_pb2.ListOrdersRequest(user_id=user.user_id),
-                               within=READ_WITHIN)
-    return OrderList(items=[order_out(o) for o in found.items])
+async def list_orders(user: CurrentUser, b: Backends,
+                      limit: Annotated[int, Query(ge=1, le=MAX_ORDERS_LISTED)] = MAX_ORDERS_LISTED,
+                      cursor: Annotated[str | None, Query(max_length=MAX_CURSOR, pattern=CURSOR)] = None) -> OrderList:
+    """The caller's orders, newest first, a page at a time: `next_cursor` is the `cursor` of the next page."""
+    found = await b.order.call(b.order.stub.ListOrders, order_pb2.ListOrdersRequest(
+        user_id=user.user_id, limit=limit, cursor=cursor or ""), within=READ_WITHIN)
+    return OrderList(items=[order_out(o) for o in found.items], next_cursor=found.next_cursor or None)
 
 
 @router.get("/orders/{order_id}", responses=responses(404))

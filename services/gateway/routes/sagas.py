@@ -7,13 +7,14 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from google.protobuf.json_format import MessageToDict
 
-from sagashop.saga import SagaState
+from sagashop.saga import ABORTED, SagaState
 from sagashop.v1 import orchestrator_pb2
 from sagashop.values import MAX_SAGAS_LISTED
 
 from ..deps import AdminUser, Backends, CurrentUser
 from ..problems import responses
 from ..schemas import IdPath, OperatorAction, OperatorVerb, Saga, SagaList
+from ..tokens import Principal
 from . import READ_WITHIN
 from .orders import visible_order
 
@@ -29,6 +30,16 @@ def saga_out(saga: orchestrator_pb2.Saga) -> Saga:
     })
 
 
+def as_seen_by(user: Principal, saga: Saga) -> Saga:
+    """An admin sees everything; a customer neither the operators' audit trail (their ids, their notes) nor what
+    a step's error says beyond its code, which is what is ours to tell (an operator's abort reason included)."""
+    if user.is_admin:
+        return saga
+    steps = [step.model_copy(update={"error": step.error and step.error.split(":", 1)[0]}) for step in saga.steps]
+    reason = None if saga.state == ABORTED else saga.failure_reason
+    return saga.model_copy(update={"steps": steps, "audit": [], "failure_reason": reason})
+
+
 async def get(b: Backends, saga_id: str = "", order_id: str = "") -> Saga:
     request = orchestrator_pb2.GetSagaRequest(saga_id=saga_id, order_id=order_id)
     return saga_out(await b.orchestrator.call(b.orchestrator.stub.GetSaga, request, within=READ_WITHIN))
@@ -37,7 +48,7 @@ async def get(b: Backends, saga_id: str = "", order_id: str = "") -> Saga:
 @router.get("/orders/{order_id}/saga", responses=responses(404))
 async def order_saga(order_id: IdPath, user: CurrentUser, b: Backends) -> Saga:
     await visible_order(b, order_id, user)
-    return await get(b, order_id=order_id)
+    return as_seen_by(user, await get(b, order_id=order_id))
 
 
 @router.get("/orders/{order_id}/saga/events", response_class=StreamingResponse,
@@ -49,7 +60,7 @@ async def follow_order_saga(order_id: IdPath, user: CurrentUser, b: Backends) ->
 
     async def events() -> AsyncIterator[str]:
         async for saga in stream:
-            yield f"event: saga\ndata: {saga_out(saga).model_dump_json()}\n\n"
+            yield f"event: saga\ndata: {as_seen_by(user, saga_out(saga)).model_dump_json()}\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
