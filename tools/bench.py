@@ -7,6 +7,7 @@ made without a single saga log write (and without the hop to the orchestrator)."
 
 import asyncio
 import json
+import math
 import statistics
 import time
 import uuid
@@ -25,7 +26,7 @@ from sagashop.kit.settings import Settings
 from sagashop.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 from .processes import cpu_seconds, sample, shop_processes
-from .shopclient import ADDRESS, ShopClient
+from .shopclient import ADDRESS, ORDERS_PER_CUSTOMER, ShopClient
 
 
 @dataclass
@@ -63,7 +64,8 @@ async def run(url: str, admin: tuple[str, str], checkouts: int, concurrency: int
         await shop.sign_in_admin(*admin)
         sku = f"BENCH-{uuid.uuid4().hex[:6].upper()}"
         await shop.put_product(sku, checkouts * 2 + 10, 1_000, name="Bench")
-        users = [vars(await shop.sign_up("Bench")) for _ in range(concurrency)]
+        accounts = max(concurrency, math.ceil(checkouts / ORDERS_PER_CUSTOMER))
+        users = [vars(await shop.sign_up("Bench")) for _ in range(accounts)]
         async with _watching(url) as watched:
             if without_log is not None:
                 async with _without_log(without_log, sku) as place:
@@ -138,8 +140,9 @@ async def _without_log(settings: Settings, sku: str) -> AsyncIterator[Any]:
 
 async def drive(place: Any, users: list[dict[str, Any]], checkouts: int, concurrency: int,
                 rate: float | None) -> tuple[Result, list[str]]:
-    """Closed loop (`concurrency` customers, each placing its next order when the last one is answered), or
-    open loop at `rate` orders/s (latency counted from when each order was due)."""
+    """Closed loop (`concurrency` at a time, each placing its next order when the last one is answered), or
+    open loop at `rate` orders/s (latency counted from when each order was due); the i-th order is placed by the
+    i-th user, round the list."""
     result, order_ids, todo = Result(), [], iter(range(checkouts))
     started, cpu_started = time.perf_counter(), time.process_time()
 
@@ -149,9 +152,9 @@ async def drive(place: Any, users: list[dict[str, Any]], checkouts: int, concurr
         result.outcomes[outcome] += 1
         order_ids.append(order_id)
 
-    async def customer(user: dict[str, Any]) -> None:
-        for _ in todo:
-            await one(user, time.perf_counter())
+    async def customer() -> None:
+        for i in todo:
+            await one(users[i % len(users)], time.perf_counter())
 
     if rate:
         tasks = []
@@ -161,7 +164,7 @@ async def drive(place: Any, users: list[dict[str, Any]], checkouts: int, concurr
             tasks.append(asyncio.create_task(one(users[i % len(users)], due)))
         await asyncio.gather(*tasks)
     else:
-        await asyncio.gather(*(customer(user) for user in users[:concurrency]))
+        await asyncio.gather(*(customer() for _ in range(concurrency)))
     result.seconds, result.checkouts = time.perf_counter() - started, checkouts
     result.client_cpu_ms = (time.process_time() - cpu_started) * 1000 / checkouts
     return result, order_ids

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 RATE_LIMITED_WAITS = 10  # times a request waits as told (429, Retry-After) before its 429 is the answer
+ORDERS_PER_CUSTOMER = 100  # what a tool places for one account of its own: well within the shop's hourly cap
 DOWN = {502, 503, 504}
 ADDRESS = {"name": "Ada", "line1": "1 Main St", "city": "Paris", "postal_code": "75001", "country": "FR"}
 

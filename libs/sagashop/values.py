@@ -21,6 +21,7 @@ MIN_PASSWORD, MAX_PASSWORD = 8, 256
 MAX_EMAIL = 320
 MAX_SAGAS_LISTED = 500  # sagas one listing may return
 MAX_ORDERS_LISTED = 100  # orders one page of a customer's orders holds
+MAX_WATCHES = 5  # saga event streams one user may hold open at once at one gateway
 Currency = Literal["EUR", "USD", "GBP"]
 CURRENCIES = frozenset(get_args(Currency))
 # an order moves PENDING -> APPROVED | REJECTED, and APPROVED -> CANCELLED

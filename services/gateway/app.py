@@ -71,7 +71,8 @@ def _guard(app: FastAPI, settings: Settings, buckets: Buckets) -> None:
     app.add_middleware(BodyRules, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimits, buckets=buckets, tokens=app.state.tokens,
                        per_user=Limit(settings.rate_limit_user_per_second, settings.rate_limit_user_burst),
-                       per_address=Limit(settings.rate_limit_address_per_second, settings.rate_limit_address_burst))
+                       per_address=Limit(settings.rate_limit_address_per_second, settings.rate_limit_address_burst),
+                       orders_per_user=Limit.per_hour(settings.rate_limit_orders_per_hour))
     security.install(app, settings)
 
 

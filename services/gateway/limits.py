@@ -19,6 +19,7 @@ from .stores import FailOpen
 from .tokens import VERIFIED, Principal, Tokens
 
 EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
+ORDERS = "/v1/orders"  # POSTed to place an order
 MAX_BUCKETS = 100_000  # in-process buckets kept before the full ones are forgotten
 
 # KEYS: the buckets; ARGV: each one's tokens per second and burst, in turn. Each bucket with a token gives one;
@@ -50,6 +51,10 @@ class Limit:
     def per_minute(cls, count: int) -> "Limit":
         """`count` a minute, all of them at once if need be."""
         return cls(count / 60, count)
+
+    @classmethod
+    def per_hour(cls, count: int) -> "Limit":
+        return cls(count / 3600, count)
 
 
 class Buckets(Protocol):
@@ -95,11 +100,13 @@ class RedisBuckets:
 
 class RateLimits:
     """ASGI middleware: every request takes a token from its client address's bucket, and one from its user's
-    if it carries a valid bearer token."""
+    if it carries a valid bearer token; an order placed, one from its user's bucket of orders too (all in one round
+    trip to Redis)."""
 
-    def __init__(self, app: ASGIApp, buckets: Buckets, tokens: Tokens, per_user: Limit, per_address: Limit) -> None:
+    def __init__(self, app: ASGIApp, buckets: Buckets, tokens: Tokens, per_user: Limit, per_address: Limit,
+                 orders_per_user: Limit) -> None:
         self.app, self.buckets, self.tokens = app, buckets, tokens
-        self.per_user, self.per_address = per_user, per_address
+        self.per_user, self.per_address, self.orders_per_user = per_user, per_address, orders_per_user
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in EXEMPT and (wait := await self.wait(scope)) > 0:
@@ -114,6 +121,8 @@ class RateLimits:
         wanted = [(f"address:{client[0] if client else 'unknown'}", self.per_address)]
         if (user := self.user(Headers(scope=scope))) is not None:
             wanted.append((f"user:{user.user_id}", self.per_user))
+            if scope["method"] == "POST" and scope["path"] == ORDERS:
+                wanted.append((f"orders:{user.user_id}", self.orders_per_user))
             scope.setdefault("state", {})[VERIFIED] = user  # the route's dependency need not verify it again
         return await self.buckets.take(*wanted)
 

@@ -45,7 +45,8 @@ async def main(settings: Settings) -> None:
                         crash_point=faults.crash_point if faults else None, telemetry=TELEMETRY)
     runs = SagaRuns(store, runner, *sagas)
     upkeep = asyncio.create_task(runs.keep_leases())
-    servicer = OrchestratorServicer(store, runs, moves, routes["v1"], settings.canary_percent)
+    servicer = OrchestratorServicer(store, runs, moves, routes["v1"], settings.canary_percent,
+                                    settings.max_pending_orders)
     try:
         await serve(settings, "orchestrator", (orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
                                                servicer, SERVICE), faults=faults)

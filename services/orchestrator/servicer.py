@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from sagashop.backends import Backends
 from sagashop.kit.breaker import BREAKERS
-from sagashop.kit.errors import Conflict, DomainError, Invalid, NotFound, Rejected
+from sagashop.kit.errors import Conflict, DomainError, Invalid, NotFound, Rejected, TooMany
 from sagashop.kit.status import ServerContext
 from sagashop.saga import (
     ABORTED,
@@ -35,11 +35,11 @@ WATCH_POLL = 1.0  # seconds between reads of a watched saga that another orchest
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     def __init__(self, store: SagaStore, runs: SagaRuns, moves: Moves, backends: Backends,
-                 canary_percent: float = 0.0) -> None:
+                 canary_percent: float, max_pending: int) -> None:
         """`moves` tells of each move of a saga running here. `backends` serve the reads outside sagas: prices,
-        and the order to cancel."""
+        and the order to cancel. A customer may have `max_pending` checkouts under way at once."""
         self.store, self.runs, self.moves, self.backends = store, runs, moves, backends
-        self.canary_percent = canary_percent
+        self.canary_percent, self.max_pending = canary_percent, max_pending
 
     def pick_route(self) -> str:
         """A new saga's version set, once: the canary (v2) for `canary_percent` of them. Every step and undo of
@@ -50,16 +50,20 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                             context: ServerContext) -> pb.StartCheckoutReply:
         key = f"checkout:{request.user_id}:{request.idempotency_key}" if request.idempotency_key else None
         saga = self.runs.sagas["checkout"]
-        try:
-            checkout = await checkout_of(request, self.backends)
-        except DomainError:  # a repeat of an order that exists is answered as one, even if it cannot be priced now
+        try:  # the customer's checkouts under way are counted while the order is priced
+            checkout, pending = await asyncio.gather(checkout_of(request, self.backends),
+                                                     self.store.active_of(request.user_id))
+            if pending >= self.max_pending:
+                raise TooMany(f"{pending} orders of this account are still PENDING; place more once they have "
+                              "ended", retry_after=1)
+        except DomainError:  # a repeat of an order that exists is answered as one, even if it cannot be placed now
             if key is None or (record := await self.store.of_key(key)) is None:
                 raise
             created = False
         else:
             record, created = await self.store.create(new_record(
                 saga.name, checkout.order_id, checkout.order_id, key, fingerprint(request), saga.encode(checkout),
-                {"route": self.pick_route()}), first=saga.first)
+                {"route": self.pick_route()}, subject=request.user_id), first=saga.first)
         if not created and record.fingerprint != fingerprint(request):
             raise Conflict("this Idempotency-Key was used for another order", code="idempotency_conflict")
         if created:

@@ -1,6 +1,8 @@
 """Following a saga: its timeline says who handled each step, and a stream follows it live."""
 
+import contextlib
 import json
+import time
 
 
 def events(shop, order_id: str, user: dict) -> list[dict]:
@@ -41,3 +43,26 @@ def test_a_saga_can_be_followed_live_until_it_ends(shop):
     assert seen[0]["state"] == "RUNNING" and seen[-1]["state"] == "SUCCEEDED"
     assert len(seen[-1]["steps"]) > len(seen[0]["steps"])
     assert all(before != after for before, after in zip(seen, seen[1:], strict=False))  # no event repeats the last
+
+
+def test_a_user_may_follow_only_so_many_sagas_at_once(shop):
+    sku, user = shop.product(stock=1), shop.customer()
+    shop.add_fault(service="payment", method="Charge", delay_ms=1_900, count=1)  # the saga runs for two seconds
+    try:
+        placed = shop.http.post("/v1/orders", json=shop.order_body({sku: 1}),
+                                headers={**user, "Prefer": "wait=0"}).json()
+        url = f"/v1/orders/{placed['id']}/saga/events"
+        with contextlib.ExitStack() as open_streams:
+            following = [open_streams.enter_context(shop.http.stream("GET", url, headers=user)) for _ in range(5)]
+            assert [reply.status_code for reply in following] == [200] * 5
+            refused = shop.http.get(url, headers=user)
+            assert (refused.status_code, refused.json()["code"], refused.headers["retry-after"]) == (
+                429, "rate_limited", "5")
+            with shop.http.stream("GET", url, headers=shop.admin) as other:  # another user's streams count apart
+                assert other.status_code == 200
+        deadline = time.monotonic() + 10  # once the gateway has seen them closed, the user may follow again
+        while (again := shop.http.get(url, headers=user)).status_code == 429 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert again.status_code == 200 and '"state":"SUCCEEDED"' in again.text
+    finally:
+        shop.clear_faults()

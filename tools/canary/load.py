@@ -1,8 +1,9 @@
 """Checkout load through the gateway while a canary runs, so that its analysis never waits for traffic.
 
-One customer of its own orders one unit of one product (`sku`, or the product with the most units available) every
-1/rate seconds, paid `tok_ok`, shipped to France, without waiting for the saga (`Prefer: wait=0`). Each order takes a
-unit for good: give the product enough stock for rate x the run's length.
+Customers of its own (a new one every ORDERS_PER_CUSTOMER orders, within the shop's per-account caps) order one unit
+of one product (`sku`, or the product with the most units available) every 1/rate seconds, paid `tok_ok`, shipped
+to France, without waiting for the saga (`Prefer: wait=0`). Each order takes a unit for good: give the product
+enough stock for rate x the run's length.
 """
 
 import asyncio
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from ..shopclient import Customer, ShopClient, ShopError, order_body
+from ..shopclient import ORDERS_PER_CUSTOMER, Customer, ShopClient, ShopError, order_body
 from .files import CanaryError
 
 REQUEST_TIMEOUT = 10.0  # seconds for one call to the gateway
@@ -55,11 +56,14 @@ async def fullest_product(shop: ShopClient) -> str:
 async def place(shop: ShopClient, customer: Customer, sku: str, rate: float, tally: Tally) -> None:
     """One order every 1/rate seconds, until cancelled (which cancels the orders awaiting their answer too)."""
     loop = asyncio.get_running_loop()
-    due = loop.time()
+    due, placed = loop.time(), 0
     async with asyncio.TaskGroup() as orders:
         while True:
             if tally.in_flight < MAX_IN_FLIGHT:
+                if placed and placed % ORDERS_PER_CUSTOMER == 0:
+                    customer = await shop.sign_up("Canary Load")
                 orders.create_task(order(shop, customer, sku, tally))
+                placed += 1
             else:
                 tally.skipped += 1
             due += 1 / rate

@@ -2,6 +2,7 @@
 then quiet (faults cleared, parked sagas retried as an operator would) and the audit."""
 
 import asyncio
+import math
 import random
 import time
 import uuid
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 
 from ..processes import sample
-from ..shopclient import ShopClient, order_body
+from ..shopclient import ORDERS_PER_CUSTOMER, ShopClient, order_body
 from . import faults
 from .audit import violations
 from .replicas import Replicas
@@ -57,7 +58,8 @@ async def run(url: str, admin: tuple[str, str], plan: Plan) -> Report:
         stock = {f"CHAOS-{uuid.uuid4().hex[:6].upper()}": units for _ in range(plan.skus)}
         for sku, units in stock.items():
             await shop.put_product(sku, units, rng.choice([500, 1_250, 9_900]), name=f"Chaos {sku}")
-        customers = [(await shop.sign_up("Chaos")).headers for _ in range(8)]
+        accounts = max(8, math.ceil(plan.orders / ORDERS_PER_CUSTOMER))
+        customers = [(await shop.sign_up("Chaos")).headers for _ in range(accounts)]
         await replicas.start()
         await sweeper.start()
         await shop.add_fault(**faults.random_rule(rng, faults.targets()))

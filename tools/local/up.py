@@ -28,7 +28,10 @@ async def run(settings: Settings) -> None:
     password = settings.admin_password or secrets.token_urlsafe(12)
     env = {"SAGASHOP_ADMIN_PASSWORD": password, "SAGASHOP_JWT_SECRET": settings.jwt_secret or secrets.token_urlsafe(32),
            "SAGASHOP_LOG_FORMAT": settings.log_format or "text",  # the parts' lines are read here, by a person
-           "SAGASHOP_FAULTS_ENABLED": os.environ.get("SAGASHOP_FAULTS_ENABLED", "true")}  # a lab: on unless told
+           # a lab, unless told otherwise: faults on, and room for the tools' sign-ups, all from 127.0.0.1
+           "SAGASHOP_FAULTS_ENABLED": os.environ.get("SAGASHOP_FAULTS_ENABLED", "true"),
+           "SAGASHOP_RATE_LIMIT_SIGN_IN_ADDRESS_PER_MINUTE": os.environ.get(
+               "SAGASHOP_RATE_LIMIT_SIGN_IN_ADDRESS_PER_MINUTE", "600")}
     metrics: dict[str, dict[str, str]] = {
         part: {"SAGASHOP_METRICS_PORT": str(settings.port(part) + METRICS_OFFSET)} for part in SERVICES}
     supervisor = Supervisor(PARTS, env, metrics)

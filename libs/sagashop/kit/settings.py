@@ -103,7 +103,13 @@ class Settings(BaseSettings):
     rate_limit_user_burst: int = Field(100, description="requests a signed-in user may make at once")
     rate_limit_address_per_second: float = Field(200.0, description="sustained requests from one client address")
     rate_limit_address_burst: int = Field(400, description="requests from one client address at once")
-    rate_limit_sign_in_address_per_minute: int = Field(30, ge=1, description=(
+    rate_limit_orders_per_hour: int = Field(300, ge=1, description=(
+        "orders one account may place per hour (a bucket refilled evenly, all of them at once if need be); beyond: "
+        "`429 rate_limited` with `Retry-After`. With SAGASHOP_MAX_PENDING_ORDERS, what bounds one account's storage"))
+    max_pending_orders: int = Field(20, ge=1, description=(
+        "orders one account may have still PENDING (their checkout under way) at once; beyond: `POST /v1/orders` "
+        "answers `429 rate_limited`"))
+    rate_limit_sign_in_address_per_minute: int = Field(60, ge=1, description=(
         "logins and sign-ups from one client address per minute (a bucket of their own, as each costs a password "
         "hash); beyond: `429 rate_limited` with `Retry-After`"))
     rate_limit_sign_in_account_per_minute: int = Field(10, ge=1, description=(

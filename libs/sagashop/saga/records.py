@@ -37,6 +37,7 @@ class SagaRecord:
     updated_at: datetime
     traceparent: str | None = None  # W3C trace context of the call that started the saga
     context: dict[str, str] = field(default_factory=dict)  # what its starter stored with it, for its steps
+    subject: str | None = None  # whom it acts for (a customer): SagaStore.active_of counts theirs
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,11 @@ class AuditRecord:
 
 
 def new_record(name: str, saga_id: str, correlation_id: str, business_key: str | None, fingerprint: str,
-               input_json: Any, context: dict[str, str] | None = None) -> SagaRecord:
+               input_json: Any, context: dict[str, str] | None = None, subject: str | None = None) -> SagaRecord:
     """A saga starting now, in the current trace (its runs, wherever they happen, link back to it)."""
     moment = now()
     return SagaRecord(saga_id, name, correlation_id, business_key, fingerprint, input_json, RUNNING, "", moment,
-                      moment, telemetry.traceparent(), context or {})
+                      moment, telemetry.traceparent(), context or {}, subject)
 
 
 def from_row(cls: type[Record], row: Any) -> Record:

@@ -26,6 +26,7 @@ from sagashop.kit.db import Database, all_or_nothing, one_statement
 from .definition import ACTIVE, NEEDS_ATTENTION
 from .records import AuditRecord, LeaseLost, Outcome, SagaRecord, StepRecord, from_row
 from .tables import (
+    ACTIVE_OF_SUBJECT,
     ADVANCE_MANY,
     FENCE,
     FINISH,
@@ -62,6 +63,11 @@ class SagaStore:
         """The saga holding a business key (an idempotency key), if any."""
         row = await self.db.autocommit(lambda conn: conn.execute(SAGA_OF_KEY, {"p_key": business_key}).first())
         return from_row(SagaRecord, row) if row else None
+
+    async def active_of(self, subject: str) -> int:
+        """How many sagas acting for `subject` are not over yet (running, compensating or parked)."""
+        return int(await self.db.autocommit(lambda conn: conn.execute(ACTIVE_OF_SUBJECT, {"p_subject": subject})
+                                            .scalar_one()))
 
     async def recent(self, state: str | None, limit: int = 100) -> list[SagaRecord]:
         query = sa.select(sagas).order_by(sagas.c.created_at.desc(), sagas.c.id).limit(limit)

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .definition import COMPENSATING, NEEDS_ATTENTION, RUNNING
 from .records import STEP_RUNNING
 
 metadata = sa.MetaData()
@@ -20,6 +21,7 @@ sagas = sa.Table(
     sa.Column("context", sa.JSON), sa.Column("owner", sa.String),
     sa.Column("lease_until", sa.DateTime(timezone=True)), sa.Column("created_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True)), sa.Column("traceparent", sa.String),
+    sa.Column("subject", sa.String),
 )
 saga_steps = sa.Table(
     "saga_steps", metadata, sa.Column("id", sa.Integer, primary_key=True), sa.Column("saga_id", sa.String),
@@ -37,6 +39,8 @@ p, TEXT, MOMENT = sa.bindparam, sa.String, sa.DateTime(timezone=True)
 
 SAGA = sa.select(sagas).where(sagas.c.id == p("p_id"))
 SAGA_OF_KEY = sa.select(sagas).where(sagas.c.business_key == p("p_key"))
+ACTIVE_OF_SUBJECT = sa.select(sa.func.count()).select_from(sagas).where(
+    sagas.c.subject == p("p_subject"), sagas.c.state.in_((RUNNING, COMPENSATING, NEEDS_ATTENTION)))
 STEPS = sa.select(saga_steps).where(saga_steps.c.saga_id == p("p_id")).order_by(saga_steps.c.id)
 INSERT_SAGA = sagas.insert()
 

@@ -1,5 +1,7 @@
 """Sagas: the timeline of an order's saga, following it live, and the operators' view and actions."""
 
+import weakref
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -7,9 +9,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from google.protobuf.json_format import MessageToDict
 
+from sagashop.kit.errors import TooMany
 from sagashop.saga import ABORTED, SagaState
 from sagashop.v1 import orchestrator_pb2
-from sagashop.values import MAX_SAGAS_LISTED
+from sagashop.values import MAX_SAGAS_LISTED, MAX_WATCHES
 
 from ..deps import AdminUser, Backends, CurrentUser
 from ..problems import responses
@@ -19,6 +22,18 @@ from . import READ_WITHIN
 from .orders import visible_order
 
 router = APIRouter(tags=["sagas"], responses=responses(401))
+# user id -> the event streams open for them here: each holds a connection and a stream from the orchestrator; a
+# stream leaves its set when it is gone (ended, or dropped before it began), so a count never leaks
+WATCHING: defaultdict[str, weakref.WeakSet[AsyncIterator[str]]] = defaultdict(weakref.WeakSet)
+
+
+def admit(user: Principal, events: AsyncIterator[str]) -> None:
+    """Counts a new stream of the user's; refuses one beyond MAX_WATCHES (TooMany: 429 with Retry-After)."""
+    for user_id in [u for u, streams in WATCHING.items() if not streams]:
+        del WATCHING[user_id]
+    if len(streams := WATCHING[user.user_id]) >= MAX_WATCHES:
+        raise TooMany(f"at most {MAX_WATCHES} saga event streams open at once; close one first", retry_after=5)
+    streams.add(events)
 
 
 def saga_out(saga: orchestrator_pb2.Saga) -> Saga:
@@ -56,13 +71,14 @@ async def order_saga(order_id: IdPath, user: CurrentUser, b: Backends) -> Saga:
 async def follow_order_saga(order_id: IdPath, user: CurrentUser, b: Backends) -> StreamingResponse:
     """Server-sent events: the saga now, then again at each transition, until it ends or is parked."""
     await visible_order(b, order_id, user)
-    stream = b.orchestrator.stub.WatchSaga(orchestrator_pb2.GetSagaRequest(order_id=order_id), timeout=600)
 
     async def events() -> AsyncIterator[str]:
+        stream = b.orchestrator.stub.WatchSaga(orchestrator_pb2.GetSagaRequest(order_id=order_id), timeout=600)
         async for saga in stream:
             yield f"event: saga\ndata: {as_seen_by(user, saga_out(saga)).model_dump_json()}\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    admit(user, stream := events())
+    return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/admin/sagas", responses=responses(403))
