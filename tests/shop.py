@@ -14,6 +14,7 @@ from typing import IO, Any, TypeVar
 
 import httpx
 
+from sagashop.kit.callers import credential
 from sagashop.kit.settings import PARTS
 from tools.local.parts import free_port, free_ports, popen
 from tools.shopclient import ShopClient, order_body
@@ -30,7 +31,8 @@ def start_shop(tmp: Path, database_url: str | None) -> tuple[subprocess.Popen[by
            # the suite signs up hundreds of customers from one address; test_gateway_limits.py tests these limits
            "SAGASHOP_RATE_LIMIT_SIGN_IN_ADDRESS_PER_MINUTE": "100000",
            "SAGASHOP_RATE_LIMIT_SIGN_IN_ACCOUNT_PER_MINUTE": "100000",
-           "SAGASHOP_FAULTS_ENABLED": "true"}  # as under `sagashop up`, and for the extra parts tests spawn
+           "SAGASHOP_FAULTS_ENABLED": "true",  # as under `sagashop up`, and for the extra parts tests spawn
+           "SAGASHOP_INTERNAL_SECRET": "test-internal-" + uuid.uuid4().hex}  # so that extra parts share it
     env.pop("SAGASHOP_DATABASE_URL", None)
     if database_url:
         env["SAGASHOP_DATABASE_URL"] = database_url
@@ -105,6 +107,7 @@ class Shop:
         self.client = ShopClient(url)
         self.run(self.client.sign_in_admin(env["SAGASHOP_ADMIN_EMAIL"], env["SAGASHOP_ADMIN_PASSWORD"]))
         self.admin = self.client.admin
+        self.signed = credential(env["SAGASHOP_INTERNAL_SECRET"], "test")  # metadata of a direct gRPC call
 
     def __enter__(self) -> "Shop":
         return self

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import grpc
 
+from sagashop.kit.callers import Metadata, credential
 from sagashop.kit.settings import Settings
 from sagashop.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
@@ -55,7 +56,7 @@ class Result:
 
 
 async def run(url: str, admin: tuple[str, str], checkouts: int, concurrency: int, rate: float | None,
-              direct: str | None, without_log: Settings | None = None) -> Result:
+              direct: str | None, settings: Settings, without_log: bool = False) -> Result:
     # The checkouts go through aiohttp, the set-up through the shop's client (httpx): aiohttp spends several times
     # less CPU per request, and a benchmark on the shop's machine takes its CPU from the shop.
     async with ShopClient(url) as shop, aiohttp.ClientSession(
@@ -67,13 +68,14 @@ async def run(url: str, admin: tuple[str, str], checkouts: int, concurrency: int
         accounts = max(concurrency, math.ceil(checkouts / ORDERS_PER_CUSTOMER))
         users = [vars(await shop.sign_up("Bench")) for _ in range(accounts)]
         async with _watching(url) as watched:
-            if without_log is not None:
-                async with _without_log(without_log, sku) as place:
+            if without_log:
+                async with _without_log(settings, sku) as place:
                     result, order_ids = await drive(place, users, checkouts, concurrency, rate)
             else:
-                place = _via_grpc(direct, sku) if direct else via_gateway(http, sku)
+                place = _via_grpc(direct, sku, credential(settings.caller_secret(), "bench")) if direct else \
+                    via_gateway(http, sku)
                 result, order_ids = await drive(place, users, checkouts, concurrency, rate)
-        if without_log is None:
+        if not without_log:
             result.steps_ms = await _step_times(shop, order_ids[:200])
         result.sku, (cpu, result.memory_mib) = sku, watched
         result.cpu_ms = {part: seconds * 1000 / checkouts for part, seconds in cpu.items()}
@@ -114,13 +116,14 @@ def via_gateway(http: aiohttp.ClientSession, sku: str) -> Any:
     return place
 
 
-def _via_grpc(address: str, sku: str) -> Any:
+def _via_grpc(address: str, sku: str, metadata: Metadata) -> Any:
+    """StartCheckout straight to the orchestrator, signed as the shop's parts sign their calls (kit.callers)."""
     stub = orchestrator_pb2_grpc.OrchestratorServiceStub(grpc.aio.insecure_channel(address))
 
     async def place(user: dict[str, Any]) -> tuple[str, str]:
         reply = await stub.StartCheckout(orchestrator_pb2.StartCheckoutRequest(
             user_id=user["id"], lines=[{"sku": sku, "quantity": 1}], payment_token="tok_ok", address=ADDRESS,
-            wait_ms=10_000), timeout=30)
+            wait_ms=10_000), timeout=30, metadata=metadata)
         return reply.state, reply.order_id
 
     return place

@@ -125,7 +125,7 @@ def bench(
     admin = (settings.admin_email, settings.admin_password or "")
     try:
         result = uvloop.run(benchmark.run(url or f"http://127.0.0.1:{settings.gateway_port}", admin, checkouts,
-                                          concurrency, rate, direct, settings if without_log else None))
+                                          concurrency, rate, direct, settings, without_log))
     except ShopError as e:  # most often: the admin's credentials (SAGASHOP_ADMIN_EMAIL / _PASSWORD)
         print(f"sagashop bench: {e}", file=sys.stderr)
         raise typer.Exit(2) from e

@@ -33,7 +33,9 @@ class Backends:
         def address(name: str) -> str:
             return settings.canary_addresses.get(name, "") if route == "v2" else ""
 
+        secret = settings.caller_secret()
         self.deps = {name: Dependency(name, address(name) or settings.address(name), STUBS[name], caller=caller,
+                                      secret=secret,
                                       fail_max=settings.breaker_fail_max, reset_timeout=settings.breaker_reset_seconds,
                                       redis_url=settings.redis_url, route=route)
                      for name in names}

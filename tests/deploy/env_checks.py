@@ -31,7 +31,7 @@ READ_ONLY_BY = {"jwt_secret": {"gateway"}, "admin_password": {"user"}, "metrics_
                 "database_url": set(SERVICES), "redis_url": {"gateway", "orchestrator"},
                 "forwarded_allow_ips": {"gateway"}}
 PER_POD = {"version", "bind", "metrics_port"}  # set in each <part>.yaml, not in the shared ConfigMap
-SECRET = {"jwt_secret", "admin_password"}
+SECRET = {"jwt_secret", "admin_password", "internal_secret"}
 
 
 def local_only(default: Any) -> bool:

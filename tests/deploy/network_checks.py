@@ -40,7 +40,8 @@ def admits(objs: list[Obj], target: dict[str, str], target_ports: dict[str | int
     """Whether the namespace's ingress policies let the source pod connect to the target pod's `port`: yes if no
     policy selects the target, else if a rule of one that does names the source and the port."""
     selecting = [p for p in of_kind(objs, "NetworkPolicy")
-                 if "Ingress" in p["spec"].get("policyTypes", ["Ingress"]) and matches(p["spec"]["podSelector"], target)]
+                 if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+                 and matches(p["spec"]["podSelector"], target)]
     return not selecting or any(
         (not rule.get("from") or any(peer_matches(peer, source, source_namespace) for peer in rule["from"]))
         and (not rule.get("ports") or any(port_matches(p, port, target_ports) for p in rule["ports"]))

@@ -123,8 +123,8 @@ def test_parts_served_bare_answer_no_fault_injection(shop, tmp_path):
         with httpx.Client(base_url=f"http://127.0.0.1:{gateway_port}", timeout=30) as http:
             assert_problem(http.get("/v1/admin/faults", headers=shop.admin), 404, "not_found")
         with grpc.insecure_channel(f"127.0.0.1:{payment_port}") as channel, pytest.raises(grpc.RpcError) as refused:
-            faults_pb2_grpc.FaultServiceStub(channel).AddFault(
-                faults_pb2.FaultRule(method="Charge", error="UNAVAILABLE", rate=1.0), timeout=10)
+            faults_pb2_grpc.FaultServiceStub(channel).AddFault(faults_pb2.FaultRule(
+                method="Charge", error="UNAVAILABLE", rate=1.0), timeout=10, metadata=shop.signed)
         assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         stop_shop(gateway_process)

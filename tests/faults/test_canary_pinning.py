@@ -9,12 +9,13 @@ from sagashop.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from tools.shopclient import ADDRESS
 
 
-def start_checkout(port: int, user_id: str, sku: str, country: str) -> str:
+def start_checkout(shop, port: int, user_id: str, sku: str, country: str) -> str:
     request = orchestrator_pb2.StartCheckoutRequest(
         user_id=user_id, lines=[{"sku": sku, "quantity": 1}], payment_token="tok_ok",
         address={**ADDRESS, "country": country}, wait_ms=10_000)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        return orchestrator_pb2_grpc.OrchestratorServiceStub(channel).StartCheckout(request, timeout=20).order_id
+        return orchestrator_pb2_grpc.OrchestratorServiceStub(channel).StartCheckout(request, timeout=20,
+                                                                                   metadata=shop.signed).order_id
 
 
 def test_a_saga_started_on_the_canary_route_stays_on_payment_v2_for_its_charge_and_refund(faulty, tmp_path):
@@ -25,8 +26,8 @@ def test_a_saga_started_on_the_canary_route_stays_on_payment_v2_for_its_charge_a
         orchestrator, port = shop.spawn("orchestrator", log, SAGASHOP_CANARY_PERCENT="100",
                                         SAGASHOP_CANARY_ADDRESSES=json.dumps({"payment": f"127.0.0.1:{port_v2}"}))
         try:
-            approved = start_checkout(port, user_id, sku, "FR")
-            rejected = start_checkout(port, user_id, sku, "AQ")  # charged on v2, then refunded on v2
+            approved = start_checkout(shop, port, user_id, sku, "FR")
+            rejected = start_checkout(shop, port, user_id, sku, "AQ")  # charged on v2, then refunded on v2
         finally:
             for process in (orchestrator, payment_v2):
                 process.send_signal(signal.SIGTERM)

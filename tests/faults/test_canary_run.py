@@ -117,11 +117,12 @@ def test_a_canary_whose_payment_is_unavailable_is_rolled_back_at_the_first_step(
     shop, v2_port = canary_shop
     with grpc.insecure_channel(f"127.0.0.1:{v2_port}") as channel:
         faults = faults_pb2_grpc.FaultServiceStub(channel)
-        faults.AddFault(faults_pb2.FaultRule(method="Charge", error="UNAVAILABLE", rate=1.0), timeout=5)
+        faults.AddFault(faults_pb2.FaultRule(method="Charge", error="UNAVAILABLE", rate=1.0), timeout=5,
+                        metadata=shop.signed)
         try:
             done = canary_run(shop, prometheus, istio_dir)
         finally:
-            faults.ClearFaults(common_pb2.Empty(), timeout=5)
+            faults.ClearFaults(common_pb2.Empty(), timeout=5, metadata=shop.signed)
 
     assert done.returncode == 1, done.stdout + done.stderr
     assert canary.file_weights("payment", istio_dir) == (100, 0)

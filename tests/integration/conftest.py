@@ -5,10 +5,13 @@ from typing import Any
 
 import pytest
 
+from sagashop.kit.callers import Callers
 from sagashop.kit.db import PORTABLE_ONLY, database
 from sagashop.kit.grpcclient import Dependency
 from sagashop.kit.grpcserver import start
 from sagashop.kit.settings import Settings
+
+SECRET = "integration-" + "s" * 32  # the servers' and their test client's internal secret
 
 
 @pytest.fixture
@@ -22,8 +25,8 @@ async def grpc_service(settings: Settings) -> AsyncIterator[Callable[..., Any]]:
         db = await database(settings, service)
         db.engine.update_execution_options(**{PORTABLE_ONLY: portable_only})
         server, port, _ = await start((add_fn, servicer_cls(db), name), host="127.0.0.1", port=0,
-                                      served_by=f"{service}@test")
-        client = Dependency(service, f"127.0.0.1:{port}", stub_cls, caller="test")
+                                      served_by=f"{service}@test", callers=Callers(SECRET))
+        client = Dependency(service, f"127.0.0.1:{port}", stub_cls, caller="test", secret=SECRET)
         started.append((server, db, client))
         return client
 

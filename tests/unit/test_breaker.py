@@ -197,7 +197,7 @@ async def test_every_breaker_of_the_process_is_listed_by_name():
 async def dead() -> AsyncIterator[Dependency]:
     """A Dependency on a loopback port nobody listens on."""
     dep = Dependency(f"ghost{uuid.uuid4().hex[:6]}", f"127.0.0.1:{free_port()}", health_pb2_grpc.HealthStub,
-                     caller="test")
+                     caller="test", secret=None)
     yield dep
     await dep.close()
 
@@ -264,7 +264,7 @@ async def test_a_live_dependency_refusing_calls_never_opens_its_breaker_nor_is_r
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     dep = Dependency(f"refuser{uuid.uuid4().hex[:6]}", f"127.0.0.1:{port}", health_pb2_grpc.HealthStub,
-                     caller="test")
+                     caller="test", secret=None)
     try:
         for _ in range(8):
             with pytest.raises(refusal) as refused:
@@ -282,7 +282,7 @@ async def test_an_exhausted_dependency_that_does_not_say_it_refused_is_retried_a
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     dep = Dependency(f"flooded{uuid.uuid4().hex[:6]}", f"127.0.0.1:{port}", health_pb2_grpc.HealthStub,
-                     caller="test")
+                     caller="test", secret=None)
     try:
         with pytest.raises(Unavailable):
             await dep.call(dep.stub.Check, health_pb2.HealthCheckRequest(), within=0.3)

@@ -7,7 +7,7 @@ import sys
 
 from sagashop.backends import Backends
 from sagashop.kit.errors import DomainError
-from sagashop.kit.settings import PARTS, SERVICES, Settings
+from sagashop.kit.settings import INTERNAL_SECRET_FILE, PARTS, SERVICES, Settings
 from sagashop.v1 import inventory_pb2
 
 from ..shopclient import ShopClient
@@ -27,6 +27,7 @@ DEMO_CATALOG = [  # sku, name, price in cents, stock
 async def run(settings: Settings) -> None:
     password = settings.admin_password or secrets.token_urlsafe(12)
     env = {"SAGASHOP_ADMIN_PASSWORD": password, "SAGASHOP_JWT_SECRET": settings.jwt_secret or secrets.token_urlsafe(32),
+           "SAGASHOP_INTERNAL_SECRET": internal_secret(settings),
            "SAGASHOP_LOG_FORMAT": settings.log_format or "text",  # the parts' lines are read here, by a person
            # a lab, unless told otherwise: faults on, and room for the tools' sign-ups, all from 127.0.0.1
            "SAGASHOP_FAULTS_ENABLED": os.environ.get("SAGASHOP_FAULTS_ENABLED", "true"),
@@ -44,6 +45,19 @@ async def run(settings: Settings) -> None:
         await supervisor.stopping.wait()
     finally:
         await supervisor.stop()
+
+
+def internal_secret(settings: Settings) -> str:
+    """SAGASHOP_INTERNAL_SECRET, or a new one for this run, kept (readable by this user only) in the data directory,
+    where the tools run beside the shop find it (Settings.caller_secret)."""
+    if settings.internal_secret:
+        return settings.internal_secret
+    secret, path = secrets.token_urlsafe(32), settings.data_dir / INTERNAL_SECRET_FILE
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(secret)
+    return secret
 
 
 async def until_ready(url: str, stopping: asyncio.Event) -> bool:

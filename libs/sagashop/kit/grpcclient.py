@@ -16,6 +16,7 @@ from sagashop.v1 import faults_pb2_grpc
 
 from . import telemetry
 from .breaker import Breaker
+from .callers import credential
 from .calls import current_record
 from .errors import Unavailable
 from .status import ERROR_CODE, ROUTE, SERVED_BY, TRANSIENT, error_from, refused_on_purpose
@@ -72,11 +73,12 @@ class Dependency(Generic[StubT]):
     a circuit breaker of its own."""
 
     def __init__(self, name: str, address: str, stub: Callable[[grpc.aio.Channel], StubT],
-                 *, caller: str, attempt_timeout: float = 2.0, fail_max: int = 5, reset_timeout: float = 10.0,
-                 redis_url: str | None = None, route: str | None = None) -> None:
-        """`caller`: the part calling (its replicas share the breaker of this service, no other part does)."""
+                 *, caller: str, secret: str | None, attempt_timeout: float = 2.0, fail_max: int = 5,
+                 reset_timeout: float = 10.0, redis_url: str | None = None, route: str | None = None) -> None:
+        """`caller`: the part calling (its replicas share the breaker of this service, no other part does);
+        `secret`: the internal secret its calls are signed with (kit.callers)."""
         self.name, self.address, self.attempt_timeout = name, address, attempt_timeout
-        self.metadata = ((ROUTE, route),) if route else ()
+        self.metadata = (*credential(secret, caller), *(((ROUTE, route),) if route else ()))
         self.breaker = Breaker(name if route in (None, "v1") else f"{name}@{route}", caller=caller,
                                counts=is_transient, fail_max=fail_max, reset_timeout=reset_timeout, redis_url=redis_url)
         self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)

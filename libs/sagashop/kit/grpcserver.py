@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from sagashop.v1 import faults_pb2, faults_pb2_grpc
 
 from . import metrics
+from .callers import Callers
 from .faults import FaultRules
 from .interceptors import ServiceEdge
 from .settings import Settings
@@ -31,11 +32,13 @@ def methods_of(*service_names: str) -> list[str]:
 
 
 async def start(
-    *services: tuple[AddFn, object, str], host: str, port: int, served_by: str, faults: FaultRules | None = None
+    *services: tuple[AddFn, object, str], host: str, port: int, served_by: str, callers: Callers,
+    faults: FaultRules | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Starts a server for (add_to_server, servicer, full service name) triples; returns it with its bound port.
-    With `faults`, their rules apply to every call and FaultService manages them."""
-    server = grpc.aio.server(interceptors=[ServiceEdge(served_by, faults)])
+    Only `callers` get past health checks; with `faults`, their rules apply to every call and FaultService
+    manages them."""
+    server = grpc.aio.server(interceptors=[callers, ServiceEdge(served_by, faults)])
     status = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(status, server)
     names = [health.SERVICE_NAME, reflection.SERVICE_NAME]
@@ -68,7 +71,11 @@ async def serve(settings: Settings, part: str, *services: tuple[AddFn, object, s
     faults = faults or fault_rules(settings, *(name for _, _, name in services))
     metrics.install(settings)
     host, port, served_by = settings.bind, settings.port(part), f"{part}@{settings.version}"
-    server, bound, status = await start(*services, host=host, port=port, served_by=served_by, faults=faults)
+    secret = settings.caller_secret()
+    if secret is None:
+        log.warning("SAGASHOP_INTERNAL_SECRET is not set: %s refuses every call but health checks", served_by)
+    server, bound, status = await start(*services, host=host, port=port, served_by=served_by,
+                                        callers=Callers(secret), faults=faults)
     log.info("%s listening on %s:%d", served_by, host, bound)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,6 +7,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET = 32  # characters of a signing key: HS256's own 256 bits at least, as RFC 7518 asks
+INTERNAL_SECRET_FILE = "internal-secret"  # in the data directory, written by `sagashop up` when it made one
 
 Service = Literal["user", "order", "inventory", "payment", "shipping", "orchestrator"]  # the gRPC services
 Part = Literal["gateway", Service]
@@ -57,6 +58,11 @@ class Settings(BaseSettings):
     version: str = Field("v1", description=(
         "the version a part reports: `x-served-by: <service>@<version>` on every gRPC reply, the `version` label of "
         "its metrics (set from the pod's `version` label in Kubernetes)"))
+    internal_secret: str | None = Field(None, min_length=MIN_SECRET, description=(
+        f"the key every part signs its gRPC calls with and checks its callers' by, at least {MIN_SECRET} characters: "
+        "a call without a valid signature is refused (UNAUTHENTICATED) and logged, health checks excepted. Unset: "
+        "`sagashop up` generates one per run and keeps it in the data directory for the tools beside it; a bare "
+        "part without it refuses every call"))
     jwt_secret: str | None = Field(None, min_length=MIN_SECRET, description=(
         f"signing key of access tokens, at least {MIN_SECRET} characters (a shorter one is refused at start); "
         "required when several gateways run. Unset: `sagashop up` generates one per run, a bare gateway one per "
@@ -122,6 +128,13 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = Field("127.0.0.1,::1", description=(
         "proxies whose `X-Forwarded-For` names the client address (behind an ingress: its addresses only; any "
         "other sender could name any address and so escape the per-address limits)"))
+
+    def caller_secret(self) -> str | None:
+        """SAGASHOP_INTERNAL_SECRET, or the one `sagashop up` keeps in the data directory (INTERNAL_SECRET_FILE)."""
+        try:
+            return self.internal_secret or (self.data_dir / INTERNAL_SECRET_FILE).read_text().strip() or None
+        except OSError:
+            return None
 
     def port(self, part: str) -> int:
         return int(getattr(self, f"{part}_port"))

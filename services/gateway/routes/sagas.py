@@ -73,7 +73,8 @@ async def follow_order_saga(order_id: IdPath, user: CurrentUser, b: Backends) ->
     await visible_order(b, order_id, user)
 
     async def events() -> AsyncIterator[str]:
-        stream = b.orchestrator.stub.WatchSaga(orchestrator_pb2.GetSagaRequest(order_id=order_id), timeout=600)
+        stream = b.orchestrator.stub.WatchSaga(orchestrator_pb2.GetSagaRequest(order_id=order_id), timeout=600,
+                                               metadata=b.orchestrator.metadata)
         async for saga in stream:
             yield f"event: saga\ndata: {as_seen_by(user, saga_out(saga)).model_dump_json()}\n\n"
 
