@@ -58,7 +58,7 @@ def test_the_kind_overlay_turns_faults_on_and_generates_dev_only_secrets(rendere
     objs = rendered["kind"]
     assert config_value(objs, "SAGASHOP_FAULTS_ENABLED") == "true"
     (secret,) = of_kind(objs, "Secret")
-    assert set(secret["data"]) == {"jwt-secret", "admin-password", "db-password"}
+    assert set(secret["data"]) == {"internal-secret", "jwt-secret", "admin-password", "db-password"}
     assert {d["spec"]["template"]["spec"]["containers"][0]["image"] for d in of_kind(objs, "Deployment")
             if part_of(d)} == {"sagashop:0.1.0"}
 

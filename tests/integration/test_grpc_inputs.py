@@ -163,9 +163,9 @@ SERVERS = {
 }
 
 
-async def status_of(stub: Any, rpc: str, request: Any) -> grpc.StatusCode:
+async def status_of(client: Any, rpc: str, request: Any) -> grpc.StatusCode:
     try:
-        await getattr(stub, rpc)(request, timeout=30)
+        await getattr(client.stub, rpc)(request, timeout=30, metadata=client.metadata)  # signed as a part's call
     except grpc.aio.AioRpcError as e:
         return e.code()
     return OK
@@ -174,7 +174,7 @@ async def status_of(stub: Any, rpc: str, request: Any) -> grpc.StatusCode:
 @pytest.mark.parametrize("service", list(CASES))
 async def test_each_bad_input_gets_the_status_that_names_what_is_wrong(grpc_service, service):
     client = await grpc_service(service, *SERVERS[service])
-    got = [(rpc, request, await status_of(client.stub, rpc, request)) for rpc, request, _ in CASES[service]]
+    got = [(rpc, request, await status_of(client, rpc, request)) for rpc, request, _ in CASES[service]]
     wrong = [f"{rpc}({str(request)[:120]!r}): {status.name}, not {expected.name}"
              for (rpc, request, status), (*_, expected) in zip(got, CASES[service], strict=True) if status != expected]
     assert not wrong, "\n".join(wrong)
@@ -183,4 +183,4 @@ async def test_each_bad_input_gets_the_status_that_names_what_is_wrong(grpc_serv
 async def test_a_message_over_the_4_mib_limit_is_refused_as_too_big(grpc_service):
     client = await grpc_service("user", *SERVERS["user"])
     request = user.CreateUserRequest(email="a@example.com", password="password-1", name="x" * (5 * 2**20))
-    assert await status_of(client.stub, "CreateUser", request) == S.RESOURCE_EXHAUSTED
+    assert await status_of(client, "CreateUser", request) == S.RESOURCE_EXHAUSTED

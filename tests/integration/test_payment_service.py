@@ -143,7 +143,7 @@ async def test_a_lost_database_connection_is_answered_unavailable_and_the_retry_
                                payment_token="tok_ok")
 
     with pytest.raises(grpc.aio.AioRpcError) as lost:
-        await payments.stub.Charge(request, timeout=5)
+        await payments.stub.Charge(request, timeout=5, metadata=payments.metadata)
     assert lost.value.code() == grpc.StatusCode.UNAVAILABLE  # transient: callers retry it
     assert dict(lost.value.trailing_metadata())["error-code"] == "database_unavailable"
 
