@@ -21,8 +21,7 @@ from tools.local.parts import free_ports
 PROBLEM = "application/problem+json"
 LOW_LIMITS = {"RATE_LIMIT_USER_PER_SECOND": 2, "RATE_LIMIT_USER_BURST": 5, "RATE_LIMIT_ADDRESS_PER_SECOND": 5,
               "RATE_LIMIT_ADDRESS_BURST": 10, "IDEMPOTENCY_WAIT_SECONDS": 0.3, "CORS_ORIGINS": "https://shop.example",
-              "RATE_LIMIT_SIGN_IN_ADDRESS_PER_MINUTE": 6, "RATE_LIMIT_SIGN_IN_ACCOUNT_PER_MINUTE": 3,
-              "RATE_LIMIT_ORDERS_PER_HOUR": 2}
+              "RATE_LIMIT_SIGN_IN_ADDRESS_PER_MINUTE": 6, "RATE_LIMIT_SIGN_IN_ACCOUNT_PER_MINUTE": 3}
 
 
 def assert_problem(reply: httpx.Response, status: int, code: str) -> None:
@@ -153,9 +152,10 @@ def test_a_user_over_the_rate_limit_is_answered_429_and_served_again_after_retry
         assert http.get("/v1/orders", headers=ada).status_code == 200
 
 
-def test_an_account_places_only_so_many_orders_an_hour(shop, limited):
+def test_an_account_places_only_so_many_orders_an_hour(shop, tmp_path):
     ada, bob, sku = shop.customer(), shop.customer(), shop.product(stock=10)
-    with client(limited, "198.51.100.20") as http:
+    with gateway(shop, tmp_path / "gateway.log", RATE_LIMIT_ORDERS_PER_HOUR=2) as url, \
+            client(url, "198.51.100.20") as http:
         placed = [http.post("/v1/orders", json=shop.order_body({sku: 1}), headers=ada) for _ in range(3)]
         assert [p.status_code for p in placed] == [201, 201, 429]
         assert_problem(placed[-1], 429, "rate_limited")

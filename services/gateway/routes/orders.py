@@ -1,7 +1,7 @@
 """Orders: checkout (through the orchestrator's saga), reads, and the saga timeline."""
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
@@ -49,7 +49,19 @@ async def visible_order(b: Backends, order_id: str, viewer: Principal) -> order_
     return found
 
 
-@router.post("/orders", status_code=201, responses={200: {"model": Order}, 202: {"model": Order}, **responses(409)})
+def order_links(**operations: tuple[str, str]) -> dict[str, Any]:
+    """OpenAPI links from an answer holding an order to operations on it (name=(method, path)): what a client, or a
+    stateful test, may call next with the order's id."""
+    return {name: {"operationRef": "#/paths/" + path.replace("/", "~1") + f"/{method}",
+                   "parameters": {"order_id": "$response.body#/id"}} for name, (method, path) in operations.items()}
+
+
+NEXT = {"links": order_links(GetOrder=("get", "/v1/orders/{order_id}"), GetSaga=("get", "/v1/orders/{order_id}/saga"),
+                             CancelOrder=("post", "/v1/orders/{order_id}/cancel"))}
+
+
+@router.post("/orders", status_code=201, responses={201: NEXT, 200: {"model": Order, **NEXT},
+                                                    202: {"model": Order, **NEXT}, **responses(409)})
 async def place_order(body: OrderIn, user: CurrentUser, b: Backends, keys: IdempotencyKeys, response: Response,
                       idempotency_key: IdempotencyKey = None, prefer: Prefer = None) -> Order:
     """Runs the checkout saga. A repeated Idempotency-Key answers the order it first placed (200), a key used for
