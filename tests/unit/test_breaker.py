@@ -4,6 +4,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import grpc
 import pytest
@@ -254,11 +255,9 @@ class RefusingHealth(health.aio.HealthServicer):
         await context.abort(self.status, "no", trailing_metadata=(("error-code", self.error_code),))
 
 
-@pytest.mark.parametrize(("status", "error_code", "refusal"), [
-    (grpc.StatusCode.FAILED_PRECONDITION, "out_of_stock", Rejected),
-    (grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited", TooMany),  # busy on purpose: come back later
-])
-async def test_a_live_dependency_refusing_calls_never_opens_its_breaker_nor_is_retried(status, error_code, refusal):
+@asynccontextmanager
+async def refusing(status: grpc.StatusCode, error_code: str) -> AsyncIterator[tuple[Dependency, RefusingHealth]]:
+    """A Dependency on a live server that refuses every call so, and the server's servicer."""
     server, refuser = grpc.aio.server(), RefusingHealth(status, error_code)
     health_pb2_grpc.add_HealthServicer_to_server(refuser, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -266,30 +265,30 @@ async def test_a_live_dependency_refusing_calls_never_opens_its_breaker_nor_is_r
     dep = Dependency(f"refuser{uuid.uuid4().hex[:6]}", f"127.0.0.1:{port}", health_pb2_grpc.HealthStub,
                      caller="test", secret=None)
     try:
+        yield dep, refuser
+    finally:
+        await dep.close()
+        await server.stop(0)
+
+
+@pytest.mark.parametrize(("status", "error_code", "refusal"), [
+    (grpc.StatusCode.FAILED_PRECONDITION, "out_of_stock", Rejected),
+    (grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited", TooMany),  # busy on purpose: come back later
+])
+async def test_a_live_dependency_refusing_calls_never_opens_its_breaker_nor_is_retried(status, error_code, refusal):
+    async with refusing(status, error_code) as (dep, refuser):
         for _ in range(8):
             with pytest.raises(refusal) as refused:
                 await dep.call(dep.stub.Check, health_pb2.HealthCheckRequest(), within=5)
             assert refused.value.code == error_code
         assert (dep.breaker.state, dep.breaker.failures, refuser.calls) == ("closed", 0, 8)
-    finally:
-        await dep.close()
-        await server.stop(0)
 
 
 async def test_an_exhausted_dependency_that_does_not_say_it_refused_is_retried_and_counted():
-    server, refuser = grpc.aio.server(), RefusingHealth(grpc.StatusCode.RESOURCE_EXHAUSTED, "")
-    health_pb2_grpc.add_HealthServicer_to_server(refuser, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    dep = Dependency(f"flooded{uuid.uuid4().hex[:6]}", f"127.0.0.1:{port}", health_pb2_grpc.HealthStub,
-                     caller="test", secret=None)
-    try:
+    async with refusing(grpc.StatusCode.RESOURCE_EXHAUSTED, "") as (dep, refuser):
         with pytest.raises(Unavailable):
             await dep.call(dep.stub.Check, health_pb2.HealthCheckRequest(), within=0.3)
         assert refuser.calls >= 2 and dep.breaker.failures >= 2
-    finally:
-        await dep.close()
-        await server.stop(0)
 
 
 async def test_a_breaker_whose_redis_is_down_lets_calls_through_instead_of_failing_them():
