@@ -16,6 +16,7 @@ from sagashop.saga import (
     COMPENSATING,
     RUNNING,
     TERMINAL,
+    Crowded,
     SagaRecord,
     SagaStore,
     Stopped,
@@ -50,20 +51,20 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                             context: ServerContext) -> pb.StartCheckoutReply:
         key = f"checkout:{request.user_id}:{request.idempotency_key}" if request.idempotency_key else None
         saga = self.runs.sagas["checkout"]
-        try:  # the customer's checkouts under way are counted while the order is priced
-            checkout, pending = await asyncio.gather(checkout_of(request, self.backends),
-                                                     self.store.active_of(request.user_id))
-            if pending >= self.max_pending:
-                raise TooMany(f"{pending} orders of this account are still PENDING; place more once they have "
-                              "ended", retry_after=1)
+        try:
+            checkout = await checkout_of(request, self.backends)
+            try:  # the customer's checkouts under way are counted as the saga is created, in the same statement
+                record, created = await self.store.create(new_record(
+                    saga.name, checkout.order_id, checkout.order_id, key, fingerprint(request),
+                    saga.encode(checkout), {"route": self.pick_route()}, subject=request.user_id),
+                    first=saga.first, at_most=self.max_pending)
+            except Crowded:
+                raise TooMany(f"{self.max_pending} orders of this account are still PENDING; place more once one "
+                              "has ended", retry_after=1) from None
         except DomainError:  # a repeat of an order that exists is answered as one, even if it cannot be placed now
-            if key is None or (record := await self.store.of_key(key)) is None:
+            if key is None or (holder := await self.store.of_key(key)) is None:
                 raise
-            created = False
-        else:
-            record, created = await self.store.create(new_record(
-                saga.name, checkout.order_id, checkout.order_id, key, fingerprint(request), saga.encode(checkout),
-                {"route": self.pick_route()}, subject=request.user_id), first=saga.first)
+            record, created = holder, False
         if not created and record.fingerprint != fingerprint(request):
             raise Conflict("this Idempotency-Key was used for another order", code="idempotency_conflict")
         if created:

@@ -12,10 +12,12 @@ from sagashop.kit.settings import Settings
 from sagashop.saga import (
     COMPENSATED,
     SUCCEEDED,
+    Crowded,
     LeaseLost,
     Outcome,
     Run,
     Saga,
+    SagaRecord,
     SagaRunner,
     SagaStore,
     Step,
@@ -388,3 +390,21 @@ async def test_the_calls_hook_fills_the_step_log_and_each_move_is_told(store):
     assert (await runner.run(saga, await start(store, saga), created=True)).state == SUCCEEDED
     assert {(s.attempts, s.handled_by) for s in await store.steps("s1")} == {(3, "inventory@v2")}
     assert set(moves) == {"s1"} and len(moves) >= 4  # each step's success, and each write
+
+
+async def test_a_subject_gets_no_more_active_sagas_than_allowed_and_one_again_once_one_ended(store):
+    def record(saga_id: str, subject: str = "ada") -> SagaRecord:
+        return new_record("t", saga_id, saga_id, None, "f", {"id": saga_id}, subject=subject)
+
+    for saga_id in ("a1", "a2"):
+        assert (await store.create(record(saga_id), first=[("reserve", "execute")], at_most=2))[1]
+    with pytest.raises(Crowded):
+        await store.create(record("a3"), first=[("reserve", "execute")], at_most=2)
+    assert await store.get("a3") is None and await store.steps("a3") == []  # nothing written
+    assert (await store.create(record("b1", subject="bob"), first=[("reserve", "execute")], at_most=2))[1]
+    assert (await store.create(record("a4"), first=[("reserve", "execute")]))[1]  # no limit asked for
+
+    await store.advance("a1", state=SUCCEEDED)
+    with pytest.raises(Crowded):  # a1 ended, but a2 and a4 are active
+        await store.create(record("a5"), first=[("reserve", "execute")], at_most=2)
+    assert (await store.create(record("a6"), first=[("reserve", "execute")], at_most=3))[1]

@@ -6,9 +6,8 @@ or SQLite files on a database thread, as the shop's parts use them), and Redis a
 checkout makes the shop's calls, statements and round trips, and nothing else:
 
 - the gateway: the rate limiter's one Redis call, the body validated by a pydantic model, StartCheckout;
-- the orchestrator: ListProducts with the saga log's read of the customer's checkouts under way beside it; the
-  saga log's 6 writes (the saga created with its first stage, then 5 moves) around CreateOrder and ReserveStock at
-  the same time, Charge, CommitStock, CreateShipment and ApproveOrder;
+- the orchestrator: ListProducts; the saga log's 6 writes (the saga created with its first stage, then 5 moves)
+  around CreateOrder and ReserveStock at the same time, Charge, CommitStock, CreateShipment and ApproveOrder;
 - the services' 8 statements: inventory 3 (prices, reservation, commit), order 3 (creation; a read and an update
   to approve), payment 1, shipping 1.
 

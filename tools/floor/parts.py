@@ -116,8 +116,7 @@ def _checkout(saga: Table, ports: dict[str, int]) -> Handler:
 
     async def checkout(request: bytes, context: ServerContext) -> bytes:
         key = request[:32].decode()
-        # the prices, and beside them the customer's checkouts under way counted
-        await asyncio.gather(call["inventory", "ListProducts"](request), saga.run(READ, key))
+        await call["inventory", "ListProducts"](request)
         await saga.run(INSERT, key)  # created with its first stage's starts
         await asyncio.gather(call["order", "CreateOrder"](request), call["inventory", "ReserveStock"](request))
         for step in AFTER_TOGETHER:

@@ -19,10 +19,11 @@ from .definition import (
     Together,
 )
 from .observe import Telemetry
-from .records import AuditRecord, LeaseLost, Outcome, SagaRecord, StepRecord, new_record
+from .records import AuditRecord, Crowded, LeaseLost, Outcome, SagaRecord, StepRecord, new_record
 from .runner import SagaRunner
 from .store import SagaStore
 
 __all__ = ["ABORTED", "ACTIVE", "COMPENSATED", "COMPENSATING", "NEEDS_ATTENTION", "RUNNING", "STATES", "SUCCEEDED",
-           "TERMINAL", "AuditRecord", "Calls", "LeaseLost", "Outcome", "Run", "Saga", "SagaRecord", "SagaRunner",
-           "SagaState", "SagaStore", "Step", "StepRecord", "Stopped", "Telemetry", "Together", "new_record"]
+           "TERMINAL", "AuditRecord", "Calls", "Crowded", "LeaseLost", "Outcome", "Run", "Saga", "SagaRecord",
+           "SagaRunner", "SagaState", "SagaStore", "Step", "StepRecord", "Stopped", "Telemetry", "Together",
+           "new_record"]

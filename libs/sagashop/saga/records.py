@@ -23,6 +23,10 @@ class LeaseLost(Exception):
     """Another orchestrator owns this saga now."""
 
 
+class Crowded(Exception):
+    """A saga not created: its subject has as many active sagas as it may (SagaStore.create's `at_most`)."""
+
+
 @dataclass(frozen=True)
 class SagaRecord:
     id: str
@@ -37,7 +41,7 @@ class SagaRecord:
     updated_at: datetime
     traceparent: str | None = None  # W3C trace context of the call that started the saga
     context: dict[str, str] = field(default_factory=dict)  # what its starter stored with it, for its steps
-    subject: str | None = None  # whom it acts for (a customer): SagaStore.active_of counts theirs
+    subject: str | None = None  # whom it acts for (a customer): SagaStore.create may limit their active sagas
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sagashop.kit.clock import now
 from sagashop.kit.db import Database, all_or_nothing, one_statement
 
 from .definition import ACTIVE, NEEDS_ATTENTION
-from .records import AuditRecord, LeaseLost, Outcome, SagaRecord, StepRecord, from_row
+from .records import AuditRecord, Crowded, LeaseLost, Outcome, SagaRecord, StepRecord, from_row
 from .tables import (
     ACTIVE_OF_SUBJECT,
     ADVANCE_MANY,
@@ -64,11 +64,6 @@ class SagaStore:
         row = await self.db.autocommit(lambda conn: conn.execute(SAGA_OF_KEY, {"p_key": business_key}).first())
         return from_row(SagaRecord, row) if row else None
 
-    async def active_of(self, subject: str) -> int:
-        """How many sagas acting for `subject` are not over yet (running, compensating or parked)."""
-        return int(await self.db.autocommit(lambda conn: conn.execute(ACTIVE_OF_SUBJECT, {"p_subject": subject})
-                                            .scalar_one()))
-
     async def recent(self, state: str | None, limit: int = 100) -> list[SagaRecord]:
         query = sa.select(sagas).order_by(sagas.c.created_at.desc(), sagas.c.id).limit(limit)
         if state:
@@ -87,31 +82,40 @@ class SagaStore:
 
     # writes
 
-    async def create(self, record: SagaRecord, *, first: Sequence[tuple[str, str]]) -> tuple[SagaRecord, bool]:
+    async def create(self, record: SagaRecord, *, first: Sequence[tuple[str, str]],
+                     at_most: int | None = None) -> tuple[SagaRecord, bool]:
         """Inserts the saga, owned here, with the starts of its `first` (step, action) pairs (Saga.first): its run
         begins with them written. If the saga's business key is taken, writes nothing and returns the saga
-        holding it."""
+        holding it. With `at_most`, raises Crowded (nothing written) if the record's subject has that many active
+        sagas already: counted in the same statement (PostgreSQL) or transaction as the insert."""
         row = {"owner": self.owner, "lease_until": self._lease_until(),
                **{f: getattr(record, f) for f in SagaRecord.__dataclass_fields__}}
         try:
-            await self.db.autocommit(lambda conn: self._create(conn, record, row, first))
-            return record, True
+            created = await self.db.autocommit(lambda conn: self._create(conn, record, row, first, at_most))
         except IntegrityError:
             if record.business_key is None or (holder := await self.of_key(record.business_key)) is None:
                 raise  # the id, not the key, collided: not a repeat
             return holder, False
+        if not created:
+            raise Crowded(record.subject)
+        return record, True
 
     def _create(self, conn: Connection, record: SagaRecord, row: dict[str, Any],
-                first: Sequence[tuple[str, str]]) -> None:
+                first: Sequence[tuple[str, str]], at_most: int | None) -> bool:
+        """Whether the saga was created (not if its subject was at `at_most` active sagas)."""
         if one_statement(conn):  # PostgreSQL-only, for throughput: the saga and its first starts in one statement
-            conn.execute(INSERT_SAGA_STARTED, {
+            return conn.execute(INSERT_SAGA_STARTED, {
                 "p_starts": [name for name, _ in first], "p_start_actions": [action for _, action in first],
-                "p_started_at": record.created_at, **{f"p_saga_{k}": v for k, v in row.items()}})
-            return
+                "p_started_at": record.created_at, "p_at_most": at_most,
+                **{f"p_saga_{k}": v for k, v in row.items()}}).rowcount > 0
         with all_or_nothing(conn):  # portable
+            if at_most is not None and conn.execute(
+                    ACTIVE_OF_SUBJECT, {"p_subject": record.subject}).scalar_one() >= at_most:
+                return False
             conn.execute(INSERT_SAGA, row)
             conn.execute(self.start, [{"p_id": record.id, "p_start": name, "p_start_action": action,
                                        "p_started_at": record.created_at} for name, action in first])
+            return True
 
     async def advance(self, saga_id: str, *, finished: Sequence[Outcome] = (),
                       started: Sequence[tuple[str, str]] = (), state: str | None = None,

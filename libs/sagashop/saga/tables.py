@@ -39,8 +39,9 @@ p, TEXT, MOMENT = sa.bindparam, sa.String, sa.DateTime(timezone=True)
 
 SAGA = sa.select(sagas).where(sagas.c.id == p("p_id"))
 SAGA_OF_KEY = sa.select(sagas).where(sagas.c.business_key == p("p_key"))
-ACTIVE_OF_SUBJECT = sa.select(sa.func.count()).select_from(sagas).where(
-    sagas.c.subject == p("p_subject"), sagas.c.state.in_((RUNNING, COMPENSATING, NEEDS_ATTENTION)))
+_ACTIVE = sa.select(sa.func.count()).select_from(sagas).where(
+    sagas.c.state.in_((RUNNING, COMPENSATING, NEEDS_ATTENTION)))
+ACTIVE_OF_SUBJECT = _ACTIVE.where(sagas.c.subject == p("p_subject"))
 STEPS = sa.select(saga_steps).where(saga_steps.c.saga_id == p("p_id")).order_by(saga_steps.c.id)
 INSERT_SAGA = sagas.insert()
 
@@ -83,10 +84,14 @@ def _starts_of(saga_id: Any) -> Any:
     return _restart(postgresql.insert(saga_steps).from_select(list(NEW_STEP), row))
 
 
-# PostgreSQL-only: a new saga and its first stage's starts, one statement (the saga's columns as p_saga_<column>).
-# Portable: INSERT_SAGA and START in one transaction.
-INSERT_SAGA_STARTED = _starts_of(postgresql.insert(sagas).values(
-    {c.name: p(f"p_saga_{c.name}", type_=c.type) for c in sagas.c}).returning(sagas.c.id).cte("saga").c.id)
+# PostgreSQL-only: a new saga and its first stage's starts, one statement (the saga's columns as p_saga_<column>),
+# unless its subject has p_at_most active sagas already (p_at_most NULL: no limit); it writes no step then.
+# Portable: ACTIVE_OF_SUBJECT, then INSERT_SAGA and START, in one transaction.
+_UNDER_LIMIT = sa.or_(p("p_at_most", type_=sa.Integer).is_(None), _ACTIVE.where(
+    sagas.c.subject == p("p_saga_subject", type_=sagas.c.subject.type)).scalar_subquery() < p("p_at_most"))
+INSERT_SAGA_STARTED = _starts_of(postgresql.insert(sagas).from_select(
+    [c.name for c in sagas.c], sa.select(*(p(f"p_saga_{c.name}", type_=c.type) for c in sagas.c)).where(_UNDER_LIMIT)
+).returning(sagas.c.id).cte("saga").c.id)
 
 # PostgreSQL-only: the moves of several sagas in one statement, each fenced as FENCE is. Portable: FENCE, FINISH and
 # START for each move, in one transaction. `moves` unpacks one array per parameter, one row per index: a move's
