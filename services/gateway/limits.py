@@ -42,6 +42,12 @@ return tostring(longest)
 """
 
 
+def client_address(scope: Scope) -> str:
+    """The request's client address (from X-Forwarded-For when a trusted proxy sent it: uvicorn's doing)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 @dataclass(frozen=True)
 class Limit:
     per_second: float
@@ -117,8 +123,7 @@ class RateLimits:
         await self.app(scope, receive, send)
 
     async def wait(self, scope: Scope) -> float:
-        client = scope.get("client")
-        wanted = [(f"address:{client[0] if client else 'unknown'}", self.per_address)]
+        wanted = [(f"address:{client_address(scope)}", self.per_address)]
         if (user := self.user(Headers(scope=scope))) is not None:
             wanted.append((f"user:{user.user_id}", self.per_user))
             if scope["method"] == "POST" and scope["path"] == ORDERS:
@@ -144,9 +149,9 @@ class SignInLimits:
     def __init__(self, buckets: Buckets, per_address: Limit, per_account: Limit) -> None:
         self.buckets, self.per_address, self.per_account = buckets, per_address, per_account
 
-    async def take(self, address: str, email: str) -> None:
+    async def take(self, scope: Scope, email: str) -> None:
         """Raises TooMany (429 with Retry-After) when either bucket is empty."""
-        wait = await self.buckets.take((f"sign-in:address:{address}", self.per_address),
+        wait = await self.buckets.take((f"sign-in:address:{client_address(scope)}", self.per_address),
                                        (f"sign-in:account:{email.strip().lower()}", self.per_account))
         if wait > 0:
             raise TooMany("too many logins or sign-ups; try again after Retry-After seconds",

@@ -14,14 +14,9 @@ PASSWORD_CALL_TIMEOUT = 10.0  # hashing a password is deliberately slow, and que
 router = APIRouter(tags=["users"])
 
 
-def address(request: Request) -> str:
-    """The client's address (from X-Forwarded-For when a trusted proxy sent the request)."""
-    return request.client.host if request.client else "unknown"
-
-
 @router.post("/users", status_code=201, responses=responses(409))
 async def create_user(body: NewUser, b: Backends, limits: SignInLimit, request: Request) -> UserOut:
-    await limits.take(address(request), body.email)
+    await limits.take(request.scope, body.email)
     user = await b.user.call(b.user.stub.CreateUser, user_pb2.CreateUserRequest(
         email=body.email, password=body.password, name=body.name), timeout=PASSWORD_CALL_TIMEOUT)
     return UserOut(id=user.id, email=user.email, name=user.name)
@@ -30,7 +25,7 @@ async def create_user(body: NewUser, b: Backends, limits: SignInLimit, request: 
 @router.post("/auth/token", responses=responses(401))
 async def issue_token(body: Credentials, b: Backends, tokens: TokenIssuer, limits: SignInLimit,
                       request: Request) -> TokenOut:
-    await limits.take(address(request), body.email)
+    await limits.take(request.scope, body.email)
     user = await b.user.call(b.user.stub.Authenticate, user_pb2.AuthenticateRequest(
         email=body.email, password=body.password), within=READ_WITHIN, timeout=PASSWORD_CALL_TIMEOUT)
     return TokenOut(access_token=tokens.issue(user.id, list(user.roles)), expires_in=tokens.ttl)
