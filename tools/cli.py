@@ -63,7 +63,13 @@ def serve(name: Part) -> None:
     logs.configure(name, settings.log_level, settings.log_format)
     telemetry.configure(name, settings)
     main = importlib.import_module(f"services.{name}.main").main
-    uvloop.run(main(settings))  # libuv's event loop: less overhead per callback than asyncio's own
+    from sagashop.kit.schema import CannotStart  # loaded with the part's main already
+
+    try:
+        uvloop.run(main(settings))  # libuv's event loop: less overhead per callback than asyncio's own
+    except CannotStart as e:  # its database: unreachable, refusing us, or at a revision this version must not touch
+        print(f"sagashop serve {name}: {e}", file=sys.stderr)
+        raise typer.Exit(1) from None
 
 
 @app.command()

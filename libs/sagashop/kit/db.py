@@ -1,7 +1,8 @@
 """One database per service: a SQLite file under the data dir, or a schema of its own on a PostgreSQL server.
 
 The schema is versioned with alembic: each service keeps its revisions in `services/<name>/migrations/`, and
-`database()` upgrades to the newest before the service answers a call.
+`database()` upgrades to the newest before the service answers a call (`schema.py`: how an older version of the
+service starts on a schema a newer one migrated), waiting for a server that does not answer yet.
 
 A service's code reaches its database one way: a unit of work is a plain function over a SQLAlchemy Connection
 (the repositories are synchronous), and `Database` runs it whole, in one transaction (`transaction`) or in
@@ -18,20 +19,20 @@ under `all_or_nothing(conn)`. See `all_or_nothing` for why that is not a third w
 
 import asyncio
 import contextvars
+import logging
+import random
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TypeVar
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # Not a public API. AsyncConnection's public calls (connect, run_sync, close) each run in a greenlet of their
@@ -40,10 +41,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
 from . import telemetry
+from .schema import CannotStart, migrate
 from .settings import Settings
 
-SERVICES_DIR = Path(__file__).resolve().parents[3] / "services"
-ENV_DIR = Path(__file__).resolve().parent / "migrations"
 T = TypeVar("T")
 BEGIN = {"postgresql": "BEGIN", "sqlite": "BEGIN IMMEDIATE"}  # how a transaction starts
 Work = Callable[[Connection], T]
@@ -51,6 +51,11 @@ SQLITE_PRAGMAS = ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL"
 IN_TRANSACTION = "sagashop.in_transaction"  # in Connection.info while a transaction begun here is open
 # An engine execution option: repositories take their portable forms on PostgreSQL too (the tests run both there)
 PORTABLE_ONLY = "sagashop_portable_only"
+CONNECT_SECONDS = 10.0  # asyncpg's timeout of a new connection (its own default: 60 s)
+FIRST_PAUSE, LONGEST_PAUSE = 0.25, 5.0  # seconds between tries to reach a database that is not answering yet
+STARTING_UP = "57P03"  # PostgreSQL's cannot_connect_now: the database system is starting up (or recovering)
+REFUSALS = ("28", "3D")  # PostgreSQL's classes of a refused login and of a database that does not exist
+log = logging.getLogger(__name__)
 
 
 def server_url(url: str) -> str:
@@ -74,7 +79,9 @@ class Database:
                 max_overflow=settings.database_pool_size // 2,  # (overflow) costs the server a process start
                 pool_recycle=1800,  # no ping per call: a connection the server dropped fails one call, which is
                 # answered UNAVAILABLE (interceptors.py) and retried by its caller on a fresh connection
-                connect_args={"server_settings": {"search_path": service}},
+                # a server that drops our packets (rather than refusing) fails a connection in this time, not
+                # asyncpg's 60 s: a start waiting for the database tries again sooner, a call fails within its deadline
+                connect_args={"server_settings": {"search_path": service}, "timeout": CONNECT_SECONDS},
                 isolation_level="AUTOCOMMIT", pool_reset_on_return=None,  # we begin and end transactions
             )
             self.engine = self.server.sync_engine
@@ -198,22 +205,64 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
 
 
 async def database(settings: Settings, service: str) -> Database:
-    """The service's database, its schema created if missing and migrated to the newest revision."""
+    """The service's database, its schema created if missing and migrated to the newest revision (or left as it is
+    when a newer version of the service migrated it further: `schema.migrate`). A server not answering yet (still
+    starting, its address not resolvable yet) is waited for, up to SAGASHOP_DATABASE_WAIT_SECONDS."""
     db = Database(settings, service)
     telemetry.trace_statements(db.engine)
-    await db.transaction(lambda conn: _migrate(conn, service), tries=1)
+    try:
+        await _migrate_once_reachable(db, settings, service)
+    except BaseException:
+        await db.dispose()
+        raise
     return db
 
 
-def _migrate(connection: Connection, service: str) -> None:
-    if connection.dialect.name == "postgresql":
-        # one migrator at a time when several replicas start together
-        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": f"sagashop:{service}"})
-        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{service}"'))
-    config = Config()
-    config.set_main_option("path_separator", "os")
-    config.set_main_option("script_location", str(ENV_DIR))
-    config.set_main_option("version_locations", str(SERVICES_DIR / service / "migrations"))
-    config.attributes["connection"] = connection
-    config.attributes["schema"] = service if connection.dialect.name == "postgresql" else None
-    command.upgrade(config, "head")
+async def _migrate_once_reachable(db: Database, settings: Settings, service: str) -> None:
+    """Migrates, trying again after a pause while the server cannot be reached, until the wait's bound. Pauses
+    double up to LONGEST_PAUSE, each shortened at random so that replicas started together do not try in step."""
+    where = _server(settings.database_url)
+    deadline = time.monotonic() + settings.database_wait_seconds
+    pause = FIRST_PAUSE
+    while True:
+        try:
+            return await db.transaction(lambda conn: migrate(conn, service), tries=1)
+        except Exception as e:
+            if refusal := _refused(e):
+                raise CannotStart(f"the database at {where} refused {service}: {refusal}") from None
+            reason = _transient(e) if db.server is not None else None
+            if reason is None:
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CannotStart(f"the database at {where} did not answer within "
+                                  f"{settings.database_wait_seconds:g} s: {reason}") from None
+            wait = min(left, pause * random.uniform(0.5, 1.0))
+            log.warning("waiting %.1f s for the database at %s: %s", wait, where, reason)
+            await asyncio.sleep(wait)
+            pause = min(pause * 2, LONGEST_PAUSE)
+
+
+def _transient(error: Exception) -> str | None:
+    """Why `error` may pass if we wait (the server refused or dropped the connection, its name does not resolve
+    yet, it is starting up), in words that hold no credentials; None for an error that waiting will not mend."""
+    if isinstance(error, OSError):  # refused, reset, timed out, name not resolved: asyncpg raises these bare
+        return str(error) or type(error).__name__
+    if isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) == STARTING_UP:
+        return str(error.orig)
+    return None
+
+
+def _refused(error: Exception) -> str | None:
+    """The server's own words when it turned us away for good: a login it does not accept, a database it lacks."""
+    if isinstance(error, DBAPIError) and str(getattr(error.orig, "sqlstate", "")).startswith(REFUSALS):
+        return str(error.orig)
+    return None
+
+
+def _server(url: str | None) -> str:
+    """host:port of the PostgreSQL server, as errors and logs name it (never with the user or password)."""
+    if not url:
+        return "(SQLite files)"
+    parsed = make_url(url)
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(16, ge=1, description=(
         "PostgreSQL connections each part keeps open (half as many more at a peak, closed once it passes): 16 covers "
         "a part's 16 concurrent calls; lower it when many parts or replicas share one server's `max_connections`"))
+    database_wait_seconds: float = Field(60.0, ge=0, description=(
+        "how long a service starting waits for a PostgreSQL server that does not answer yet (connection refused, "
+        "its name not resolvable yet, still starting up), trying again with growing pauses; then it stops with an "
+        "error naming the server. A refused login fails at once. See [schema.md](schema.md)"))
     data_dir: Path = Field(Path(".data"), description="where the SQLite files live when no database URL is set")
     redis_url: str | None = Field(None, description=(
         "Redis for the gateway's idempotency store and rate limits and the shared circuit-breaker state. Unset: "
