@@ -1,7 +1,8 @@
 """`sagashop canary run` on a copy of istio/, judged by a real Prometheus that scrapes a real shop's orchestrator.
 
 The shop pins half its sagas to payment v2 (a `serve payment` process of its own, SAGASHOP_VERSION=v2), whatever
-the file weights say: without a cluster, `run` shifts only the files, and the orchestrator keeps its canary share.
+the weights of the istio/ copy say: without a cluster, `run` shifts only those files, and the orchestrator keeps its
+canary share. Without Istio there are no request metrics: payment is judged on its sagas (`payment_version`).
 """
 
 import json
@@ -108,9 +109,11 @@ def test_a_healthy_canary_is_promoted_after_every_step(canary_shop, prometheus, 
     assert canary.file_weights("payment", istio_dir) == (0, 100)
     result = json.loads(done.stdout)
     assert (result["decision"], result["reasons"]) == ("promoted", [])
-    judged = [step for step in result["steps"] if step["verdict"] != "too few sagas"]
+    judged = [step for step in result["steps"] if step["verdict"] != "too few"]
     assert [(step["weight"], step["verdict"]) for step in judged] == [(50, "healthy"), (100, "healthy")]
-    assert all(step["canary"]["ended"] >= 3 and step["canary"]["unavailable"] == {} for step in judged)
+    assert all(step["canary"]["sagas"]["ended"] >= 3 and step["canary"]["sagas"]["unavailable"] == {}
+               for step in judged)
+    assert all(step["canary"]["requests"]["total"] == 0 for step in result["steps"])  # no sidecars here
 
 
 def test_a_canary_whose_payment_is_unavailable_is_rolled_back_at_the_first_step(canary_shop, prometheus, istio_dir):

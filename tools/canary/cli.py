@@ -80,7 +80,8 @@ def run_(
     service: str,
     steps: Annotated[str, typer.Option(help="canary weights in percent, rising, one step each")] = "10,25,50,100",
     interval: Annotated[str, typer.Option(help="how long each step runs before it is judged")] = "60s",
-    prometheus: Annotated[str, typer.Option(help="Prometheus that scrapes the orchestrators")] = "http://127.0.0.1:9090",
+    prometheus: Annotated[str, typer.Option(
+        help="Prometheus that scrapes the orchestrators and the sidecars")] = "http://127.0.0.1:9090",
     min_sagas: Annotated[int, typer.Option(min=1, help="canary sagas a step must see end")] = DEFAULT.min_sagas,
     max_compensation_excess: Annotated[float, typer.Option(
         min=0, help="percentage points the canary's compensation rate may exceed stable's by")
@@ -93,23 +94,36 @@ def run_(
     p99_floor: Annotated[float, typer.Option(
         min=0, help="seconds: a canary p99 at or under this always passes")] = DEFAULT.p99_floor,
     max_parked: Annotated[int, typer.Option(min=0, help="canary sagas parked in a step")] = DEFAULT.max_parked,
+    min_requests: Annotated[int, typer.Option(
+        min=1, help="canary requests (Istio) a step must see")] = DEFAULT.min_requests,
+    max_error_excess: Annotated[float, typer.Option(
+        min=0, help="percentage points the canary's request error rate may exceed stable's by")
+    ] = DEFAULT.max_error_excess,
+    max_request_p99_ratio: Annotated[float, typer.Option(
+        min=1, help="canary p99 request latency / stable's")] = DEFAULT.max_request_p99_ratio,
+    request_p99_floor: Annotated[float, typer.Option(
+        min=0, help="milliseconds: a canary p99 request latency at or under this always passes")
+    ] = DEFAULT.request_p99_floor,
     extra_intervals: Annotated[int, typer.Option(
-        min=0, help="more intervals a step with too few canary sagas is watched before the run gives up")] = 2,
+        min=0, help="more intervals a step with too few canary sagas or requests is watched before the run gives up")
+    ] = 2,
     load: Annotated[float, typer.Option(min=0, help="orders per second through the gateway meanwhile (0: none)")] = 0,
     url: Annotated[str | None, typer.Option(help="gateway URL; default: this machine's gateway port")] = None,
     load_sku: Annotated[str | None, typer.Option(help="product the load orders; default: the most stocked")] = None,
     apply: Annotated[bool, typer.Option(
-        "--apply", help="kubectl apply each weight and set the orchestrators' SAGASHOP_CANARY_PERCENT")] = False,
+        "--apply", help="shift each weight in the cluster too, and roll back when v2 has no ready pods")] = False,
     context: Context = None,
     istio_dir: Dir = ISTIO_DIR,
     json_out: Annotated[bool, typer.Option("--json", help="print the figures and the decision as JSON")] = False,
 ) -> None:
-    """Shift the service's canary weight step by step; after each step's interval, compare the canary sagas' outcomes
-    with the stable ones' in Prometheus. Promote (weight 100, exit 0) when every step was healthy; roll back
-    (weight 0, exit 1) at the first that is not, or that saw too few canary sagas. Exit 2 when it cannot start."""
-    plan = Plan(service, weights(steps), duration(interval), prometheus, istio_dir,
-                Limits(min_sagas, max_compensation_excess, max_unavailable_rate, max_p99_ratio, p99_floor, max_parked),
-                extra_intervals, apply, context)
+    """Shift the service's canary weight step by step; after each step's interval, compare the canary's saga outcomes
+    (saga parts) and Istio request figures with the stable version's over the step, in Prometheus. Promote (weight
+    100, exit 0) when every step was healthy; roll back (weight 0, exit 1) at the first that is not, or that saw too
+    few canary sagas or requests, and on SIGINT, SIGTERM or SIGHUP. Exit 2 when it cannot start."""
+    limits = Limits(min_sagas, max_compensation_excess, max_unavailable_rate, max_p99_ratio, p99_floor, max_parked,
+                    min_requests, max_error_excess, max_request_p99_ratio, request_p99_floor)
+    plan = Plan(service, weights(steps), duration(interval), prometheus, istio_dir, limits, extra_intervals, apply,
+                context)
     traffic = Load(url or f"http://127.0.0.1:{Settings().gateway_port}", load, load_sku) if load else None
 
     def say(text: str) -> None:
@@ -120,11 +134,6 @@ def run_(
         checks.append(check)
 
     checks: list[Check] = []
-    try:
-        outcome = run_cli(asyncio.run, run(plan, traffic, on_check, say))
-    except KeyboardInterrupt:
-        run_cli(shift, service, 0, istio_dir, apply, context, say)
-        typer.echo("interrupted: rolled back", err=True)
-        raise typer.Exit(1) from None
+    outcome = run_cli(asyncio.run, run(plan, traffic, on_check, say))
     typer.echo(report.as_json(plan, outcome) if json_out else "\n".join(report.decision(plan, outcome)))
     raise typer.Exit(0 if outcome.promoted else 1)

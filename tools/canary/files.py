@@ -20,6 +20,7 @@ from sagashop.kit.settings import PARTS
 
 ISTIO_DIR = Path(__file__).resolve().parents[2] / "istio"
 NAMESPACE = "sagashop"
+SAGA_PARTS = ("order", "inventory", "payment", "shipping")  # the parts a checkout saga calls
 KUBECTL_TIMEOUT = 60.0  # seconds for one kubectl command
 
 
@@ -97,6 +98,12 @@ def kubectl(*args: str, context: str | None = None) -> str:
     if done.returncode != 0:
         raise CanaryError(f"{' '.join(command)} failed: {done.stderr.strip()}")
     return done.stdout
+
+
+def ready_replicas(part: str, context: str | None) -> int:
+    """The ready pods of the part's canary Deployment `<part>-v2`."""
+    deployment = json.loads(kubectl("get", "deployment", f"{part}-v2", "-n", NAMESPACE, "-o", "json", context=context))
+    return int(deployment.get("status", {}).get("readyReplicas", 0))
 
 
 def cluster_weights(context: str | None) -> dict[str, tuple[int, int]]:

@@ -4,11 +4,12 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from .analysis import Figures, percent
+from .analysis import Figures, Requests, Sagas, percent
 from .run import Check, Outcome, Plan
 
-COLUMNS = (("WEIGHT", 7), ("TIME", 7), ("SAGAS v2/v1", 13), ("COMPENSATED v2/v1", 19), ("UNAVAILABLE v2/v1", 19),
-           ("P99 STEP v2/v1", 17), ("PARKED v2/v1", 14), ("VERDICT", 0))
+COLUMNS = (("WEIGHT", 7), ("TIME", 6), ("SAGAS v2/v1", 13), ("COMPENSATED v2/v1", 19), ("UNAVAILABLE v2/v1", 19),
+           ("P99 STEP v2/v1", 16), ("PARKED v2/v1", 14), ("REQUESTS v2/v1", 16), ("ERRORS v2/v1", 15),
+           ("P99 REQUEST v2/v1", 19), ("VERDICT", 0))
 
 
 def line(*cells: str) -> str:
@@ -19,17 +20,28 @@ def header() -> str:
     return line(*(name for name, _ in COLUMNS))
 
 
-def seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def value(number: float | None, form: str = "{:.3f}") -> str:
+    return "-" if number is None else form.format(number)
+
+
+def saga_cells(canary: Sagas | None, stable: Sagas | None) -> list[str]:
+    if canary is None or stable is None:  # no saga part: its sagas are not told apart by its version
+        return ["-"] * 5
+    return [f"{canary.ended}/{stable.ended}",
+            f"{percent(canary.compensation_rate)}/{percent(stable.compensation_rate)}",
+            f"{percent(canary.unavailable_rate)}/{percent(stable.unavailable_rate)}",
+            f"{value(canary.p99)}/{value(stable.p99)}s", f"{canary.parked}/{stable.parked}"]
+
+
+def request_cells(canary: Requests, stable: Requests) -> list[str]:
+    return [f"{canary.total}/{stable.total}", f"{percent(canary.error_rate)}/{percent(stable.error_rate)}",
+            f"{value(canary.p99, '{:.0f}')}/{value(stable.p99, '{:.0f}')}ms"]
 
 
 def row(check: Check) -> str:
     canary, stable = check.canary, check.stable
-    return line(f"{check.weight}%", f"{check.seconds:.0f}s", f"{canary.ended}/{stable.ended}",
-                f"{percent(canary.compensation_rate)}/{percent(stable.compensation_rate)}",
-                f"{percent(canary.unavailable_rate)}/{percent(stable.unavailable_rate)}",
-                f"{seconds(canary.p99)}/{seconds(stable.p99)}s", f"{canary.parked}/{stable.parked}",
-                check.verdict.state)
+    return line(f"{check.weight}%", f"{check.seconds:.0f}s", *saga_cells(canary.sagas, stable.sagas),
+                *request_cells(canary.requests, stable.requests), check.verdict.state)
 
 
 def decision(plan: Plan, outcome: Outcome) -> list[str]:
@@ -44,9 +56,19 @@ def decision(plan: Plan, outcome: Outcome) -> list[str]:
     return lines
 
 
+def rounded(number: float | None, digits: int) -> float | None:
+    return None if number is None else round(number, digits)
+
+
 def figures_out(f: Figures) -> dict[str, Any]:
-    return {**asdict(f), "p99": None if f.p99 is None else round(f.p99, 4),
-            "compensation_rate": round(f.compensation_rate, 4), "unavailable_rate": round(f.unavailable_rate, 4)}
+    requests = {"total": f.requests.total, "failed": f.requests.failed,
+                "error_rate": round(f.requests.error_rate, 4), "p99_ms": rounded(f.requests.p99, 1)}
+    if f.sagas is None:
+        return {"sagas": None, "requests": requests}
+    return {"sagas": {**asdict(f.sagas), "p99": rounded(f.sagas.p99, 4),
+                      "compensation_rate": round(f.sagas.compensation_rate, 4),
+                      "unavailable_rate": round(f.sagas.unavailable_rate, 4)},
+            "requests": requests}
 
 
 def as_json(plan: Plan, outcome: Outcome) -> str:
