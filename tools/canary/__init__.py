@@ -1,2 +1,3 @@
-"""`sagashop canary`: the Istio canary weights of each part (files.py), and progressive delivery judged on the
-sagas' outcomes in Prometheus (run.py, analysis.py, load.py, report.py); the command is cli.py."""
+"""`sagashop canary`: the canary weight of each part in istio/ and in a cluster (files.py, kube.py, status.py), mesh
+faults that keep the canary's routes (faults.py), and progressive delivery judged on the sagas' outcomes in
+Prometheus (run.py, analysis.py, load.py, report.py); the command is cli.py."""

@@ -1,7 +1,9 @@
-"""`sagashop canary`: show and shift the Istio canary weights (v1 / v2) of each part, or walk a canary to promotion."""
+"""`sagashop canary`: show and shift the canary weight (v2 percent) of each part, inject mesh faults that keep the
+canary's routes, or walk a canary to promotion."""
 
 import asyncio
 import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,24 +11,39 @@ import typer
 
 from sagashop.kit.settings import Settings
 
-from . import report
+from . import faults, report
 from .analysis import Limits
-from .files import ISTIO_DIR, CanaryError, cluster_weights, shift, status_lines
+from .files import ISTIO_DIR, CanaryError, check_cluster_only, shift
 from .run import Check, Load, Plan, run
+from .status import status_lines
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Show and shift the Istio canary weights (v1 / v2) of each part: istio/<part>.yaml.")
+                  help="Show and shift the canary weight (v2 percent) of each part: the default route of "
+                       "istio/<part>.yaml and the part's key of the ConfigMap in istio/canary-weights.yaml.")
 Dir = Annotated[Path, typer.Option("--dir", help="the istio directory to read and rewrite")]
 Context = Annotated[str | None, typer.Option("--context", help="kubectl context of the cluster")]
-Apply = Annotated[bool, typer.Option("--apply", help="then `kubectl apply -f` the file")]
+Apply = Annotated[bool, typer.Option(
+    "--apply", help="patch the cluster too: the part's VirtualService and its key of the ConfigMap sagashop-canary")]
+ClusterOnly = Annotated[bool, typer.Option(
+    "--cluster-only", help="with --apply: read and patch the cluster only, never the files")]
 Percent = Annotated[int, typer.Argument(min=0, max=100, help="share of the calls for v2, 0..100")]
 DEFAULT = Limits()
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 
 
-def run_cli(action: Any, *args: Any) -> Any:
+class Action(StrEnum):
+    abort = "abort"
+    delay = "delay"
+    clear = "clear"
+
+
+FAULT_OPTIONS = {Action.abort: {"--percent", "--status", "--method"},
+                 Action.delay: {"--percent", "--delay", "--method"}, Action.clear: set[str]()}
+
+
+def run_cli(action: Any, *args: Any, **kwargs: Any) -> Any:
     try:
-        return action(*args)
+        return action(*args, **kwargs)
     except CanaryError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
@@ -34,27 +51,80 @@ def run_cli(action: Any, *args: Any) -> Any:
 
 @app.command()
 def status(context: Context = None, istio_dir: Dir = ISTIO_DIR) -> None:
-    """The v1 / v2 weights of every part in the files (and, with --context, in that cluster)."""
-    run_cli(lambda: typer.echo("\n".join(status_lines(istio_dir, cluster_weights(context) if context else None))))
+    """The v2 weight of every part in the files and, with --context, in that cluster's VirtualService and ConfigMap,
+    with the ready pods of its v2; (differs) flags a part whose weights disagree."""
+    run_cli(lambda: typer.echo("\n".join(status_lines(istio_dir, context))))
 
 
 @app.command("set")
-def set_(service: str, percent: Percent, apply: Apply = False, context: Context = None,
-         istio_dir: Dir = ISTIO_DIR) -> None:
-    """Send PERCENT of the service's calls to v2 and the rest to v1."""
-    run_cli(shift, service, percent, istio_dir, apply, context)
+def set_(part: str, percent: Percent, apply: Apply = False, context: Context = None, istio_dir: Dir = ISTIO_DIR,
+         cluster_only: ClusterOnly = False) -> None:
+    """Send PERCENT of the part's calls no header pins (and, for a part sagas call, of its new sagas) to v2, the rest
+    to v1. With --apply, a PERCENT above 0 is refused (exit 2) while Deployment <part>-v2 has no ready pod."""
+    run_cli(shift, part, percent, istio_dir, apply, context, cluster_only=cluster_only)
 
 
 @app.command()
-def promote(service: str, apply: Apply = False, context: Context = None, istio_dir: Dir = ISTIO_DIR) -> None:
-    """Send every call of the service to v2."""
-    run_cli(shift, service, 100, istio_dir, apply, context)
+def promote(part: str, apply: Apply = False, context: Context = None, istio_dir: Dir = ISTIO_DIR,
+            cluster_only: ClusterOnly = False) -> None:
+    """Send every call of the part to v2 (refused with --apply while v2 has no ready pod)."""
+    run_cli(shift, part, 100, istio_dir, apply, context, cluster_only=cluster_only)
 
 
 @app.command()
-def rollback(service: str, apply: Apply = False, context: Context = None, istio_dir: Dir = ISTIO_DIR) -> None:
-    """Send every call of the service back to v1."""
-    run_cli(shift, service, 0, istio_dir, apply, context)
+def rollback(part: str, apply: Apply = False, context: Context = None, istio_dir: Dir = ISTIO_DIR,
+             cluster_only: ClusterOnly = False) -> None:
+    """Send every call of the part back to v1."""
+    run_cli(shift, part, 0, istio_dir, apply, context, cluster_only=cluster_only)
+
+
+@app.command()
+def fault(
+    part: str,
+    action: Annotated[Action, typer.Argument(help="abort: fail calls; delay: hold them; clear: remove the fault")],
+    percent: Annotated[float | None, typer.Option(help="share of the calls hit, 0..100 (abort, delay)")] = None,
+    status: Annotated[str | None, typer.Option(
+        help="abort: the gRPC status, e.g. UNAVAILABLE (the default); for the gateway an HTTP status (503)")] = None,
+    delay: Annotated[str | None, typer.Option(help="delay: how long, e.g. 2s or 500ms")] = None,
+    method: Annotated[str | None, typer.Option(
+        help="only calls of this gRPC method of the part, e.g. Charge (abort, delay)")] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="patch the live VirtualService too")] = False,
+    context: Context = None,
+    istio_dir: Dir = ISTIO_DIR,
+    cluster_only: ClusterOnly = False,
+) -> None:
+    """Inject an Istio fault into the part's VirtualService, keeping its header routes and canary weights; `clear`
+    removes it. Rewrites istio/<part>.yaml; with --apply patches the live VirtualService too, each made from its own
+    current routes."""
+    def made() -> faults.Fault | None:
+        given = {"--percent": percent, "--status": status, "--delay": delay, "--method": method}
+        extra = [name for name, value in given.items() if value is not None and name not in FAULT_OPTIONS[action]]
+        if extra:
+            raise CanaryError(f"fault {action.value} takes no {', '.join(extra)}")
+        if action is Action.clear:
+            return None
+        if percent is None:
+            raise CanaryError(f"fault {action.value} needs --percent")
+        if action is Action.abort:
+            return faults.abort(part, percent, status, method)
+        if delay is None:
+            raise CanaryError("fault delay needs --delay, e.g. --delay 2s")
+        return faults.delay(part, percent, duration(delay), method)
+
+    def inject() -> None:
+        check_cluster_only(apply, cluster_only)
+        wanted = made()
+        change = (lambda vs: faults.add(vs, wanted)) if wanted else faults.clear
+        said = wanted.says if wanted else "no fault"
+        written = None if cluster_only else faults.in_file(part, istio_dir, change)  # refusals before any change
+        if apply:
+            faults.in_cluster(part, context, change)
+            typer.echo(f"{part}: {said} in the cluster (VirtualService {part})")
+        if written:
+            written[0].write_text(written[1])
+            typer.echo(f"{part}: {said} ({written[0]})")
+
+    run_cli(inject)
 
 
 def weights(value: str) -> tuple[int, ...]:
@@ -112,6 +182,7 @@ def run_(
     load_sku: Annotated[str | None, typer.Option(help="product the load orders; default: the most stocked")] = None,
     apply: Annotated[bool, typer.Option(
         "--apply", help="shift each weight in the cluster too, and roll back when v2 has no ready pods")] = False,
+    cluster_only: ClusterOnly = False,
     context: Context = None,
     istio_dir: Dir = ISTIO_DIR,
     json_out: Annotated[bool, typer.Option("--json", help="print the figures and the decision as JSON")] = False,
@@ -122,8 +193,9 @@ def run_(
     few canary sagas or requests, and on SIGINT, SIGTERM or SIGHUP. Exit 2 when it cannot start."""
     limits = Limits(min_sagas, max_compensation_excess, max_unavailable_rate, max_p99_ratio, p99_floor, max_parked,
                     min_requests, max_error_excess, max_request_p99_ratio, request_p99_floor)
+    run_cli(check_cluster_only, apply, cluster_only)
     plan = Plan(service, weights(steps), duration(interval), prometheus, istio_dir, limits, extra_intervals, apply,
-                context)
+                context, cluster_only)
     traffic = Load(url or f"http://127.0.0.1:{Settings().gateway_port}", load, load_sku) if load else None
 
     def say(text: str) -> None:

@@ -1,31 +1,38 @@
-"""The canary weights (v1 / v2) of each part, in the files of istio/ and, through kubectl, in a cluster.
+"""The canary weight of each part, and `shift`, which moves it in the files of istio/ and, through kubectl, in a
+cluster.
 
-Each part's weights are the two destinations of the default route (the last route, the one without `match`) of its
-VirtualService in istio/<part>.yaml. `set` rewrites those two numbers in place: ruamel.yaml's round-trip mode keeps
-the file's comments, key order and flow style, so a diff shows only the weights.
+A part's weight lives in two objects that move together:
+- the default route of its VirtualService (istio/<part>.yaml: the last route, without `match`, split between the
+  subsets v1 and v2), which sends the calls no `x-sagashop-route` header pins;
+- the part's key of the ConfigMap sagashop-canary (istio/canary-weights.yaml), from which the orchestrators pin
+  that share of new sagas to the part's v2.
+The files are rewritten with ruamel.yaml's round-trip mode, which keeps comments, key order and flow style, so a diff
+shows only the numbers.
 """
 
-import json
-import shutil
-import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from io import StringIO
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from ruamel.yaml import YAML
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from sagashop.kit.settings import PARTS
+from sagashop.kit.settings import PARTS as PARTS
+from sagashop.kit.settings import Part
+
+from .kube import CONFIGMAP as CONFIGMAP
+from .kube import NAMESPACE as NAMESPACE
+from .kube import CanaryError as CanaryError
+from .kube import Obj, patch_configmap_weight, patch_json, virtual_service
+from .kube import kubectl as kubectl
+from .kube import ready_replicas as ready_replicas
 
 ISTIO_DIR = Path(__file__).resolve().parents[2] / "istio"
-NAMESPACE = "sagashop"
-SAGA_PARTS = ("order", "inventory", "payment", "shipping")  # the parts a checkout saga calls
-KUBECTL_TIMEOUT = 60.0  # seconds for one kubectl command
-
-
-class CanaryError(Exception):
-    """A request the files cannot satisfy; the command exits with code 2 and this message."""
+WEIGHTS_FILE = "canary-weights.yaml"  # the ConfigMap sagashop-canary
+SAGA_PARTS: tuple[Part, ...] = ("order", "inventory", "payment", "shipping")  # the parts a saga calls
+T = TypeVar("T")
 
 
 def round_trip_yaml() -> YAML:
@@ -36,110 +43,161 @@ def round_trip_yaml() -> YAML:
     return yaml
 
 
-def file_of(service: str, istio_dir: Path) -> Path:
-    path = istio_dir / f"{service}.yaml"
-    if service not in PARTS or not path.is_file():
-        raise CanaryError(f"unknown service {service!r}: expected one of {', '.join(PARTS)} "
-                          f"with a file {istio_dir}/<service>.yaml")
+def edit(path: Path, change: Callable[[list[Any]], T]) -> tuple[T, str]:
+    """Loads the file's documents and lets `change` edit them in place: what it returned, and the file's new text."""
+    yaml = round_trip_yaml()
+    docs = list(yaml.load_all(path.read_text()))
+    result = change(docs)
+    out = StringIO()
+    yaml.dump_all(docs, out)
+    return result, out.getvalue()
+
+
+def rewrite(path: Path, change: Callable[[list[Any]], T]) -> T:
+    result, text = edit(path, change)
+    path.write_text(text)
+    return result
+
+
+def check_part(part: str) -> None:
+    if part not in PARTS:
+        raise CanaryError(f"unknown service {part!r}: expected one of {', '.join(PARTS)}")
+
+
+def file_of(part: str, istio_dir: Path) -> Path:
+    check_part(part)
+    path = istio_dir / f"{part}.yaml"
+    if not path.is_file():
+        raise CanaryError(f"no file {path}: the VirtualService of {part} is kept there")
     return path
 
 
-def default_route(virtual_service: Mapping[str, Any]) -> Sequence[Any]:
-    """The v1 and v2 destinations of the route that takes every call no header pinned."""
-    routes = virtual_service.get("spec", {}).get("http") or []
-    if not routes or "match" in routes[-1]:
-        raise CanaryError(f"VirtualService {virtual_service['metadata']['name']!r} has no default (unmatched) route")
-    destinations = routes[-1].get("route") or []
-    if sorted(d["destination"].get("subset", "") for d in destinations) != ["v1", "v2"]:
-        raise CanaryError(f"the default route of {virtual_service['metadata']['name']!r} is not split v1 / v2")
-    return sorted(destinations, key=lambda d: d["destination"]["subset"])
+def weights_file(istio_dir: Path) -> Path:
+    path = istio_dir / WEIGHTS_FILE
+    if not path.is_file():
+        raise CanaryError(f"no file {path}: the ConfigMap {CONFIGMAP} is kept there")
+    return path
 
 
-def weights_of(virtual_service: Mapping[str, Any]) -> tuple[int, int]:
-    v1, v2 = default_route(virtual_service)
-    return int(v1.get("weight", 0)), int(v2.get("weight", 0))
+def is_split(route: Any) -> bool:
+    return sorted(d.get("destination", {}).get("subset", "") for d in route.get("route") or []) == ["v1", "v2"]
 
 
-def virtual_service_in(docs: Sequence[Any], path: Path) -> Any:
+def split_routes(vs: Any) -> list[int]:
+    """Indexes of the routes split between v1 and v2: the default route, last, and any copy of it a fault made."""
+    routes = vs.get("spec", {}).get("http") or []
+    if not routes or "match" in routes[-1] or not is_split(routes[-1]):
+        raise CanaryError(f"VirtualService {vs['metadata']['name']!r} has no default route split v1 / v2 "
+                          "(the last route, without match)")
+    return [i for i, route in enumerate(routes) if is_split(route)]
+
+
+def weights_of(vs: Any) -> tuple[int, int]:
+    split_routes(vs)
+    weights = {d["destination"]["subset"]: int(d.get("weight", 0)) for d in vs["spec"]["http"][-1]["route"]}
+    return weights["v1"], weights["v2"]
+
+
+def weigh(vs: Any, percent: int) -> None:
+    for i in split_routes(vs):
+        for d in vs["spec"]["http"][i]["route"]:
+            d["weight"] = percent if d["destination"]["subset"] == "v2" else 100 - percent
+
+
+def weight_operations(vs: Obj, percent: int) -> list[Obj]:
+    """The JSON patch that weighs a live VirtualService, testing each destination it rewrites as it was read."""
+    operations: list[Obj] = []
+    for i in split_routes(vs):
+        for j, d in enumerate(vs["spec"]["http"][i]["route"]):
+            at, subset = f"/spec/http/{i}/route/{j}", d["destination"]["subset"]
+            operations.append({"op": "test", "path": f"{at}/destination/subset", "value": subset})
+            if "weight" in d:
+                operations.append({"op": "test", "path": f"{at}/weight", "value": d["weight"]})
+            operations.append({"op": "replace" if "weight" in d else "add", "path": f"{at}/weight",
+                               "value": percent if subset == "v2" else 100 - percent})
+    return operations
+
+
+def virtual_service_in(docs: list[Any], path: Path) -> Any:
     for doc in docs:
         if doc and doc.get("kind") == "VirtualService":
             return doc
     raise CanaryError(f"{path} holds no VirtualService")
 
 
-def file_weights(service: str, istio_dir: Path) -> tuple[int, int]:
-    path = file_of(service, istio_dir)
+def configmap_in(docs: list[Any], path: Path) -> Any:
+    for doc in docs:
+        if doc and doc.get("kind") == "ConfigMap" and doc.get("metadata", {}).get("name") == CONFIGMAP:
+            return doc
+    raise CanaryError(f"{path} holds no ConfigMap {CONFIGMAP}")
+
+
+def file_weights(part: str, istio_dir: Path) -> tuple[int, int]:
+    path = file_of(part, istio_dir)
     return weights_of(virtual_service_in(list(round_trip_yaml().load_all(path.read_text())), path))
 
 
-def set_weights(service: str, v2_percent: int, istio_dir: Path) -> Path:
-    """Rewrites the default route of the service to v1 100-P / v2 P; returns the file."""
-    if not 0 <= v2_percent <= 100:
-        raise CanaryError(f"percent must be within 0..100, not {v2_percent}")
-    path = file_of(service, istio_dir)
-    yaml = round_trip_yaml()
-    docs = list(yaml.load_all(path.read_text()))
-    v1, v2 = default_route(virtual_service_in(docs, path))
-    v1["weight"], v2["weight"] = 100 - v2_percent, v2_percent
-    out = StringIO()
-    yaml.dump_all(docs, out)
-    path.write_text(out.getvalue())
+def file_configmap(istio_dir: Path) -> dict[str, str]:
+    path = weights_file(istio_dir)
+    return {str(k): str(v) for k, v in (configmap_in(list(round_trip_yaml().load_all(path.read_text())), path)
+                                        .get("data") or {}).items()}
+
+
+def set_weights(part: str, percent: int, istio_dir: Path) -> Path:
+    """Rewrites the default route of the part to v1 100-P / v2 P; returns the file."""
+    check_percent(percent)
+    path = file_of(part, istio_dir)
+    rewrite(path, lambda docs: weigh(virtual_service_in(docs, path), percent))
     return path
 
 
-def kubectl(*args: str, context: str | None = None) -> str:
-    if shutil.which("kubectl") is None:
-        raise CanaryError("kubectl is not on PATH")
-    command = ["kubectl", *(["--context", context] if context else []), *args]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=KUBECTL_TIMEOUT)
-    except subprocess.TimeoutExpired as e:
-        raise CanaryError(f"{' '.join(command)} did not answer within {KUBECTL_TIMEOUT:.0f}s") from e
-    if done.returncode != 0:
-        raise CanaryError(f"{' '.join(command)} failed: {done.stderr.strip()}")
-    return done.stdout
+def set_configmap_weight(part: str, percent: int, istio_dir: Path) -> Path:
+    check_percent(percent)
+    check_part(part)
+    path = weights_file(istio_dir)
+
+    def change(docs: list[Any]) -> None:
+        data = configmap_in(docs, path).setdefault("data", {})
+        data[part] = DoubleQuotedScalarString(str(percent))  # a ConfigMap's values are strings
+
+    rewrite(path, change)
+    return path
 
 
-def ready_replicas(part: str, context: str | None) -> int:
-    """The ready pods of the part's canary Deployment `<part>-v2`."""
-    deployment = json.loads(kubectl("get", "deployment", f"{part}-v2", "-n", NAMESPACE, "-o", "json", context=context))
-    return int(deployment.get("status", {}).get("readyReplicas", 0))
+def check_percent(percent: int) -> None:
+    if not 0 <= percent <= 100:
+        raise CanaryError(f"percent must be within 0..100, not {percent}")
 
 
-def cluster_weights(context: str | None) -> dict[str, tuple[int, int]]:
-    found = json.loads(kubectl("get", "virtualservice", "-n", NAMESPACE, "-o", "json", context=context))
-    weights = {}
-    for item in found.get("items", []):
-        if item["metadata"]["name"] in PARTS:
-            try:
-                weights[item["metadata"]["name"]] = weights_of(item)
-            except CanaryError:
-                continue
-    return weights
+def check_cluster_only(apply: bool, cluster_only: bool) -> None:
+    if cluster_only and not apply:
+        raise CanaryError("--cluster-only changes the cluster alone: it needs --apply")
 
 
-def status_lines(istio_dir: Path, cluster: dict[str, tuple[int, int]] | None = None) -> list[str]:
-    header = f"{'SERVICE':<14}{'FILE v1/v2':<14}" + ("CLUSTER v1/v2" if cluster is not None else "")
-    lines = [header.rstrip()]
-    for service in PARTS:
-        if not (istio_dir / f"{service}.yaml").is_file():
-            continue
-        v1, v2 = file_weights(service, istio_dir)
-        line = f"{service:<14}{f'{v1}/{v2}':<14}"
-        if cluster is not None:
-            live = cluster.get(service)
-            line += "-" if live is None else f"{live[0]}/{live[1]}" + ("" if live == (v1, v2) else "  (differs)")
-        lines.append(line.rstrip())
-    return lines
-
-
-def shift(service: str, v2_percent: int, istio_dir: Path, apply: bool, context: str | None,
-          say: Callable[[str], Any] = typer.echo) -> None:
-    """New weights in the file; with `apply`, in the cluster too, and the orchestrators pin that share of new
-    sagas to v2 (a rolling restart: sagas in flight resume from their log, on the route they started on)."""
-    path = set_weights(service, v2_percent, istio_dir)
-    say(f"{service}: v1 {100 - v2_percent} / v2 {v2_percent} ({path})")
+def shift(part: str, percent: int, istio_dir: Path, apply: bool, context: str | None,
+          say: Callable[[str], Any] = typer.echo, *, cluster_only: bool = False) -> None:
+    """Gives the part's v2 PERCENT of the calls no header pins and of the new sagas: in the files, and with `apply` in
+    the cluster (the cluster first, so that a refusal there leaves the files as they were); with `cluster_only` in the
+    cluster only. With `apply`, a weight above 0 is refused while <part>-v2 has no ready pod: its share of the calls
+    would fail, and the orchestrators would pin sagas to a version that cannot answer."""
+    check_percent(percent)
+    check_part(part)
+    check_cluster_only(apply, cluster_only)
+    if not cluster_only:  # both files are there before anything changes
+        file_of(part, istio_dir)
+        weights_file(istio_dir)
     if apply:
-        say(kubectl("apply", "-f", str(path), context=context).rstrip())
-        say(kubectl("set", "env", "deployment", "-l", "app=orchestrator", "-n", NAMESPACE,
-                    f"SAGASHOP_CANARY_PERCENT={v2_percent}", context=context).rstrip())
+        if percent > 0 and ready_replicas(part, context) == 0:
+            raise CanaryError(f"{part}-v2 has no ready pods (Deployment {part}-v2 in namespace {NAMESPACE}): "
+                              f"nothing changed; deploy it and wait until it is ready before sending it {percent}%")
+        patch_json("virtualservice", part, weight_operations(virtual_service(part, context), percent), context)
+        try:
+            patch_configmap_weight(part, percent, context)
+        except CanaryError as e:
+            raise CanaryError(f"VirtualService {part} now sends v2 {percent}%, but the orchestrators' ConfigMap "
+                              f"{CONFIGMAP} was not patched (run the command again): {e}") from e
+        say(f"{part}: v1 {100 - percent} / v2 {percent} in the cluster "
+            f"(VirtualService {part}, ConfigMap {CONFIGMAP} key {part})")
+    if not cluster_only:
+        paths = set_weights(part, percent, istio_dir), set_configmap_weight(part, percent, istio_dir)
+        say(f"{part}: v1 {100 - percent} / v2 {percent} ({paths[0]}, {paths[1]})")

@@ -39,6 +39,7 @@ class Plan:
     extra_intervals: int = 2  # more intervals a step with too few canary sagas or requests is watched for
     apply: bool = False  # shift the cluster's weights too, and check the canary's ready pods every interval
     context: str | None = None
+    cluster_only: bool = False  # with apply: the cluster's objects alone, never the files (the in-cluster Job)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,8 @@ async def walk(plan: Plan, prometheus: httpx.AsyncClient, checks: list[Check], o
 
 async def move(plan: Plan, weight: int, say: Callable[[str], Any]) -> None:
     shifting = asyncio.ensure_future(
-        asyncio.to_thread(shift, plan.service, weight, plan.istio_dir, plan.apply, plan.context, say))
+        asyncio.to_thread(shift, plan.service, weight, plan.istio_dir, plan.apply, plan.context, say,
+                          cluster_only=plan.cluster_only))
     try:
         await asyncio.shield(shifting)
     except asyncio.CancelledError:
