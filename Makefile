@@ -8,12 +8,12 @@ STUBS := libs/sagashop/v1/.generated
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test setup stubs lint clean browser prometheus
+.PHONY: run test setup stubs lint clean browser prometheus shellcheck
 
 run: setup
 	$(VENV)/bin/sagashop up
 
-test: setup browser prometheus lint
+test: setup browser prometheus shellcheck lint
 	$(VENV)/bin/pytest -q
 
 setup: $(VENV)/.synced $(STUBS)
@@ -43,6 +43,12 @@ prometheus:
 	@if [ ! -x /usr/bin/prometheus ] && [ "$$(id -u)" = 0 ]; then \
 		apt-get update && apt-get install -y --no-install-recommends prometheus; fi
 
+# shellcheck for the kind scripts' test (tests/deploy/test_kind.py): Debian's package, installed when missing and we
+# are root; otherwise that test skips with the reason (and fails on CI).
+shellcheck:
+	@if [ ! -x /usr/bin/shellcheck ] && [ "$$(id -u)" = 0 ]; then \
+		apt-get update && apt-get install -y --no-install-recommends shellcheck; fi
+
 # Style and types: ruff, then mypy over libs/, services/ and tools/ (its settings: pyproject.toml [tool.mypy]).
 lint: setup
 	$(UV) run --no-sync ruff check .
@@ -51,9 +57,11 @@ lint: setup
 clean:
 	rm -rf $(VENV) .tools .data .mypy_cache libs/sagashop/v1/*_pb2*.py libs/sagashop/v1/*_pb2*.pyi $(STUBS)
 
-# A local Kubernetes (kind) cluster with Istio running the shop; needs docker, kind, kubectl, istioctl 1.24.2.
+# A local Kubernetes (kind) cluster with Istio running the shop at http://127.0.0.1:8080 (docs/kubernetes.md): needs
+# docker, kind >= 0.33, kubectl >= 1.34 and istioctl 1.30-1.31. OVERLAY=kind-canary for the canary overlay, FORCE=1
+# to go on when Docker's CPUs or memory look too small.
 .PHONY: kind-up kind-down
-kind-up:
+kind-up: setup
 	deploy/kind/up.sh
 
 kind-down:

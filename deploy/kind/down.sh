@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Deletes the kind cluster made by up.sh, with everything in it (the image stays in the local docker).
+# Deletes the kind cluster made by up.sh, with everything in it (the images stay in the local docker).
 set -euo pipefail
 
 CLUSTER=${CLUSTER:-sagashop}

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from .manifests import Obj, ref
 
-KUBERNETES_VERSION = "1.31.0"  # the kind node (deploy/kind/cluster.yaml); Istio 1.24 supports 1.28-1.31
+KUBERNETES_VERSION = "1.35.0"  # the kind node (deploy/kind/cluster.yaml); Istio 1.30 supports 1.32-1.36
 ISTIO_GROUP = re.compile(r"^[a-z.]+\.istio\.io/")
 
 

@@ -4,7 +4,6 @@ import os
 import re
 import shutil
 import subprocess
-from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -56,12 +55,6 @@ def test_up_waits_for_every_deployment_and_tells_how_to_open_jaeger() -> None:
     assert "port-forward svc/jaeger 16686" in text
 
 
-def test_istio_is_pinned_to_the_version_of_the_models_the_tests_validate_with() -> None:
-    pinned = re.search(r"^ISTIO_VERSION=(\S+)$", (ROOT / "deploy/kind/up.sh").read_text(), re.M)
-    assert pinned is not None
-    assert version("cloudcoil-models-istio").startswith(pinned.group(1) + ".")
-
-
 def test_the_kind_node_runs_the_kubernetes_version_the_tests_validate_against() -> None:
     cluster = yaml.safe_load((ROOT / "deploy/kind/cluster.yaml").read_text())
     (node,) = cluster["nodes"]
@@ -71,5 +64,5 @@ def test_the_kind_node_runs_the_kubernetes_version_the_tests_validate_against() 
 
 def test_make_has_the_kind_targets() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    assert "kind-up:\n\tdeploy/kind/up.sh" in makefile
+    assert "kind-up: setup\n\tdeploy/kind/up.sh" in makefile
     assert "kind-down:\n\tdeploy/kind/down.sh" in makefile
