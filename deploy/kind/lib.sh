@@ -73,11 +73,11 @@ check_tools() {
   return "${ok}"
 }
 
-# Whether the overlay's requests (deploy/kind/stack.py) fit Docker's CPUs and memory; FORCE=1 goes on anyway.
+# Whether the overlay's requests (tools/kind/stack.py) fit Docker's CPUs and memory; FORCE=1 goes on anyway.
 preflight() {
   local python=$1 overlay=$2 resources
   resources=$(docker_resources) || return 1
-  if ! "${python}" deploy/kind/stack.py requests "${overlay}" --docker "${resources}"; then
+  if ! "${python}" -m tools.kind.stack requests "${overlay}" --docker "${resources}"; then
     [ "${FORCE:-0}" = 1 ] || return 1
     echo "up.sh: FORCE=1: going on, some pods may stay Pending" >&2
   fi

@@ -57,7 +57,7 @@ kubectl --context "${CONTEXT}" -n istio-system rollout status deployment/istiod 
 kubectl --context "${CONTEXT}" -n istio-system rollout status deployment/istio-ingressgateway --timeout=300s
 
 echo "== deploying overlay ${OVERLAY} with monitoring, image sagashop:${TAG}"
-"${PYTHON}" deploy/kind/stack.py render "${OVERLAY}" --tag "${TAG}" >"${WORK}/stack.yaml"
+"${PYTHON}" -m tools.kind.stack render "${OVERLAY}" --tag "${TAG}" >"${WORK}/stack.yaml"
 kubectl --context "${CONTEXT}" apply --prune -l "${PART_OF}" \
   "${PRUNABLE[@]/#/--prune-allowlist=}" -f "${WORK}/stack.yaml"
 
@@ -70,7 +70,7 @@ for deployment in $(kubectl --context "${CONTEXT}" -n "${NAMESPACE}" get deploym
 done
 
 echo "== one checkout through the ingress gateway"
-"${PYTHON}" deploy/kind/smoke.py "${WORK}/stack.yaml" --url "${URL}"
+"${PYTHON}" -m tools.kind.smoke "${WORK}/stack.yaml" --url "${URL}"
 
 cat <<MESSAGE
 

@@ -2,19 +2,18 @@
 stand-ins for docker, kind, kubectl and istioctl), the image tag, the stack it applies (overlay + monitoring) and
 what it asks of the node, the way in at 127.0.0.1:8080, and shellcheck over the scripts."""
 
-import importlib.util
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 
 from sagashop.kit.settings import PARTS
 from tests.conftest import missing
+from tools.kind import smoke, stack
 
 from .manifests import ROOT, Obj, container_ports, kubectl_or_skip, named, of_kind, pod_labels, workloads
 from .network_checks import admits
@@ -34,15 +33,6 @@ FAKE = {  # what each stand-in prints for its version (kubectl hands every other
 }
 
 
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"kind_{name}", KIND / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-stack = load("stack")
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +223,6 @@ def test_the_ingress_gateway_answers_on_the_host_s_127_0_0_1_8080() -> None:
 
 
 def test_the_smoke_check_signs_in_as_the_stack_s_admin(rendered_stacks: dict[str, list[Obj]]) -> None:
-    smoke = load("smoke")
     assert smoke.admin_of(yaml.safe_dump_all(rendered_stacks["kind"])) == ("admin@sagashop.local",
                                                                            "dev-only-admin-password")
 

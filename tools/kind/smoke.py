@@ -2,7 +2,7 @@
 
   smoke.py STACK [--url http://127.0.0.1:8080]
 
-STACK is the manifests up.sh applied (deploy/kind/stack.py render), where the admin's email and password are.
+STACK is the manifests up.sh applied (tools/kind/stack.py render), where the admin's email and password are.
 Waits until /readyz answers 200, signs in as the admin, stocks the product SMOKE, signs a customer up and in, lists
 the products and places an order with `Prefer: wait=10`. Exit 1, with the shop's answer, unless it is APPROVED.
 """
@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from tools.shopclient import ShopClient, ShopError, order_body
 
@@ -25,7 +26,7 @@ SKU = "SMOKE"
 
 def admin_of(stack: str) -> tuple[str, str]:
     """The admin's email (ConfigMap sagashop-config) and password (Secret sagashop-secrets) of the stack."""
-    objs: list[dict[str, Any]] = [o for o in yaml.safe_load_all(stack) if o]
+    objs: list[dict[str, Any]] = [o for o in YAML(typ="safe").load_all(stack) if o]
     config = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("sagashop-config"))
     secret = next(o for o in objs if o["kind"] == "Secret" and o["metadata"]["name"].startswith("sagashop-secrets"))
     return config["data"]["SAGASHOP_ADMIN_EMAIL"], base64.b64decode(secret["data"]["admin-password"]).decode()
@@ -64,13 +65,13 @@ async def checkout(url: str, email: str, password: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="smoke.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.kind.smoke", description=__doc__.splitlines()[0])
     parser.add_argument("stack", type=Path, help="the manifests up.sh applied")
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="the ingress gateway")
     args = parser.parse_args()
     try:
         email, password = admin_of(args.stack.read_text())
-    except (OSError, StopIteration, KeyError, yaml.YAMLError) as e:
+    except (OSError, StopIteration, KeyError, YAMLError) as e:
         sys.exit(f"smoke: no admin email and password in {args.stack} ({e!r})")
     asyncio.run(checkout(args.url.rstrip("/"), email, password))
 

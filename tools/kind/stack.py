@@ -10,6 +10,7 @@ because an overlay's `namespace: sagashop` would move Prometheus and metrics-ser
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ROOT / "deploy" / "k8s" / "overlays"
@@ -85,7 +86,7 @@ def render(overlay: str, tag: str | None = None) -> str:
             "labels": [{"pairs": dict([PART_OF.split("=")]), "includeTemplates": True}]}
         if tag:
             kustomization["images"] = [{"name": "sagashop", "newTag": tag}]
-        (Path(work) / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        (Path(work) / "kustomization.yaml").write_text(json.dumps(kustomization))  # JSON is YAML
         done = subprocess.run(["kubectl", "kustomize", work], capture_output=True, text=True, check=False,
                               timeout=120)
     if done.returncode != 0:
@@ -123,11 +124,11 @@ def istio(operator: dict[str, Any]) -> tuple[Requests, Requests]:
 
 def totals(overlay: str) -> dict[str, Requests]:
     """The requests of each group of pods of the stack (the overlay at rest), and their total."""
-    control, sidecar = istio(yaml.safe_load(ISTIO_OPERATOR.read_text()))
+    control, sidecar = istio(YAML(typ="safe").load(ISTIO_OPERATOR.read_text()))
     groups = {"istio (istiod, ingress gateway)": control, "shop (with sidecars)": Requests(),
               "monitoring (prometheus, metrics-server)": Requests(),
               "kind's own kube-system": Requests(KIND_SYSTEM_CPU, KIND_SYSTEM_MEMORY)}
-    for workload, replicas in pods(list(filter(None, yaml.safe_load_all(render(overlay))))):
+    for workload, replicas in pods(list(filter(None, YAML(typ="safe").load_all(render(overlay))))):
         group = "shop (with sidecars)" if workload["metadata"].get("namespace") in MESH_NAMESPACES else \
             "monitoring (prometheus, metrics-server)"
         groups[group] += pod_requests(workload, sidecar) * replicas
@@ -168,7 +169,7 @@ def report(overlay: str, docker: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stack.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.kind.stack", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     rendering = commands.add_parser("render", help="print the manifests up.sh applies")
     rendering.add_argument("overlay")
