@@ -209,7 +209,10 @@ def _migrate(connection: Connection, service: str) -> None:
     if connection.dialect.name == "postgresql":
         # one migrator at a time when several replicas start together
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": f"sagashop:{service}"})
-        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{service}"'))
+        # created only when missing: even with IF NOT EXISTS, CREATE SCHEMA needs the right to create schemas in
+        # the database, which a role that owns its schema only (deploy/k8s/base/postgres.yaml) does not have
+        if connection.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": service}).first() is None:
+            connection.execute(text(f'CREATE SCHEMA "{service}"'))
     config = Config()
     config.set_main_option("path_separator", "os")
     config.set_main_option("script_location", str(ENV_DIR))
