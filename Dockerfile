@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for every part of the shop: `sagashop serve <part>` (the part is the argument, gateway by default).
-#   docker build -t sagashop:0.1.0 .
+#   docker build -t sagashop:0.1.0 .                              # the last stage, `app`
+#   docker build --target tools -t sagashop-tools:0.1.0 .         # the lab's `sagashop` and kubectl (canary Job)
 #   docker run --rm -p 8080:8080 sagashop:0.1.0               # the gateway alone; see deploy/ for the whole shop
 #   docker run --rm sagashop:0.1.0 payment                   # any other part
 
@@ -28,8 +29,24 @@ RUN .venv/bin/python -m grpc_tools.protoc -I protos --python_out=libs --grpc_pyt
     && uv sync --locked --no-dev \
     && .venv/bin/python -m compileall -q libs services tools
 
-# --- runtime: the virtual environment and the code, run as an unprivileged user ----------------------------------
-FROM ${PYTHON_IMAGE}
+# --- tools-builder: the lab's dependencies (the `lab` extra) and tools/, and a kubectl pinned by its checksum -----
+# The checksums are dl.k8s.io's for that release; a build for another architecture or version needs its own.
+FROM builder AS tools-builder
+ARG TARGETARCH=amd64
+ARG KUBECTL_VERSION=v1.33.0
+ARG KUBECTL_SHA256_amd64=9efe8d3facb23e1618cba36fb1c4e15ac9dc3ed5a2c2e18109e4a66b2bac12dc
+ARG KUBECTL_SHA256_arm64=48541d119455ac5bcc5043275ccda792371e0b112483aa0b29378439cf6322b9
+COPY tools/ tools/
+RUN uv sync --locked --no-dev --extra lab \
+    && .venv/bin/python -m compileall -q tools \
+    && .venv/bin/python -c "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], '/tmp/kubectl')" \
+        "https://dl.k8s.io/release/${KUBECTL_VERSION}/bin/linux/${TARGETARCH}/kubectl" \
+    && eval "expected=\${KUBECTL_SHA256_${TARGETARCH}}" \
+    && echo "${expected}  /tmp/kubectl" | sha256sum --check --strict \
+    && install -m 0755 /tmp/kubectl /usr/local/bin/kubectl
+
+# --- app: the virtual environment and the code, run as an unprivileged user --------------------------------------
+FROM ${PYTHON_IMAGE} AS app
 RUN groupadd --gid 10001 sagashop \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin sagashop
 WORKDIR /app
@@ -51,3 +68,15 @@ USER 10001:10001
 EXPOSE 8080 50051 50052 50053 50054 50055 50056 9090
 ENTRYPOINT ["sagashop", "serve"]
 CMD ["gateway"]
+
+# --- tools: the app image plus the lab (`sagashop canary run ... --cluster-only` in a Job, see
+# deploy/k8s/components/canary/run-job.yaml), the same unprivileged user, nothing written but under /tmp ----------
+FROM app AS tools
+COPY --from=tools-builder /app/.venv /app/.venv
+COPY --from=tools-builder /app/tools /app/tools
+COPY --from=tools-builder /usr/local/bin/kubectl /usr/local/bin/kubectl
+ENTRYPOINT ["sagashop"]
+CMD ["--help"]
+
+# --- the default target (a build without --target): the app image -----------------------------------------------
+FROM app

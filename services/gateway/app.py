@@ -44,6 +44,7 @@ def create_app(settings: Settings, jwt_secret: str) -> FastAPI:
                   # OpenTelemetry instrumentation and metrics from our Prometheus registry (observe.py)
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.tokens = Tokens(jwt_secret, settings.token_ttl_seconds)
+    app.state.draining = False  # set once a signal asks the server to stop (main.py)
     buckets = RedisBuckets(client) if client else MemoryBuckets()
     app.state.sign_in = SignInLimits(buckets, Limit.per_minute(settings.rate_limit_sign_in_address_per_minute),
                                      Limit.per_minute(settings.rate_limit_sign_in_account_per_minute))
@@ -88,6 +89,15 @@ def _operations(app: FastAPI) -> None:
         down = [name for name, ok in zip(deps, serving, strict=True) if not ok]
         if down:
             return problem(503, "not_ready", f"not serving: {', '.join(down)}", {"Retry-After": "1"})
+        return Response('{"status":"ready"}', media_type="application/json")
+
+    @app.get("/readyz/self", tags=["operations"], responses=problems.responses(503))
+    async def readyz_self() -> Response:
+        """This gateway alone: ready while it serves and is not draining, whatever its backends do. Its pods'
+        readinessProbe asks this: a backend down makes /readyz answer 503 on every replica alike, and taking them
+        all out of the load balancer would turn the API's 503 answers into refused connections."""
+        if app.state.draining:
+            return problem(503, "draining", "this gateway is shutting down", {"Retry-After": "1"})
         return Response('{"status":"ready"}', media_type="application/json")
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)

@@ -18,7 +18,7 @@ from .problems import problem
 from .stores import FailOpen
 from .tokens import VERIFIED, Principal, Tokens
 
-EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
+EXEMPT = frozenset({"/healthz", "/readyz", "/readyz/self", "/metrics"})
 ORDERS = "/v1/orders"  # POSTed to place an order
 MAX_BUCKETS = 100_000  # in-process buckets kept before the full ones are forgotten
 

@@ -17,7 +17,7 @@ REQUESTS = Counter("sagashop_http_requests_total", "HTTP requests answered, by r
 SECONDS = Histogram("sagashop_http_request_seconds", "time to answer an HTTP request, to the end of its body",
                     ["route", "method", "version"])
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # any other is "other"
-UNTRACED = ("/healthz", "/readyz", "/metrics")  # probes and scrapes
+UNTRACED = ("/healthz", "/readyz", "/readyz/self", "/metrics")  # probes and scrapes
 
 
 class HttpMetrics:

@@ -1,8 +1,9 @@
-"""The rendered overlays and istio/, read once per session; without kubectl the tests skip (and fail on CI)."""
+"""The rendered overlays (with the Jobs they let one create) and istio/'s files, read once per session; without
+kubectl the tests skip (and fail on CI)."""
 
 import pytest
 
-from .manifests import ROOT, Obj, kubectl_or_skip, load_yaml_dir, overlays, render
+from .manifests import ROOT, Obj, job_templates, kubectl_or_skip, load_yaml_dir, overlays, render
 
 OVERLAYS = [p.name for p in overlays(ROOT / "deploy")]
 
@@ -10,7 +11,7 @@ OVERLAYS = [p.name for p in overlays(ROOT / "deploy")]
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[Obj]]:
     kubectl_or_skip()
-    trees = {p.name: render(p) for p in overlays(ROOT / "deploy")}
+    trees = {p.name: job_templates(render(p), ROOT) for p in overlays(ROOT / "deploy")}
     return {**trees, "base": render(ROOT / "deploy" / "k8s" / "base")}
 
 

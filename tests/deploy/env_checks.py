@@ -30,7 +30,7 @@ WRONG_IN_A_POD = {"version", "faults_enabled"}
 READ_ONLY_BY = {"jwt_secret": {"gateway"}, "admin_password": {"user"}, "metrics_port": set(SERVICES),
                 "database_url": set(SERVICES), "redis_url": {"gateway", "orchestrator"},
                 "forwarded_allow_ips": {"gateway"}}
-PER_POD = {"version", "bind", "metrics_port"}  # set in each <part>.yaml, not in the shared ConfigMap
+PER_POD = {"version", "bind", "metrics_port", "database_url"}  # set in each <part>.yaml, not in the shared ConfigMap
 SECRET = {"jwt_secret", "admin_password", "internal_secret"}
 
 

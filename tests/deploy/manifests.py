@@ -18,6 +18,7 @@ NAMESPACE = "sagashop"
 Obj = dict[str, Any]
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser: ten times faster on kustomize's output
 # the protocols Istio reads from a Service port's appProtocol or from the <protocol>[-suffix] of its name
+RUN_JOB = "deploy/k8s/components/canary/run-job.yaml"
 PROTOCOLS = {"http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "udp", "mongo", "mysql", "redis"}
 
 
@@ -28,11 +29,13 @@ def kubectl_or_skip() -> str:
 
 
 def tree_digest(kustomization_dir: Path) -> str:
-    """A digest of every file of the kustomize tree (deploy/k8s) the directory belongs to."""
+    """A digest of every file of the kustomize tree (deploy/k8s) the directory belongs to and of istio/ beside
+    deploy/, which every overlay includes."""
     tree = next((p for p in (kustomization_dir, *kustomization_dir.parents) if p.name == "k8s"), kustomization_dir)
     digest = hashlib.sha256()
-    for path in sorted(p for p in tree.rglob("*") if p.is_file()):
-        digest.update(f"{path.relative_to(tree)}\0".encode() + path.read_bytes() + b"\0")
+    for folder in (tree, tree.parent.parent / "istio"):
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(f"{path.relative_to(folder.parent)}\0".encode() + path.read_bytes() + b"\0")
     return f"{kustomization_dir.relative_to(tree)}:{digest.hexdigest()}"
 
 
@@ -52,10 +55,18 @@ def render(kustomization_dir: Path) -> list[Obj]:
     return copy.deepcopy(_rendered[key])
 
 
+def job_templates(objs: list[Obj], root: Path) -> list[Obj]:
+    """The Jobs created on demand (components/canary/run-job.yaml) with the objects of an overlay that renders what
+    they need (the ServiceAccount they run as): each Job as `kubectl create -f` would send it."""
+    if named(objs, "ServiceAccount", "canary-runner") is None:
+        return objs
+    return [*objs, *yaml.load_all((root / RUN_JOB).read_text(), Loader=Loader)]
+
+
 def load_yaml_dir(directory: Path) -> list[Obj]:
-    """Every document of every *.yaml under the directory, each tagged with the file it came from."""
+    """Every document of every *.yaml under the directory (but kustomization.yaml), each tagged with its file."""
     docs = []
-    for path in sorted(directory.rglob("*.yaml")):
+    for path in sorted(p for p in directory.rglob("*.yaml") if p.name != "kustomization.yaml"):
         for doc in yaml.load_all(path.read_text(), Loader=Loader):
             if doc:
                 docs.append({**doc, "_file": str(path.relative_to(directory))})
@@ -75,11 +86,12 @@ def named(objs: list[Obj], kind: str, name: str) -> Obj | None:
 
 
 def ref(obj: Obj) -> str:
-    return f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+    metadata = obj.get("metadata", {})
+    return f"{obj.get('kind')}/{metadata.get('name') or metadata.get('generateName')}"
 
 
 def workloads(objs: list[Obj]) -> list[Obj]:
-    return of_kind(objs, "Deployment", "StatefulSet")
+    return of_kind(objs, "Deployment", "StatefulSet", "Job")
 
 
 def pod_labels(workload: Obj) -> dict[str, str]:

@@ -46,3 +46,23 @@ def admits(objs: list[Obj], target: dict[str, str], target_ports: dict[str | int
         (not rule.get("from") or any(peer_matches(peer, source, source_namespace) for peer in rule["from"]))
         and (not rule.get("ports") or any(port_matches(p, port, target_ports) for p in rule["ports"]))
         for policy in selecting for rule in policy["spec"].get("ingress", []))
+
+
+def reaches(peer: Obj, target: dict[str, str] | None, namespace: str | None) -> bool:
+    """Whether an egress rule's peer names the destination: a pod with these labels in `namespace`, or (target None)
+    an address outside the cluster's pods, which only an ipBlock names."""
+    if "ipBlock" in peer or target is None or namespace is None:
+        return "ipBlock" in peer and target is None
+    return peer_matches(peer, target, namespace)
+
+
+def egress_admits(objs: list[Obj], source: dict[str, str], target: dict[str, str] | None, namespace: str | None,
+                  port: int) -> bool:
+    """Whether the namespace's egress policies let the source pod open a connection to the destination's port: yes
+    if no policy selects the source, else if a rule of one that does names the destination and the port."""
+    selecting = [p for p in of_kind(objs, "NetworkPolicy")
+                 if "Egress" in p["spec"].get("policyTypes", []) and matches(p["spec"]["podSelector"], source)]
+    return not selecting or any(
+        (not rule.get("to") or any(reaches(peer, target, namespace) for peer in rule["to"]))
+        and (not rule.get("ports") or any(p.get("port") in (None, port) for p in rule["ports"]))
+        for policy in selecting for rule in policy["spec"].get("egress", []))

@@ -5,9 +5,12 @@ from pathlib import Path
 
 from sagashop.kit.settings import PARTS
 
+from .canary_checks import canary_problems
+from .edge_checks import edge_problems
 from .env_checks import config_problems, coverage_problems, env_problems
-from .manifests import Obj, load_yaml_dir, of_kind, overlays, pod_labels, render
+from .manifests import Obj, job_templates, load_yaml_dir, of_kind, overlays, pod_labels, render
 from .mesh_checks import canary_layout_problems, mesh_problems, method_problems
+from .pod_checks import database_problems, drain_problems
 from .schema_checks import is_istio, istio_problems, kubernetes_problems
 from .tracing_checks import tracing_problems
 from .workload_checks import workload_problems
@@ -22,17 +25,19 @@ def external_secrets(objs: list[Obj]) -> frozenset[str]:
     return frozenset() if of_kind(objs, "Secret") else frozenset({"sagashop-secrets"})
 
 
-def mesh_of(objs: list[Obj], istio: list[Obj]) -> list[Obj]:
-    """istio/ plus the Istio objects an overlay brings itself (components/observability's AuthorizationPolicies)."""
-    return [*istio, *filter(is_istio, objs)]
+def mesh_of(objs: list[Obj]) -> list[Obj]:
+    """The Istio objects of an overlay: istio/ as the overlay patches it, and those it brings itself
+    (components/observability's AuthorizationPolicies)."""
+    return list(filter(is_istio, objs))
 
 
-def overlay_problems(objs: list[Obj], istio: list[Obj]) -> list[str]:
-    mesh, own = mesh_of(objs, istio), [o for o in objs if is_istio(o)]
-    return [*kubernetes_problems(objs), *istio_problems(own), *method_problems(own),
+def overlay_problems(objs: list[Obj], overlay_dir: Path) -> list[str]:
+    mesh = mesh_of(objs)
+    return [*kubernetes_problems(objs), *istio_problems(mesh), *method_problems(mesh),
             *workload_problems(objs, external_secrets(objs)), *env_problems(objs), *config_problems(objs),
             *coverage_problems(objs), *mesh_problems(mesh, objs, versions_deployed(objs)),
-            *tracing_problems(mesh, objs)]
+            *tracing_problems(mesh, objs), *edge_problems(mesh, overlay_dir), *canary_problems(objs),
+            *database_problems(objs), *drain_problems(objs)]
 
 
 def part_files_problems(istio_dir: Path) -> list[str]:
@@ -52,13 +57,13 @@ def istio_tree_problems(istio_dir: Path) -> list[str]:
 
 
 def all_problems(root: Path) -> list[str]:
-    """Renders every overlay of root/deploy and checks it with root/istio; kustomize's refusals are problems too."""
-    istio = load_yaml_dir(root / "istio")
+    """Renders every overlay of root/deploy (istio/ included) and checks it; kustomize's refusals are problems too."""
     problems = istio_tree_problems(root / "istio")
     with ThreadPoolExecutor() as pool:  # kustomize runs in a process of its own
         trees = list(pool.map(render_or_refusal, overlays(root / "deploy")))
     for overlay, objs in zip(overlays(root / "deploy"), trees, strict=True):
-        problems += [objs] if isinstance(objs, str) else [f"{overlay.name}: {p}" for p in overlay_problems(objs, istio)]
+        problems += [objs] if isinstance(objs, str) else [
+            f"{overlay.name}: {p}" for p in overlay_problems(job_templates(objs, root), overlay)]
     return problems
 
 

@@ -36,12 +36,12 @@ def test_the_unbroken_copy_has_no_problems(tree: Path) -> None:
 def test_a_route_to_a_subset_no_destination_rule_declares(tree: Path) -> None:
     edit(tree / "istio/payment.yaml", "destination: {host: payment, subset: v2}\n    retries",
          "destination: {host: payment, subset: canary}\n    retries")
-    assert reported(tree, "payment.yaml", "subset 'canary'", "in no DestinationRule")
+    assert reported(tree, "VirtualService/payment", "subset 'canary'", "in no DestinationRule")
 
 
 def test_weights_that_do_not_add_up_to_100(tree: Path) -> None:
     edit(tree / "istio/inventory.yaml", "weight: 100", "weight: 90")
-    assert reported(tree, "inventory.yaml", "weights [90, 0] do not add up to 100")
+    assert reported(tree, "VirtualService/inventory", "weights [90, 0] do not add up to 100")
 
 
 def test_a_weight_written_as_text(tree: Path) -> None:
@@ -56,7 +56,7 @@ def test_a_field_istio_does_not_know(tree: Path) -> None:
 
 def test_mesh_retries_left_on(tree: Path) -> None:
     edit(tree / "istio/user.yaml", "retries: {attempts: 0}", "retries: {attempts: 2}")
-    assert reported(tree, "user.yaml", "the app owns retries")
+    assert reported(tree, "VirtualService/user", "the app owns retries")
 
 
 def test_a_header_pin_that_does_not_come_first(tree: Path) -> None:
@@ -185,4 +185,88 @@ TRACE_PIPELINE_BREAKS = [
 @pytest.mark.parametrize(("file", "old", "new", "needles"), TRACE_PIPELINE_BREAKS)
 def test_a_broken_trace_pipeline(tree: Path, file: str, old: str, new: str, needles: tuple[str, ...]) -> None:
     edit(tree / OBSERVABILITY / file, old, new)
+    assert reported(tree, *needles), all_problems(tree)
+
+
+PRODUCTION = "deploy/k8s/overlays/production/kustomization.yaml"
+CANARY = "deploy/k8s/components/canary"
+NEW_PIECE_BREAKS = [
+    pytest.param("istio/gateway.yaml", "      request: {remove: [x-sagashop-route]}\n    retries: {attempts: 0}\n"
+                 "    timeout: 660s\n  - name: v1-by-header", "      request: {remove: [x-sagashop-route-x]}\n"
+                 "    retries: {attempts: 0}\n    timeout: 660s\n  - name: v1-by-header",
+                 ("kind", "route v2-by-header: a route of the ingress must remove x-sagashop-route"),
+                 id="a client's pin not removed at the edge"),
+    pytest.param("istio/gateway.yaml", "  gateways: [sagashop]", "  gateways: [sagashop, mesh]",
+                 ("VirtualService/gateway", "bound to the ingress and to the mesh"),
+                 id="the edge's VirtualService bound to the mesh too"),
+    pytest.param("istio/payment.yaml", "    - destination: {host: payment, subset: v2}\n    retries",
+                 "    - destination: {host: payment, subset: v2}\n    headers:\n"
+                 "      request: {remove: [x-sagashop-route]}\n    retries",
+                 ("VirtualService/payment", "removes x-sagashop-route inside the mesh"),
+                 id="a pin removed inside the mesh"),
+    pytest.param(PRODUCTION, "        - uri: {prefix: /console}\n", "",
+                 ("production", "/console must answer 404 at the edge"), id="an operations path left open"),
+    pytest.param(PRODUCTION, "directResponse: {status: 404}", "directResponse: {status: 200}",
+                 ("production", "/metrics must answer 404 at the edge"), id="an operations path answered 200"),
+    pytest.param(PRODUCTION, "    - {op: remove, path: /spec/http/1}\n    - op: replace\n      path: /spec/http/0",
+                 "    - op: add\n      path: /spec/http/0",
+                 ("production", "routes by x-sagashop-route, a pin a client could set"),
+                 id="production taking version pins from clients"),
+    pytest.param(PRODUCTION, "tls: {httpsRedirect: true}", "tls: {httpsRedirect: false}",
+                 ("production", "port 80 must only redirect to HTTPS"), id="production serving plain HTTP"),
+    pytest.param(PRODUCTION, "  kubectl -n istio-system create secret tls sagashop-tls",
+                 "  kubectl create secret tls sagashop-tls", ("production", "does not say how to create the Secret"),
+                 id="the TLS Secret undocumented"),
+    pytest.param(PRODUCTION, "    - {op: replace, path: /spec/hosts, value: [shop.example.com]}   # your domain\n",
+                 "    - {op: replace, path: /spec/hosts, value: [shop.example.org]}\n",
+                 ("production", "hosts ['shop.example.org'] are not served by Gateway sagashop"),
+                 id="the edge's host not served by its Gateway"),
+    pytest.param(f"{CANARY}/runner.yaml", "  verbs: [get, patch]\n---", "  verbs: [get, patch, delete]\n---",
+                 ("kind-canary", "Role/canary-runner must allow exactly"), id="the runner allowed more"),
+    pytest.param(f"{CANARY}/runner.yaml", "  resourceNames: [sagashop-canary]\n", "",
+                 ("kind-canary", "Role/canary-runner must allow exactly"), id="the runner allowed every ConfigMap"),
+    pytest.param(f"{CANARY}/run-job.yaml", "serviceAccountName: canary-runner", "serviceAccountName: canary",
+                 ("kind-canary", "Job/canary-run-payment-", "ServiceAccount canary does not exist"),
+                 id="the Job run by an account that does not exist"),
+    pytest.param(f"{CANARY}/run-job.yaml", "backoffLimit: 0", "backoffLimit: 3",
+                 ("kind-canary", "needs backoffLimit 0"), id="the Job retried"),
+    pytest.param(f"{CANARY}/run-job.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false",
+                 ("kind-canary", "Job/canary-run-payment-", "must be read-only"), id="the Job writable"),
+    pytest.param(f"{CANARY}/runner.yaml", "    ports: [{port: 9090, protocol: TCP}]",
+                 "    ports: [{port: 9091, protocol: TCP}]", ("kind-canary", "does not reach Prometheus"),
+                 id="the Job kept from Prometheus"),
+    pytest.param(f"{CANARY}/runner.yaml", "{port: 443, protocol: TCP}, {port: 6443, protocol: TCP}",
+                 "{port: 443, protocol: TCP}", ("kind-canary", "does not reach the Kubernetes API"),
+                 id="the Job kept from the API server's port"),
+    pytest.param("deploy/k8s/overlays/kind-canary/kustomization.yaml", 'value: "10"}', 'value: "25"}',
+                 ("kind-canary", "payment is 25 but VirtualService/payment sends 10% to v2"),
+                 id="two canary weights for one part"),
+    pytest.param("deploy/k8s/base/orchestrator.yaml", "          optional: true ", "          optional: false ",
+                 ("Deployment/orchestrator-v1", "must mount ConfigMap sagashop-canary (optional)"),
+                 id="the weights' mount required"),
+    pytest.param("deploy/k8s/base/order.yaml", "value: postgresql://sagashop_order@", "value: postgresql://sagashop@",
+                 ("Deployment/order-v1", "must name the role sagashop_order, not sagashop"),
+                 id="a part connecting as the superuser"),
+    pytest.param("deploy/k8s/base/payment.yaml", "key: db-password-payment}}", "key: db-password-order}}",
+                 ("Deployment/payment-v1", "PGPASSWORD must come from the Secret's key db-password-payment"),
+                 id="a part given another part's password"),
+    pytest.param("deploy/k8s/base/postgres.yaml", "for part in user order inventory payment shipping orchestrator",
+                 "for part in user order inventory payment orchestrator",
+                 ("Deployment/shipping-v1", "init script makes no role sagashop_shipping"),
+                 id="a role the init script does not make"),
+    pytest.param("deploy/k8s/base/postgres.yaml", "        - {name: init, mountPath: /docker-entrypoint-initdb.d, "
+                 "readOnly: true}\n", "", ("StatefulSet/postgres", "no init script"), id="the init script not mounted"),
+    pytest.param("deploy/k8s/base/inventory.yaml", '"terminationDrainDuration": "10s"',
+                 '"terminationDrainDuration": "5s"', ("Deployment/inventory-v1", "must outlast the app's drain (5 s)"),
+                 id="a sidecar leaving before its app has drained"),
+    pytest.param("deploy/k8s/base/gateway.yaml", "terminationGracePeriodSeconds: 30",
+                 "terminationGracePeriodSeconds: 12", ("Deployment/gateway-v1", "within terminationGracePeriodSeconds"),
+                 id="a grace period shorter than the drain"),
+]
+
+
+@pytest.mark.parametrize(("file", "old", "new", "needles"), NEW_PIECE_BREAKS)
+def test_a_broken_edge_canary_database_or_drain(tree: Path, file: str, old: str, new: str,
+                                               needles: tuple[str, ...]) -> None:
+    edit(tree / file, old, new)
     assert reported(tree, *needles), all_problems(tree)

@@ -19,8 +19,9 @@ SCRIPTS = [ROOT / "deploy/kind/up.sh", ROOT / "deploy/kind/down.sh"]
 def test_the_image_is_built_from_pinned_bases_and_runs_a_part_as_an_unprivileged_user() -> None:
     bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)", DOCKERFILE, re.M)
     assert bases and all(":" in b and not b.endswith(":latest") for b in bases)
-    assert re.findall(r"^FROM (\S+)", DOCKERFILE, re.M) == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
-    assert re.findall(r"^USER (\S+)", DOCKERFILE, re.M) == ["10001:10001"]
+    assert re.findall(r"^FROM (\S+)", DOCKERFILE, re.M) == ["${PYTHON_IMAGE}", "builder", "${PYTHON_IMAGE}", "app",
+                                                           "app"]  # the last stage, the default target: the app
+    assert re.findall(r"^USER (\S+)", DOCKERFILE, re.M) == ["10001:10001"]  # in app, so in tools too
     assert 'ENTRYPOINT ["sagashop", "serve"]' in DOCKERFILE
     assert "uv sync --locked --no-dev" in DOCKERFILE
     assert "SAGASHOP_DATA_DIR=/tmp/data" in DOCKERFILE
@@ -66,3 +67,17 @@ def test_make_has_the_kind_targets() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert "kind-up: setup\n\tdeploy/kind/up.sh" in makefile
     assert "kind-down:\n\tdeploy/kind/down.sh" in makefile
+
+
+def test_the_tools_image_adds_the_lab_and_a_kubectl_checked_against_its_pinned_checksum() -> None:
+    """Verified offline only: the download and the checksum's match happen in `docker build --target tools`."""
+    tools = DOCKERFILE[DOCKERFILE.index("AS tools-builder"):DOCKERFILE.index("AS app")]
+    assert re.search(r"^ARG KUBECTL_VERSION=v\d+\.\d+\.\d+$", tools, re.M)
+    checksums = dict(re.findall(r"^ARG KUBECTL_SHA256_(\w+)=(\S+)$", tools, re.M))
+    assert set(checksums) == {"amd64", "arm64"} and all(re.fullmatch(r"[0-9a-f]{64}", c) for c in checksums.values())
+    assert "sha256sum --check --strict" in tools and "uv sync --locked --no-dev --extra lab" in tools
+    stage = DOCKERFILE[DOCKERFILE.index("FROM app AS tools"):]
+    assert "COPY --from=tools-builder /usr/local/bin/kubectl /usr/local/bin/kubectl" in stage
+    assert 'ENTRYPOINT ["sagashop"]' in stage and "USER" not in stage  # the app stage's unprivileged user
+    job = (ROOT / "deploy/k8s/components/canary/run-job.yaml").read_text()
+    assert "docker build --target tools -t sagashop-tools:0.1.0 ." in job and "image: sagashop-tools:0.1.0" in job

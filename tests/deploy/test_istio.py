@@ -7,7 +7,7 @@ import pytest
 from sagashop.kit.settings import PARTS, SERVICES
 
 from .conftest import OVERLAYS
-from .manifests import NAMESPACE, ROOT, Obj, of_kind
+from .manifests import NAMESPACE, ROOT, Obj, container_ports, of_kind, pod_labels, workloads
 from .mesh_checks import allows, grpc_methods, mesh_problems, principals
 from .suite import istio_tree_problems, mesh_of, versions_deployed
 
@@ -67,7 +67,7 @@ def test_every_istio_object_validates_against_its_model_and_every_part_is_laid_o
 def test_the_mesh_matches_the_rendered_manifests(rendered: dict[str, list[Obj]], istio: list[Obj],
                                                  overlay: str) -> None:
     objs = rendered[overlay]
-    assert mesh_problems(mesh_of(objs, istio), objs, versions_deployed(objs)) == []
+    assert mesh_problems(mesh_of(objs), objs, versions_deployed(objs)) == []
 
 
 def test_the_canary_overlay_gives_every_v2_subset_pods(rendered: dict[str, list[Obj]]) -> None:
@@ -115,7 +115,7 @@ def test_the_gateway_may_not_make_saga_steps_and_nobody_else_gets_in(istio: list
 
 def test_every_part_may_send_spans_to_the_collector_and_only_the_collector_to_jaeger(
         rendered: dict[str, list[Obj]], istio: list[Obj]) -> None:
-    mesh = mesh_of(rendered["kind"], istio)
+    mesh = mesh_of(rendered["kind"])
     collector, jaeger = {"app": "otel-collector"}, {"app": "jaeger"}
     assert all(allows(mesh, collector, account(part), port) for part in PARTS for port in (4317, 4318))
     assert allows(mesh, jaeger, account("otel-collector"), 4317)
@@ -123,3 +123,12 @@ def test_every_part_may_send_spans_to_the_collector_and_only_the_collector_to_ja
     # the UI is for `kubectl port-forward`, which no policy sees: nobody in the mesh may open it
     assert not any(allows(mesh, jaeger, account(caller), 16686) for caller in (*PARTS, "otel-collector"))
     assert not allows(mesh, {"app": "payment"}, account("otel-collector"), 50054)
+
+
+def test_the_canary_runner_may_call_nothing_in_the_mesh(rendered: dict[str, list[Obj]]) -> None:
+    """The in-cluster analysis talks to Prometheus and the API server only; no policy lets it into a part."""
+    objs = rendered["kind-canary"]
+    mesh = mesh_of(objs)
+    assert allows(mesh, {"app": "postgres"}, account("payment"), 5432)  # the model does let callers in
+    assert not any(allows(mesh, pod_labels(w), account("canary-runner"), port) for w in workloads(objs)
+                   for port in container_ports(w).values() if isinstance(port, int))

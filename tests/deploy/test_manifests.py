@@ -1,12 +1,17 @@
 """The kustomize tree renders, validates strictly, and gives every part what it needs in a cluster."""
 
+import re
+
 import pytest
+import yaml
 
 from sagashop.kit.settings import PARTS, SERVICES
 
+from .canary_checks import RUNNER_RULES, canary_problems, default_weights, job_problems, mount_problems, runner_problems
 from .conftest import OVERLAYS
-from .env_checks import config_problems, coverage_problems, env_problems
-from .manifests import Obj, named, of_kind, part_of, pod_labels
+from .env_checks import config_problems, coverage_problems, env_problems, environment
+from .manifests import ROOT, RUN_JOB, Obj, named, of_kind, part_of, pod_labels
+from .pod_checks import database_problems, drain_problems
 from .schema_checks import is_istio, istio_problems, kubernetes_problems
 from .suite import external_secrets, mesh_of
 from .tracing_checks import COLLECTOR_IMAGE, JAEGER_IMAGE, running, tracing_problems
@@ -58,7 +63,8 @@ def test_the_kind_overlay_turns_faults_on_and_generates_dev_only_secrets(rendere
     objs = rendered["kind"]
     assert config_value(objs, "SAGASHOP_FAULTS_ENABLED") == "true"
     (secret,) = of_kind(objs, "Secret")
-    assert set(secret["data"]) == {"internal-secret", "jwt-secret", "admin-password", "db-password"}
+    assert set(secret["data"]) == {"internal-secret", "jwt-secret", "admin-password", "db-password",
+                                   *(f"db-password-{s}" for s in SERVICES)}
     assert {d["spec"]["template"]["spec"]["containers"][0]["image"] for d in of_kind(objs, "Deployment")
             if part_of(d)} == {"sagashop:0.1.0"}
 
@@ -70,13 +76,14 @@ def test_the_kind_overlays_send_every_part_s_spans_through_a_collector_to_jaeger
     assert [d["metadata"]["name"] for d in running(objs, COLLECTOR_IMAGE)] == ["otel-collector"]
     assert [d["metadata"]["name"] for d in running(objs, JAEGER_IMAGE)] == ["jaeger"]
     assert config_value(objs, "OTEL_EXPORTER_OTLP_ENDPOINT") == "http://otel-collector.sagashop:4318"
-    assert tracing_problems(mesh_of(objs, istio), objs) == []
+    assert tracing_problems(mesh_of(objs), objs) == []
 
 
-def test_production_leaves_traces_to_a_backend_of_its_own(rendered: dict[str, list[Obj]]) -> None:
+def test_production_leaves_traces_to_a_backend_of_its_own(rendered: dict[str, list[Obj]], istio: list[Obj]) -> None:
     objs = rendered["production"]
     assert running(objs, COLLECTOR_IMAGE) == running(objs, JAEGER_IMAGE) == []
-    assert of_kind(objs, "AuthorizationPolicy") == []
+    assert {p["metadata"]["name"] for p in of_kind(objs, "AuthorizationPolicy")} == {
+        p["metadata"]["name"] for p in of_kind(istio, "AuthorizationPolicy")}  # istio/'s only, none for traces
     config = next(c for c in of_kind(objs, "ConfigMap") if c["metadata"]["name"].startswith("sagashop-config"))
     assert not [key for key in config["data"] if key.startswith("OTEL_")]
 
@@ -90,16 +97,70 @@ def test_production_turns_faults_off_expects_its_secret_and_runs_more_replicas(r
     assert all(hpa["spec"]["minReplicas"] >= 2 for hpa in of_kind(objs, "HorizontalPodAutoscaler"))
 
 
-def test_the_canary_overlay_runs_a_v2_of_every_service_a_pinned_saga_calls(rendered: dict[str, list[Obj]]) -> None:
+def test_the_canary_overlay_runs_payment_v2_alone_at_one_weight_everywhere(rendered: dict[str, list[Obj]]) -> None:
     objs = rendered["kind-canary"]
     canaries = {d["metadata"]["name"]: d for d in of_kind(objs, "Deployment") if pod_labels(d).get("version") == "v2"}
     assert set(canaries) == {f"{part}-v2" for part in PARTS}
-    running = {name for name, d in canaries.items() if d["spec"]["replicas"]}
-    assert running == {f"{part}-v2" for part in ("order", "inventory", "payment", "shipping")}
-    assert float(config_value(objs, "SAGASHOP_CANARY_PERCENT")) > 0
+    assert {name for name, d in canaries.items() if d["spec"]["replicas"]} == {"payment-v2"}
+    weights = named(objs, "ConfigMap", "sagashop-canary")["data"]  # type: ignore[index]
+    assert weights == {part: "10" if part == "payment" else "0" for part in PARTS}
+    assert default_weights(named(objs, "VirtualService", "payment")) == {"v1": 90, "v2": 10}  # type: ignore[arg-type]
+    assert not any("SAGASHOP_CANARY_PERCENT" in str(o) for tree in rendered.values() for o in tree)
     assert all(d["spec"]["selector"]["matchLabels"]["version"] == "v2" for d in canaries.values())
     hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(objs, "HorizontalPodAutoscaler")}
     assert hpa_targets == {"gateway-v1", "orchestrator-v1"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_overlay_renders_istio_s_files_and_its_canary_pieces_agree(rendered: dict[str, list[Obj]],
+                                                                        istio: list[Obj], overlay: str) -> None:
+    objs = rendered[overlay]
+    files = {(o["kind"], o["metadata"]["name"]) for o in istio if o["_file"].count("/") == 0}
+    assert files <= {(o["kind"], o["metadata"].get("name")) for o in objs}
+    assert canary_problems(objs) == []
+    assert mount_problems(objs) == [] and named(objs, "ConfigMap", "sagashop-canary") is not None
+
+
+def test_the_in_cluster_canary_run_may_do_what_it_needs_and_nothing_more(rendered: dict[str, list[Obj]]) -> None:
+    objs = rendered["kind-canary"]
+    (job,) = of_kind(objs, "Job")
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == "canary-runner"
+    assert named(objs, "ServiceAccount", "canary-runner") is not None
+    assert named(objs, "Role", "canary-runner")["rules"] == RUNNER_RULES  # type: ignore[index]
+    assert job_problems(objs) == [] and runner_problems(objs) == []
+    assert workload_problems(objs) == []  # non-root, read-only, resources, its ServiceAccount exists
+    for tree in ("kind", "production"):
+        assert named(rendered[tree], "ServiceAccount", "canary-runner") is None
+        assert of_kind(rendered[tree], "Job") == []
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_the_documented_command_makes_the_job_of_any_part(rendered: dict[str, list[Obj]], part: str) -> None:
+    text = (ROOT / RUN_JOB).read_text()
+    assert r"sed 's/\bpayment\b/order/g' deploy/k8s/components/canary/run-job.yaml | kubectl create -f -" in text
+    (job,) = yaml.safe_load_all(re.sub(r"\bpayment\b", part, text))
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][:3] == ["canary", "run", part]
+    assert job["metadata"]["generateName"] == f"canary-run-{part}-"
+    objs = [o for o in rendered["kind-canary"] if o["kind"] != "Job"] + [job]
+    assert kubernetes_problems([job]) == [] and job_problems(objs) == []
+
+
+@pytest.mark.parametrize("tree", OVERLAYS)
+def test_each_part_connects_to_postgresql_as_its_own_role(rendered: dict[str, list[Obj]], tree: str) -> None:
+    objs = rendered[tree]
+    assert database_problems(objs) == []
+    urls = {part_of(d): environment(d["spec"]["template"]["spec"]["containers"][0], objs)["SAGASHOP_DATABASE_URL"]
+            for d in of_kind(objs, "Deployment") if part_of(d) in SERVICES}
+    assert urls == {s: f"postgresql://sagashop_{s}@postgres:5432/sagashop" for s in SERVICES}
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_every_sidecar_outlasts_its_app_s_drain_within_the_grace_period(rendered: dict[str, list[Obj]],
+                                                                         tree: str) -> None:
+    assert drain_problems(rendered[tree]) == []
+    gateway = named(rendered[tree], "Deployment", "gateway-v1")
+    assert gateway["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == (  # type: ignore[index]
+        "/readyz/self")
 
 
 @pytest.mark.parametrize("tree", TREES)

@@ -40,7 +40,10 @@ def migrate(connection: Connection, service: str, revisions: Path | None = None)
     schema = service if postgres else None
     if postgres:
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": f"sagashop:{service}"})
-        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{service}"'))
+        # created only when missing: even with IF NOT EXISTS, CREATE SCHEMA needs the right to create schemas in
+        # the database, which a role that owns its schema only (deploy/k8s/base/postgres.yaml) does not have
+        if connection.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": service}).first() is None:
+            connection.execute(text(f'CREATE SCHEMA "{service}"'))
     config = _config(connection, schema, revisions or SERVICES_DIR / service / "migrations")
     scripts = ScriptDirectory.from_config(config)
     ours = {script.revision: script for script in scripts.walk_revisions()}
