@@ -38,10 +38,10 @@ class Weights:
     "0".."100" (a ConfigMap mounted as a directory). A missing directory or file counts 0; a bad value keeps the
     last good one, with one warning per bad value."""
 
-    def __init__(self, directory: Path | None, parts: tuple[str, ...] = SAGA_PARTS) -> None:
+    def __init__(self, directory: Path | None) -> None:
         self.directory = directory
-        self.now = dict.fromkeys(parts, 0.0)  # part -> the weight in use
-        self.gauges = {part: WEIGHT.labels(part) for part in parts}
+        self.now = dict.fromkeys(SAGA_PARTS, 0.0)  # part -> the weight in use
+        self.gauges = {part: WEIGHT.labels(part) for part in SAGA_PARTS}
         self.refused: dict[str, str] = {}  # part -> the bad value last warned about
 
     def read(self) -> dict[str, float]:
@@ -90,10 +90,10 @@ class Canary:
     def pins(self) -> dict[str, str]:
         """A new saga's context: the version of each saga part, and its `route` (v2 if any part is on v2), kept for
         the readers of whole-saga pins."""
-        weights, healthy = self.weights.now, self.healthy
-        pins = {key: "v2" if healthy[part] and random.random() * 100 < weights[part] else "v1"
-                for part, key in VERSION_KEY.items()}
-        pins["route"] = "v2" if "v2" in pins.values() else "v1"
+        weights, healthy, pins = self.weights.now, self.healthy, STABLE.copy()
+        for part, key in VERSION_KEY.items():
+            if healthy[part] and random.random() * 100 < weights[part]:  # healthy: its weight is above 0
+                pins[key] = pins["route"] = "v2"
         return pins
 
     async def refresh(self) -> None:
