@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
 from sagashop.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from tests.shop import Shop
+from tools.local.parts import free_port
 from tools.shopclient import ADDRESS
 
 ON_V1 = {"order": "v1", "inventory": "v1", "payment": "v1", "shipping": "v1"}
@@ -26,6 +28,7 @@ class Canary:
 
     shop: Shop
     port: int
+    metrics_port: int
     weights: Path
     log: Path
     payment_v2: subprocess.Popen[bytes]
@@ -35,6 +38,13 @@ class Canary:
     def weigh(self, **weights: int) -> None:
         for part, weight in weights.items():
             (self.weights / part).write_text(str(weight))
+
+    def weight_in_use(self, part: str, weight: float, within: float = 10) -> None:
+        """Waits until the orchestrator's gauge shows `weight` for `part`."""
+        deadline, line = time.monotonic() + within, f'sagashop_canary_weight{{part="{part}"}} {float(weight)}'
+        while line not in httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text:
+            assert time.monotonic() < deadline, f"not in use within {within}s: {line}"
+            time.sleep(0.1)
 
     def logged(self, text: str, within: float = 10) -> None:
         """Waits until the orchestrator has logged `text` (a weight read, a probe answered)."""
@@ -63,12 +73,13 @@ def canary(faulty: Shop, tmp_path: Path) -> Iterator[Canary]:
     with log.open("wb") as out:
         payment_v2, port_v2 = faulty.spawn("payment", out, SAGASHOP_VERSION="v2")
         # a step waits on a failing service long enough for the tests to change weights meanwhile
+        metrics_port = free_port()
         orchestrator, port = faulty.spawn("orchestrator", out, SAGASHOP_CANARY_WEIGHTS_DIR=str(weights),
-                                          SAGASHOP_STEP_DEADLINE_SECONDS="30",
+                                          SAGASHOP_STEP_DEADLINE_SECONDS="30", SAGASHOP_METRICS_PORT=str(metrics_port),
                                           SAGASHOP_CANARY_ADDRESSES=json.dumps({"payment": f"127.0.0.1:{port_v2}"}))
         try:
             user_id = faulty.http.get("/v1/users/me", headers=faulty.admin).json()["id"]
-            canary = Canary(faulty, port, weights, log, payment_v2, user_id, faulty.product(stock=20))
+            canary = Canary(faulty, port, metrics_port, weights, log, payment_v2, user_id, faulty.product(stock=20))
             canary.logged("payment v2 answers its health check")
             yield canary
         finally:
@@ -102,11 +113,9 @@ def test_a_weight_written_while_the_orchestrator_runs_pins_new_sagas_and_moves_n
     assert canary.versions(started) == PAYMENT_ON_V2
 
     canary.weigh(payment=0, user=100)  # a canary of the user service is no saga's business
-    deadline, later = time.monotonic() + 10, canary.checkout(wait_ms=0)
-    while canary.versions(later) != ON_V1:  # read within a second or so, no restart
-        assert time.monotonic() < deadline, "the new weight was not picked up"
-        later = canary.checkout(wait_ms=0)
-    assert shop.saga(later)["route"] == "v1"
+    canary.weight_in_use("payment", 0)  # read within a second or so, no restart
+    later = canary.checkout(wait_ms=0)
+    assert (canary.versions(later), shop.saga(later)["route"]) == (ON_V1, "v1")
     shop.clear_faults()  # the started saga goes on: shipping refuses AQ, and its charge is refunded
 
     assert shop.settled(started)["status"] == "REJECTED"
