@@ -24,8 +24,8 @@ STUBS: dict[str, Any] = {
 
 
 class Backends:
-    """With `route`, every call is pinned to that version set: in a mesh the route header picks the version;
-    without one, SAGASHOP_CANARY_ADDRESSES names where a service's canary (v2) listens."""
+    """With `route`, every call is pinned to that version of its service: in a mesh the route header picks the
+    version; without one, SAGASHOP_CANARY_ADDRESSES names where a service's canary (v2) listens."""
 
     def __init__(self, settings: Settings, caller: str, names: tuple[str, ...] = SERVICES,
                  route: str | None = None) -> None:

@@ -178,7 +178,8 @@ class Saga(BaseModel):
     saga_id: str
     name: str
     order_id: str
-    route: str  # the version set it is pinned to: v1 (stable) or v2 (canary)
+    route: str  # v2 if any part it calls is pinned to its canary, else v1
+    versions: dict[str, Literal["v1", "v2"]]  # each part it calls (order, ...) -> the version it is pinned to
     state: SagaState
     failure_reason: str | None
     steps: list[SagaStep]

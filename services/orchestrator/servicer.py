@@ -3,7 +3,6 @@ sagas. The sagas themselves run in SagaRuns."""
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator
 
 from sagashop.backends import Backends
@@ -26,6 +25,7 @@ from sagashop.v1 import common_pb2, orchestrator_pb2_grpc, order_pb2
 from sagashop.v1 import orchestrator_pb2 as pb
 from sagashop.values import APPROVED, CANCELLED, MAX_SAGAS_LISTED
 
+from .canary import Canary
 from .intake import checkout_of, fingerprint
 from .runs import Moves, SagaRuns
 from .steps import order_of
@@ -36,16 +36,13 @@ WATCH_POLL = 1.0  # seconds between reads of a watched saga that another orchest
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     def __init__(self, store: SagaStore, runs: SagaRuns, moves: Moves, backends: Backends,
-                 canary_percent: float, max_pending: int) -> None:
+                 canary: Canary, max_pending: int) -> None:
         """`moves` tells of each move of a saga running here. `backends` serve the reads outside sagas: prices,
-        and the order to cancel. A customer may have `max_pending` checkouts under way at once."""
+        and the order to cancel. `canary` pins each new saga, once: every step and undo of the saga is sent to the
+        versions it was pinned to, whatever the weights become meanwhile. A customer may have `max_pending`
+        checkouts under way at once."""
         self.store, self.runs, self.moves, self.backends = store, runs, moves, backends
-        self.canary_percent, self.max_pending = canary_percent, max_pending
-
-    def pick_route(self) -> str:
-        """A new saga's version set, once: the canary (v2) for `canary_percent` of them. Every step and undo of
-        the saga is then sent to it, whatever the weights become meanwhile."""
-        return "v2" if random.uniform(0, 100) < self.canary_percent else "v1"
+        self.canary, self.max_pending = canary, max_pending
 
     async def StartCheckout(self, request: pb.StartCheckoutRequest,
                             context: ServerContext) -> pb.StartCheckoutReply:
@@ -56,7 +53,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             try:  # the customer's checkouts under way are counted as the saga is created, in the same statement
                 record, created = await self.store.create(new_record(
                     saga.name, checkout.order_id, checkout.order_id, key, fingerprint(request),
-                    saga.encode(checkout), {"route": self.pick_route()}, subject=request.user_id),
+                    saga.encode(checkout), self.canary.pins(), subject=request.user_id),
                     first=saga.first, at_most=self.max_pending)
             except Crowded:
                 raise TooMany(f"{self.max_pending} orders of this account are still PENDING; place more once one "
@@ -83,9 +80,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if order.status not in (APPROVED, CANCELLED) or checkout is None:
             raise Rejected(f"an order that is {order.status} cannot be cancelled", code="not_cancellable")
         saga_id = f"{order.id}-cancel"
+        # pinned anew: the checkout's canaries may have been rolled back since
         record, created = await self.store.create(new_record("cancellation", saga_id, order.id,
                                                              f"cancel:{order.id}", "", checkout.input,
-                                                             checkout.context),
+                                                             self.canary.pins()),
                                                   first=self.runs.sagas["cancellation"].first)
         if created:
             self.runs.start(saga_id, new=record)

@@ -1,5 +1,6 @@
 """The checkout's input and one small function per step and undo, each one RPC made safe to repeat by its key."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ from sagashop.saga.definition import Action
 from sagashop.v1 import inventory_pb2, order_pb2, payment_pb2, shipping_pb2
 from sagashop.values import Address, PricedLine
 
-ROUTES = ("v1", "v2")  # the version sets a saga can be pinned to (context["route"]): v1 stable, v2 the canary
+from .canary import SAGA_PARTS, version_of
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,14 @@ class Checkout:
 
 
 class CheckoutSteps:
-    def __init__(self, routes: dict[str, Backends], deadline: float) -> None:
-        self.routes = routes
+    def __init__(self, versions: Mapping[str, Backends], deadline: float) -> None:
+        """`versions`: the clients of each version (v1, v2), each call carrying its version's route header."""
+        self.deps = {part: {version: b.deps[part] for version, b in versions.items()} for part in SAGA_PARTS}
         self.deadline = deadline  # how long one step keeps retrying a service that does not answer
 
     async def call(self, run: Run[Checkout], service: str, method: str, request: Message) -> Any:
-        """Calls `service` in the version set the saga is pinned to (its context's route)."""
-        dep = self.routes[run.context.get("route", "v1")].deps[service]
+        """Calls the version of `service` the saga is pinned to (in its context)."""
+        dep = self.deps[service][version_of(run.context, service)]
         return await dep.call(getattr(dep.stub, method), request, within=self.deadline)
 
     async def create_order(self, run: Run[Checkout]) -> None:

@@ -6,11 +6,14 @@ from sagashop.kit.clock import rfc3339
 from sagashop.saga import AuditRecord, SagaRecord, StepRecord
 from sagashop.v1 import orchestrator_pb2 as pb
 
+from .canary import SAGA_PARTS, version_of
+
 
 def saga_pb(record: SagaRecord, steps: Sequence[StepRecord] = (), audit: Sequence[AuditRecord] = ()) -> pb.Saga:
     return pb.Saga(
         saga_id=record.id, name=record.name, order_id=record.correlation_id, state=record.state,
         route=record.context.get("route", "v1"),
+        versions={part: version_of(record.context, part) for part in SAGA_PARTS},
         failure_reason=record.failure_reason, created_at=rfc3339(record.created_at),
         updated_at=rfc3339(record.updated_at),
         steps=[pb.SagaStep(name=s.name, action=s.action, status=s.status, attempts=s.attempts,

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tools.local.up import METRICS_OFFSET
 
 REASONS = ("out_of_stock", "payment_declined", "shipping_rejected")
+ON_V1 = {f"{part}_version": "v1" for part in ("order", "inventory", "payment", "shipping")}  # a saga's pins
 CHECKOUT_PARTS = {f"sagashop-{p}" for p in ("gateway", "orchestrator", "order", "inventory", "payment", "shipping")}
 
 
@@ -54,8 +55,8 @@ def test_a_checkout_is_one_trace_from_the_gateway_through_every_part_it_involves
     assert steps(spans) == [(name, "execute") for name in ("create_order", "reserve_stock", "charge_payment",
                                                             "commit_stock", "create_shipment", "approve_order")]
     run = next(s for s in spans if s["name"] == "saga checkout")["attributes"]
-    assert (run["saga.id"], run["order.id"], run["saga.name"], run["saga.route"]) == (order["id"], order["id"],
-                                                                                      "checkout", "v1")
+    assert (run["saga.id"], run["order.id"], run["saga.name"], run["saga.payment_version"]) == (
+        order["id"], order["id"], "checkout", "v1")
     payment = [s["attributes"] for s in spans if part(s) == "sagashop-payment"]
     assert any(a.get("rpc.method") == "Charge" for a in payment)
     assert any("INSERT INTO ledger" in str(a.get("db.statement", "")) for a in payment)  # the charge's SQL
@@ -125,10 +126,10 @@ def test_the_metrics_count_each_outcome_by_reason_and_the_money_and_stock_moved(
 
     completed = {k: v for k, v in delta["orchestrator"].items() if k[0] == "sagashop_saga_completed_total"}
     assert completed == {series("sagashop_saga_completed_total", saga="checkout", outcome="succeeded",
-                                failure_reason="", route="v1"): 1,
+                                failure_reason="", **ON_V1): 1,
                          **{series("sagashop_saga_completed_total", saga="checkout", outcome="compensated",
-                                   failure_reason=reason, route="v1"): 1 for reason in REASONS}}
-    assert delta["orchestrator"][series("sagashop_saga_started_total", saga="checkout", route="v1")] == 4
+                                   failure_reason=reason, **ON_V1): 1 for reason in REASONS}}
+    assert delta["orchestrator"][series("sagashop_saga_started_total", saga="checkout", **ON_V1)] == 4
     assert delta["gateway"][series("sagashop_http_requests_total", route="/v1/orders", method="POST",
                                    status="201")] == 4
     assert delta["gateway"][series("sagashop_http_requests_total", route="/v1/orders", method="POST",

@@ -40,6 +40,7 @@ def test_a_failing_service_opens_its_circuit_which_closes_again_once_it_recovers
     order = shop.settled(placed["id"])
     assert (order["status"], order["failure_reason"]) == ("REJECTED", "shipping_unavailable")
     wait_for(lambda: breaker(shop, "orchestrator", "shipping") == "closed")
-    assert ('sagashop_saga_completed_total{failure_reason="shipping_unavailable",outcome="compensated",route="v1",'
-            'saga="checkout",version="v1"}') in orchestrator_metrics(shop)
+    assert ('sagashop_saga_completed_total{failure_reason="shipping_unavailable",inventory_version="v1",'
+            'order_version="v1",outcome="compensated",payment_version="v1",saga="checkout",shipping_version="v1",'
+            'version="v1"}') in orchestrator_metrics(shop)
     shop.assert_conserved(order, sku, 1, 5)

@@ -1,8 +1,9 @@
 """`sagashop canary run` on a copy of istio/, judged by a real Prometheus that scrapes a real shop's orchestrator.
 
 The shop pins half its sagas to payment v2 (a `serve payment` process of its own, SAGASHOP_VERSION=v2), whatever
-the weights of the istio/ copy say: without a cluster, `run` shifts only those files, and the orchestrator keeps its
-canary share. Without Istio there are no request metrics: payment is judged on its sagas (`payment_version`).
+the file weights say: without a cluster, `run` shifts only the files, and the orchestrator keeps the weight of its
+own weights directory. Without Istio there are no request metrics: payment is judged on its sagas
+(`payment_version`).
 """
 
 import json
@@ -38,7 +39,9 @@ def canary_shop(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory
     """A shop whose orchestrator pins half of the new sagas to payment v2; the shop and payment v2's port."""
     tmp, v2_port = tmp_path_factory.mktemp("canary-shop"), free_port()
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("SAGASHOP_CANARY_PERCENT", "50")
+        (weights := tmp / "canary").mkdir()
+        (weights / "payment").write_text("50")
+        env.setenv("SAGASHOP_CANARY_WEIGHTS_DIR", str(weights))
         env.setenv("SAGASHOP_CANARY_ADDRESSES", json.dumps({"payment": f"127.0.0.1:{v2_port}"}))
         process, shop_env, log = start_shop(tmp, None)
     url = f"http://127.0.0.1:{shop_env['SAGASHOP_GATEWAY_PORT']}"

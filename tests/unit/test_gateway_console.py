@@ -32,7 +32,9 @@ class Page(HTMLParser):
 
 def saga(state: str) -> Saga:
     at = "2024-05-01T10:00:00+00:00"
-    return Saga(saga_id="s1", name="checkout", order_id="o1", route="v1", state=state, failure_reason=INJECTED,
+    return Saga(saga_id="s1", name="checkout", order_id="o1", route="v1",
+                versions={"order": "v1", "inventory": "v1", "payment": "v1", "shipping": "v1"}, state=state,
+                failure_reason=INJECTED,
                 steps=[SagaStep(name="reserve_stock", action="execute", status="FAILED", attempts=1,
                                 handled_by=INJECTED, error=INJECTED, started_at=at,
                                 finished_at="2024-05-01T10:00:00.250000+00:00")],

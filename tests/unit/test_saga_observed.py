@@ -44,8 +44,8 @@ async def decline(run: Run[dict]) -> None:
     raise Rejected("no", code="payment_declined")
 
 
-# as the orchestrator tells it: a saga's correlation id is its order's, and its route labels its metrics
-TELEMETRY = Telemetry(correlation="order.id", labels={"route": ("v1", "v2")})
+# as the orchestrator tells it: a saga's correlation id is its order's, and its pins label its metrics
+TELEMETRY = Telemetry(correlation="order.id", labels={"payment_version": ("v1", "v2")})
 SAGA = Saga("observed", Step("reserve", nothing, undo=nothing), Step("charge", decline, undo=nothing),
             on_rejected=Step("reject", nothing), input_type=dict)
 
@@ -54,7 +54,7 @@ async def started(store: SagaStore, saga_id: str):
     """A saga created inside the span of the call that starts it, as StartCheckout does."""
     with trace.get_tracer("test").start_as_current_span("StartCheckout") as call:
         record, _ = await store.create(new_record(SAGA.name, saga_id, f"order-{saga_id}", None, "f", {},
-                                                  {"route": "v1"}),
+                                                  {"payment_version": "v1"}),
                                        first=SAGA.first)
     return record, call.get_span_context()
 
@@ -77,7 +77,7 @@ async def test_a_run_in_the_starting_call_is_its_child_with_a_span_per_step_atte
     assert run.parent.span_id == call.span_id and not run.links
     assert {s.context.trace_id for s in spans} == {call.trace_id}
     assert dict(run.attributes) == {"saga.id": "a", "saga.name": "observed", "order.id": "order-a",
-                                    "saga.route": "v1", "service.version": "v1"}
+                                    "saga.payment_version": "v1", "service.version": "v1"}
     steps = [(s.attributes["saga.step"], s.attributes["saga.action"]) for s in spans if s is not run]
     assert steps == [("reserve", "execute"), ("charge", "execute"), ("charge", "compensate"), ("reserve", "compensate"),
                      ("reject", "execute")]  # a started step is undone, even the one that failed
@@ -98,8 +98,8 @@ async def test_a_run_resumed_outside_the_starting_call_starts_a_trace_linked_to_
 async def test_an_ended_saga_is_counted_by_its_outcome_and_reason(store):
     def compensated() -> float:
         return REGISTRY.get_sample_value("sagashop_saga_completed_total", {
-            "saga": "observed", "outcome": "compensated", "failure_reason": "payment_declined", "route": "v1",
-            "version": "v1"}) or 0
+            "saga": "observed", "outcome": "compensated", "failure_reason": "payment_declined",
+            "payment_version": "v1", "version": "v1"}) or 0
 
     before = compensated()
     record, _ = await started(store, "c")

@@ -69,8 +69,8 @@ def _metadata_value(metadata: Any, key: str) -> str | None:
 
 class Dependency(Generic[StubT]):
     """A service as one caller sees it. With `route`, every call carries `x-sagashop-route: <route>`, so the
-    mesh sends it to that version of the service (a saga pinned to the canary stays on it), and the version has
-    a circuit breaker of its own."""
+    mesh sends it to that version of the service (a saga pinned to a part's canary stays on it), and a version
+    other than v1 has a circuit breaker of its own (`<service>@<route>`)."""
 
     def __init__(self, name: str, address: str, stub: Callable[[grpc.aio.Channel], StubT],
                  *, caller: str, secret: str | None, attempt_timeout: float = 2.0, fail_max: int = 5,
@@ -153,10 +153,12 @@ class Dependency(Generic[StubT]):
             return reply
 
     async def is_serving(self, timeout: float = 1.0) -> bool:
+        """Whether the service answers its health check SERVING; with `route`, the check carries the route header,
+        so in a mesh it is that version that answers."""
         check = health_pb2_grpc.HealthStub(self.channel).Check  # type: ignore[attr-defined]  # (its stubs lack it)
         try:
             reply: health_pb2.HealthCheckResponse = await check(health_pb2.HealthCheckRequest(service=""),
-                                                                timeout=timeout)
+                                                                timeout=timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError:
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -78,12 +78,16 @@ class Settings(BaseSettings):
     breaker_fail_max: int = Field(5, description="transient failures in a row that open a dependency's circuit")
     breaker_reset_seconds: float = Field(10.0, description=(
         "how long an open circuit fails fast before it lets one trial call through"))
-    canary_percent: float = Field(0.0, description=(
-        "share of new sagas, 0 to 100, the orchestrator pins to the canary (v2) version set; every step and "
-        "compensation of a pinned saga carries `x-sagashop-route` and stays on its version"))
+    canary_weights_dir: Path | None = Field(None, description=(
+        "where the orchestrator reads the canary weight of each part a saga calls: a file per part named after it "
+        "(`order`, `inventory`, `payment`, `shipping`) holding the percent, 0 to 100, of new sagas it pins to that "
+        "part's v2 while that v2 answers its health check (v1 otherwise); the ConfigMap `sagashop-canary` mounted as "
+        "a directory, `/etc/sagashop/canary`, in Kubernetes. "
+        "Read again at most once a second, no restart needed; a missing file counts 0, a bad one keeps the last "
+        "good value. Unset: every saga is pinned to v1"))
     canary_addresses: dict[str, str] = Field({}, description=(
         "without a mesh: JSON mapping a service to the `host:port` of its v2 process, e.g. "
-        "`{\"payment\": \"127.0.0.1:50154\"}`, where a saga pinned to v2 sends its calls"))
+        "`{\"payment\": \"127.0.0.1:50154\"}`, where a saga pinned to that service's v2 sends its calls"))
     park_after_attempts: int = Field(20, description=(
         "failures of a compensation before its saga is parked as NEEDS_ATTENTION for an operator"))
     saga_lease_seconds: float = Field(10.0, description=(
