@@ -209,15 +209,22 @@ def test_a_signal_stops_the_run_at_once_and_rolls_back(prometheus, istio_dir, si
 
 
 def test_a_canary_that_loses_its_ready_pods_is_rolled_back(prometheus, istio_dir, tmp_path):
-    """With --apply, a kubectl of the test's own: payment-v2 is ready while the file `ready` exists."""
+    """With --apply, a kubectl of the test's own: payment-v2 is ready while the file `ready` exists; the live
+    VirtualService is the file's, and patches are taken."""
     (tmp_path / "bin").mkdir()
     kubectl = tmp_path / "bin" / "kubectl"
-    kubectl.write_text(f"""#!/bin/sh
-case "$*" in
-  *"get deployment payment-v2"*)
-    if [ -e {tmp_path}/ready ]; then echo '{{"status": {{"readyReplicas": 1}}}}'; else echo '{{"status": {{}}}}'; fi;;
-  *) echo '{{}}';;
-esac
+    kubectl.write_text(f"""#!{sys.executable}
+import json, sys
+from pathlib import Path
+from ruamel.yaml import YAML
+asked = " ".join(sys.argv[1:])
+if "get deployment payment-v2" in asked:
+    print(json.dumps({{"status": {{"readyReplicas": 1}} if Path("{tmp_path}/ready").exists() else {{}}}}))
+elif "get virtualservice payment" in asked:
+    docs = YAML(typ="safe").load_all(Path("{istio_dir}/payment.yaml").read_text())
+    print(json.dumps(next(d for d in docs if d and d["kind"] == "VirtualService")))
+else:
+    print("{{}}")
 """)
     kubectl.chmod(0o755)
     (tmp_path / "ready").touch()

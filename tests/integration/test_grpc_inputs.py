@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 import pytest
 
+from sagashop.kit.grpcclient import Dependency
 from sagashop.v1 import (
     inventory_pb2,
     inventory_pb2_grpc,
@@ -30,6 +31,7 @@ from services.shipping.main import SERVICE as SHIPPING
 from services.shipping.servicer import ShippingServicer
 from services.user.main import SERVICE as USER
 from services.user.servicer import UserServicer
+from tests.integration.conftest import SECRET
 
 S = grpc.StatusCode
 OK, INVALID, MISSING, REFUSED, UNAUTHENTICATED = (S.OK, S.INVALID_ARGUMENT, S.NOT_FOUND, S.FAILED_PRECONDITION,
@@ -184,3 +186,17 @@ async def test_a_message_over_the_4_mib_limit_is_refused_as_too_big(grpc_service
     client = await grpc_service("user", *SERVERS["user"])
     request = user.CreateUserRequest(email="a@example.com", password="password-1", name="x" * (5 * 2**20))
     assert await status_of(client, "CreateUser", request) == S.RESOURCE_EXHAUSTED
+
+
+async def test_a_health_probe_of_a_pinned_version_counts_only_that_version_s_answer(grpc_service) -> None:
+    """A probe of payment's v2 that reaches a v1 (no mesh, no address of a v2's own) is not an answer of v2's: the
+    orchestrator would otherwise pin sagas to a v2 that v1 serves."""
+    v1 = await grpc_service("payment", payment_pb2_grpc.add_PaymentServiceServicer_to_server, PaymentServicer,
+                            payment_pb2_grpc.PaymentServiceStub, PAYMENT)
+    as_v2 = Dependency("payment", v1.address, payment_pb2_grpc.PaymentServiceStub, caller="test", secret=SECRET,
+                       route="v2")
+    try:
+        assert await v1.is_serving() is True
+        assert await as_v2.is_serving() is False
+    finally:
+        await as_v2.close()

@@ -77,7 +77,7 @@ class Dependency(Generic[StubT]):
                  reset_timeout: float = 10.0, redis_url: str | None = None, route: str | None = None) -> None:
         """`caller`: the part calling (its replicas share the breaker of this service, no other part does);
         `secret`: the internal secret its calls are signed with (kit.callers)."""
-        self.name, self.address, self.attempt_timeout = name, address, attempt_timeout
+        self.name, self.address, self.attempt_timeout, self.route = name, address, attempt_timeout, route
         self.metadata = (*credential(secret, caller), *(((ROUTE, route),) if route else ()))
         self.breaker = Breaker(name if route in (None, "v1") else f"{name}@{route}", caller=caller,
                                counts=is_transient, fail_max=fail_max, reset_timeout=reset_timeout, redis_url=redis_url)
@@ -153,15 +153,17 @@ class Dependency(Generic[StubT]):
             return reply
 
     async def is_serving(self, timeout: float = 1.0) -> bool:
-        """Whether the service answers its health check SERVING; with `route`, the check carries the route header,
-        so in a mesh it is that version that answers."""
+        """Whether the service answers its health check SERVING; with a route other than v1, the check carries the
+        route header, so in a mesh it is that version that answers, and only an answer of that version counts."""
         check = health_pb2_grpc.HealthStub(self.channel).Check  # type: ignore[attr-defined]  # (its stubs lack it)
         try:
-            reply: health_pb2.HealthCheckResponse = await check(health_pb2.HealthCheckRequest(service=""),
-                                                                timeout=timeout, metadata=self.metadata)
+            call = check(health_pb2.HealthCheckRequest(service=""), timeout=timeout, metadata=self.metadata)
+            reply: health_pb2.HealthCheckResponse = await call
+            served_by = _metadata_value(await call.trailing_metadata(), SERVED_BY) or ""
         except grpc.aio.AioRpcError:
             return False
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
+        elsewhere = self.route not in (None, "v1") and not served_by.endswith(f"@{self.route}")
+        return reply.status == health_pb2.HealthCheckResponse.SERVING and not elsewhere
 
     async def close(self) -> None:
         await self.channel.close()

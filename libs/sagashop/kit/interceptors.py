@@ -19,6 +19,8 @@ from .errors import DomainError
 from .faults import FaultRules
 from .status import ERROR_CODE, SERVED_BY, ServerContext, status_of, trailers
 
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+
 log = logging.getLogger(__name__)
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 FAULT_SERVICE = "/sagashop.v1.FaultService/"  # manages the rules; never subject to them
@@ -66,11 +68,25 @@ class ServiceEdge(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> Handler | None:
         handler = await continuation(details)
-        if handler is None or details.method.startswith("/grpc."):  # health, reflection
-            return handler
+        if handler is None or details.method.startswith("/grpc."):  # health, reflection: neither traced nor counted
+            return self._health(handler) if details.method == HEALTH_CHECK else handler  # (a probe a second)
         if (wrapped := self.wrapped.get(details.method)) is None:
             wrapped = self.wrapped[details.method] = self._wrap(handler, details.method)
         return wrapped
+
+    def _health(self, handler: Handler | None) -> Handler | None:
+        """The health check says who answered it too: a probe of a pinned version (a canary's v2) learns whether
+        it reached that version, or a v1 that answers for it (no mesh, no address of the v2's own)."""
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = cast(Callable[..., Awaitable[Any]], handler.unary_unary)  # an aio server's behaviours are async
+
+        async def check(request: Any, context: ServerContext) -> Any:
+            context.set_trailing_metadata(self.served_by)
+            return await inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(check, request_deserializer=handler.request_deserializer,
+                                                   response_serializer=handler.response_serializer)
 
     def _wrap(self, handler: Handler, method: str) -> Handler:
         if handler.unary_unary:
