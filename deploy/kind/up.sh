@@ -4,7 +4,7 @@
 # gateway at http://127.0.0.1:8080. Needs docker, kind, kubectl, istioctl and `make setup` (docs/kubernetes.md).
 # Idempotent: a re-run reuses the cluster, rolls out the new build and prunes what the overlay no longer has.
 #   deploy/kind/up.sh                          # overlay kind
-#   OVERLAY=kind-canary deploy/kind/up.sh      # the canary overlay (v2s of the saga's parts); back with OVERLAY=kind
+#   OVERLAY=kind-canary deploy/kind/up.sh      # the canary overlay (payment-v2 beside payment-v1); back with OVERLAY=kind
 #   deploy/kind/up.sh --check                  # the tools, their versions and Docker's CPUs and memory only
 #   FORCE=1 deploy/kind/up.sh                  # even when the overlay's requests do not fit Docker's resources
 set -euo pipefail
