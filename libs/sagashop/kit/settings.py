@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description=(
         "Redis for the gateway's idempotency store and rate limits and the shared circuit-breaker state. Unset: "
         "in-process stores"))
+    nats_url: str | None = Field(None, description=(
+        "NATS server with JetStream (e.g. `nats://127.0.0.1:4222`) that carries the domain events. Unset: `sagashop "
+        "up` runs its own under the data directory; a part started alone publishes none (its events wait in its "
+        "outbox)"))
     bind: str = Field("127.0.0.1", description="address every part listens on (`0.0.0.0` in a pod)")
     gateway_port: int = Field(8080, description="HTTP port of the gateway")
     user_port: int = Field(50051, description="gRPC port of the user service")
