@@ -13,10 +13,10 @@ from typing import Any
 from prometheus_client import Gauge
 
 from sagashop.kit.grpcclient import Dependency
+from sagashop.kit.settings import SAGA_PARTS
 
 log = logging.getLogger(__name__)
 
-SAGA_PARTS = ("order", "inventory", "payment", "shipping")  # the parts a saga calls, each pinned on its own
 VERSIONS = ("v1", "v2")  # v1 stable, v2 the canary
 VERSION_KEY = {part: f"{part}_version" for part in SAGA_PARTS}  # the context key holding a saga's pin of a part
 STABLE = {**dict.fromkeys(VERSION_KEY.values(), "v1"), "route": "v1"}  # a saga's context with every part on v1

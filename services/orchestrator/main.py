@@ -14,12 +14,12 @@ from sagashop.kit.calls import CallRecord
 from sagashop.kit.clock import now
 from sagashop.kit.db import database
 from sagashop.kit.grpcserver import fault_rules, serve
-from sagashop.kit.settings import Settings
+from sagashop.kit.settings import SAGA_PARTS, Settings
 from sagashop.saga import SagaRunner, SagaStore, StepRecord, Telemetry, new_record
 from sagashop.saga.records import STEP_RUNNING
 from sagashop.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
-from .canary import SAGA_PARTS, STABLE, VERSION_KEY, VERSIONS, Canary, Weights
+from .canary import STABLE, VERSION_KEY, VERSIONS, Canary, Weights
 from .checkout import cancellation_saga, checkout_saga
 from .intake import checkout_of
 from .runs import Moves, SagaRuns

@@ -8,12 +8,13 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from sagashop.backends import Backends
+from sagashop.kit.settings import SAGA_PARTS
 from sagashop.saga import Run, Stopped
 from sagashop.saga.definition import Action
 from sagashop.v1 import inventory_pb2, order_pb2, payment_pb2, shipping_pb2
 from sagashop.values import Address, PricedLine
 
-from .canary import SAGA_PARTS, version_of
+from .canary import version_of
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@
 from collections.abc import Sequence
 
 from sagashop.kit.clock import rfc3339
+from sagashop.kit.settings import SAGA_PARTS
 from sagashop.saga import AuditRecord, SagaRecord, StepRecord
 from sagashop.v1 import orchestrator_pb2 as pb
 
-from .canary import SAGA_PARTS, version_of
+from .canary import version_of
 
 
 def saga_pb(record: SagaRecord, steps: Sequence[StepRecord] = (), audit: Sequence[AuditRecord] = ()) -> pb.Saga:

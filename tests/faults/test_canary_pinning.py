@@ -61,6 +61,14 @@ class Canary:
             stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
             return stub.StartCheckout(request, timeout=20, metadata=self.shop.signed).order_id
 
+    def cancel(self, order_id: str) -> orchestrator_pb2.Saga:
+        """Cancels through this orchestrator, whose cancellation saga picks its pins from its own weights."""
+        with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+            stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+            saga: orchestrator_pb2.Saga = stub.CancelOrder(orchestrator_pb2.CancellationRequest(
+                order_id=order_id, wait_ms=10_000), timeout=20, metadata=self.shop.signed)
+            return saga
+
     def versions(self, order_id: str) -> dict[str, str]:
         return self.shop.saga(order_id)["versions"]  # type: ignore[no-any-return]
 
@@ -126,11 +134,22 @@ def test_a_weight_written_while_the_orchestrator_runs_pins_new_sagas_and_moves_n
     assert {s["handled_by"] for s in shop.saga(later)["steps"] if s["name"] == "charge_payment"} == {"payment@v1"}
 
 
-def test_while_payment_v2_is_down_new_sagas_pin_payment_v1_and_are_approved(canary):
+def test_while_payment_v2_is_down_new_sagas_pin_payment_v1_a_cancellation_included(canary):
+    """A rollback that leaves orders checked out on v2: their cancellation is a saga of its own, pinned when it
+    starts, so it refunds on v1 instead of waiting for a v2 that is gone."""
+    shop = canary.shop
+    on_v2 = canary.checkout("FR")
+    assert (canary.versions(on_v2), shop.settled(on_v2)["status"]) == (PAYMENT_ON_V2, "APPROVED")
     canary.payment_v2.send_signal(signal.SIGTERM)
     canary.payment_v2.wait(30)
     canary.logged("payment v2 fails its health check")
 
     order_id = canary.checkout("FR")
     assert canary.versions(order_id) == ON_V1
-    assert canary.shop.settled(order_id)["status"] == "APPROVED"
+    assert shop.settled(order_id)["status"] == "APPROVED"
+
+    cancellation = canary.cancel(on_v2)
+    assert (cancellation.state, dict(cancellation.versions)) == ("SUCCEEDED", ON_V1)
+    assert {s.handled_by for s in cancellation.steps if s.name == "refund_payment"} == {"payment@v1"}
+    assert shop.settled(on_v2)["status"] == "CANCELLED"
+    assert shop.ledger(on_v2) == [("charge", 2_500), ("refund", 2_500)]

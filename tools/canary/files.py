@@ -20,7 +20,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from sagashop.kit.settings import PARTS as PARTS
-from sagashop.kit.settings import Part
+from sagashop.kit.settings import SAGA_PARTS as SAGA_PARTS
 
 from .kube import CONFIGMAP as CONFIGMAP
 from .kube import NAMESPACE as NAMESPACE
@@ -31,7 +31,6 @@ from .kube import ready_replicas as ready_replicas
 
 ISTIO_DIR = Path(__file__).resolve().parents[2] / "istio"
 WEIGHTS_FILE = "canary-weights.yaml"  # the ConfigMap sagashop-canary
-SAGA_PARTS: tuple[Part, ...] = ("order", "inventory", "payment", "shipping")  # the parts a saga calls
 T = TypeVar("T")
 
 

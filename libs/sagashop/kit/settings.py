@@ -13,6 +13,8 @@ Service = Literal["user", "order", "inventory", "payment", "shipping", "orchestr
 Part = Literal["gateway", Service]
 SERVICES: tuple[Service, ...] = get_args(Service)
 PARTS: tuple[Part, ...] = get_args(Part)
+# the parts the orchestrator's sagas call: a saga pins each to a version of its own (per-part canaries)
+SAGA_PARTS: tuple[str, ...] = ("order", "inventory", "payment", "shipping")
 
 
 class Settings(BaseSettings):
