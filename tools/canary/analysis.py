@@ -195,12 +195,7 @@ def judge_sagas(canary: Sagas, stable: Sagas, limits: Limits, reasons: list[str]
         reasons.append(f"compensation rate: canary {percent(canary.compensation_rate)}, "
                        f"stable {percent(stable.compensation_rate)}, "
                        f"limit stable + {limits.max_compensation_excess:.1f} points")
-    if canary.p99 is None or stable.p99 is None:
-        notes.append("p99 step latency not compared: no step timings on " + ("the canary" if canary.p99 is None
-                                                                             else "the stable version"))
-    elif canary.p99 > max(limits.max_p99_ratio * stable.p99, limits.p99_floor):
-        reasons.append(f"p99 step latency: canary {canary.p99:.3f}s, stable {stable.p99:.3f}s, "
-                       f"limit {limits.max_p99_ratio:g} x stable (judged above {limits.p99_floor:g}s)")
+    judge_p99("step", canary.p99, stable.p99, limits.max_p99_ratio, limits.p99_floor, "{:.3f}s", reasons, notes)
     return []
 
 
@@ -211,9 +206,18 @@ def judge_requests(canary: Requests, stable: Requests, limits: Limits, reasons: 
         reasons.append(f"request error rate: canary {percent(canary.error_rate)} ({canary.failed} of "
                        f"{canary.total}), stable {percent(stable.error_rate)}, "
                        f"limit stable + {limits.max_error_excess:.1f} points")
-    if canary.p99 is None or stable.p99 is None:
-        notes.append("p99 request latency not compared: no request timings on " + (
-            "the canary" if canary.p99 is None else "the stable version"))
-    elif canary.p99 > max(limits.max_request_p99_ratio * stable.p99, limits.request_p99_floor):
-        reasons.append(f"p99 request latency: canary {canary.p99:.0f}ms, stable {stable.p99:.0f}ms, "
-                       f"limit {limits.max_request_p99_ratio:g} x stable (judged above {limits.request_p99_floor:g}ms)")
+    judge_p99("request", canary.p99, stable.p99, limits.max_request_p99_ratio, limits.request_p99_floor, "{:.0f}ms",
+              reasons, notes)
+
+
+def judge_p99(what: str, canary: float | None, stable: float | None, ratio: float, floor: float, shown: str,
+              reasons: list[str], notes: list[str]) -> None:
+    """The canary's p99 `what` latency against `ratio` x stable's, judged above `floor` (values `shown` in their
+    unit: seconds for steps, milliseconds for requests)."""
+    if canary is None or stable is None:
+        notes.append(f"p99 {what} latency not compared: no {what} timings on "
+                     + ("the canary" if canary is None else "the stable version"))
+    elif canary > max(ratio * stable, floor):
+        unit = shown.rsplit("}", 1)[1]
+        reasons.append(f"p99 {what} latency: canary {shown.format(canary)}, stable {shown.format(stable)}, "
+                       f"limit {ratio:g} x stable (judged above {floor:g}{unit})")
