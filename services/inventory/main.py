@@ -1,7 +1,9 @@
-"""Composition root of the inventory service: the servicer, and the sweeper that releases expired reservations."""
+"""Composition root of the inventory service: the servicer, the sweeper that releases expired reservations, and
+the relay that publishes its events."""
 
 import asyncio
 
+from sagashop.events import relay
 from sagashop.kit.db import database
 from sagashop.kit.grpcserver import serve
 from sagashop.kit.settings import Settings
@@ -18,9 +20,11 @@ async def main(settings: Settings) -> None:
     servicer = (inventory_pb2_grpc.add_InventoryServiceServicer_to_server, InventoryServicer(db), SERVICE)
     sweeper = Sweeper(db, settings.reservation_ttl_seconds)
     sweeping = asyncio.create_task(sweeper.sweep_forever(settings.sweep_interval_seconds))
+    relaying = relay.start(db, "inventory", settings.nats_url)
     try:
         await serve(settings, "inventory", servicer)
     finally:
+        await relay.stop(relaying)
         sweeping.cancel()
         await asyncio.gather(sweeping, return_exceptions=True)  # a cancelled sweep rolls back first
         await db.dispose()

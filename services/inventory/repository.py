@@ -3,13 +3,15 @@ statements of the sagas' calls are built once, with bind parameters (`p_*`): bui
 executing it."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sagashop.events import outbox
+from sagashop.events.catalog import Item, ProductChanged, StockCommitted, StockReleased, StockReserved
 from sagashop.kit.clock import now
 from sagashop.kit.db import all_or_nothing, insert_if_absent, one_statement
 from sagashop.values import Line
@@ -53,8 +55,9 @@ MOVE_STATE = SET_STATE.where(reservations.c.state == P("p_from")).returning(*res
 # PostgreSQL only, used by `Inventory.reserve` beside its portable form: a reservation made HELD with all its
 # lines' units moved available -> reserved, or nothing at all, in one statement. Its products are locked in SKU
 # order first (`locked`, which reads them as they are now) and the reservation is claimed only if every line has
-# enough (`enough`), then the units are taken for a claimed one (`took`). Not claimed: the SKU of the first line
-# short of units, and how many it has (null: no such product), or none (the key is taken).
+# enough (`enough`), then the units are taken for a claimed one (`took`) and its event written (`event`). Not
+# claimed: the SKU of the first line short of units, and how many it has (null: no such product), or none (the key
+# is taken).
 RESERVE = sa.text(f"""
 WITH wanted AS (
     SELECT * FROM unnest(CAST(:p_skus AS varchar[]), CAST(:p_quantities AS integer[])) AS w(sku, quantity)
@@ -71,6 +74,8 @@ WITH wanted AS (
     UPDATE products AS p SET available = p.available - w.quantity, reserved = p.reserved + w.quantity
     FROM wanted AS w, claim WHERE p.sku = w.sku
     RETURNING p.sku
+), event AS (
+    {outbox.SQL_INSERT} SELECT {outbox.sql_values()} FROM claim
 )
 SELECT (SELECT count(*) FROM claim) AS claimed, short.sku AS short_sku, short.available AS short_available
 FROM (SELECT 1) AS one LEFT JOIN (
@@ -78,10 +83,16 @@ FROM (SELECT 1) AS one LEFT JOIN (
     WHERE l.sku IS NULL OR l.available < w.quantity ORDER BY w.sku LIMIT 1
 ) AS short ON true
 """)
+# stock_committed's envelope made in Python, completed with the reservation's order (and correlation) and lines
+_COMMITTED_BODY = """CAST(jsonb_set(jsonb_set(jsonb_set(CAST(:e_body AS jsonb),
+    '{payload,order_id}', to_jsonb(moved.order_id)), '{metadata,correlation_id}', to_jsonb(moved.order_id)),
+    '{payload,lines}', (SELECT COALESCE(jsonb_agg(jsonb_build_object('sku', line ->> 0,
+        'quantity', CAST(line ->> 1 AS integer))), '[]') FROM json_array_elements(moved.lines) AS line)) AS text)"""
 # PostgreSQL only, used by `Inventory.commit_held` beside its portable form: a HELD reservation COMMITTED and its
 # units moved reserved -> sold in one statement. Its products are locked in SKU order first (`locked`; the update
 # touches only rows that came out of it), as `Inventory.move` orders its updates, so two statements moving the same
-# products never deadlock. (A data-modifying CTE runs to its end whether or not the query reads it.)
+# products never deadlock; its event (`event`) gets the order and the lines from the reservation. (A
+# data-modifying CTE runs to its end whether or not the query reads it.)
 COMMIT_HELD = sa.text(f"""
 WITH moved AS (
     UPDATE reservations SET state = '{COMMITTED}', updated_at = :p_at
@@ -96,6 +107,8 @@ WITH moved AS (
     UPDATE products AS p SET reserved = p.reserved - w.quantity, sold = p.sold + w.quantity
     FROM wanted AS w, locked AS l WHERE p.sku = w.sku AND l.sku = p.sku
     RETURNING p.sku
+), event AS (
+    {outbox.SQL_INSERT} SELECT {outbox.sql_values(_COMMITTED_BODY)} FROM moved
 )
 SELECT idempotency_key, order_id, state, lines FROM moved
 """).columns(*(reservations.c[name] for name in ("idempotency_key", "order_id", "state", "lines")))
@@ -131,6 +144,9 @@ class Inventory:
             self.conn.execute(products.update().where(products.c.sku == p.sku).values(**fields))
         stored = self.product(p.sku)
         assert stored is not None  # written just above, in this transaction
+        if current is None or not only_if_absent:
+            outbox.write(self.conn, outbox.event(ProductChanged(**asdict(stored)), stored.sku,
+                                                 causation_id="UpsertProduct"))
         return stored
 
     def take(self, line: Line, into: str = "reserved") -> bool:
@@ -164,20 +180,22 @@ class Inventory:
         line is short (nothing done). A reservation is never deleted, so a key once taken stays taken."""
         if self.one_statement:
             return self._reserve_in_one_statement(r)
-        with all_or_nothing(self.conn):  # the portable form: an insert, then a conditional update per line
+        with all_or_nothing(self.conn):  # the portable form: an insert, a conditional update per line, the event
             if not self.add_reservation_if_absent(r):
                 return self._holder(r.key)
             self.take_all(r.lines)
+            self.note(r, StockReserved)
             return None
 
     def _reserve_in_one_statement(self, r: Reservation) -> Reservation | None:
         """`reserve` on PostgreSQL in one statement (RESERVE): kept for throughput, as it is the first write of
         every checkout: one round trip instead of the portable form's BEGIN, insert, update per line and COMMIT."""
         row = _row(r)
+        outbox.written(self.conn)
         result = self.conn.execute(RESERVE, {
             "p_skus": [line.sku for line in r.lines], "p_quantities": [line.quantity for line in r.lines],
             "p_count": len(r.lines), "p_key": r.key, "p_order_id": r.order_id, "p_lines": json.dumps(row["lines"]),
-            "p_at": row["created_at"]}).one()
+            "p_at": row["created_at"], **_event(r, StockReserved).params()}).one()
         if result.claimed:
             return None
         if result.short_sku is None:  # every line had enough: the insert found the key taken
@@ -207,10 +225,14 @@ class Inventory:
         as every checkout commits its stock: one round trip instead of the portable form's BEGIN, update, update
         per line and COMMIT."""
         if self.one_statement:
-            return _reservation(self.conn.execute(COMMIT_HELD, {"p_key": key, "p_at": now()}).first())
-        with all_or_nothing(self.conn):  # the portable form: a conditional update, then one per line
+            outbox.written(self.conn)
+            completed = _event(Reservation(key, "", COMMITTED, ()), StockCommitted)  # order and lines: the row's
+            return _reservation(self.conn.execute(COMMIT_HELD, {"p_key": key, "p_at": now(),
+                                                                **completed.params()}).first())
+        with all_or_nothing(self.conn):  # the portable form: a conditional update, then one per line, the event
             if (committed := self.move_state(key, HELD, COMMITTED)) is not None:
                 self.move(committed.lines, "reserved", "sold")
+                self.note(committed, StockCommitted)
             return committed
 
     def take_again(self, key: str, into: str) -> Reservation | None:
@@ -224,7 +246,21 @@ class Inventory:
                 if again.state == HELD:
                     self.conn.execute(reservations.update().where(reservations.c.idempotency_key == key)
                                       .values(created_at=now()))
+                self.note(again, StockReserved if again.state == HELD else StockCommitted)
             return again
+
+    def release(self, r: Reservation) -> Reservation:
+        """Gives a HELD or COMMITTED reservation's units back to available and makes it RELEASED, with its event,
+        in the caller's transaction."""
+        self.move(r.lines, COUNTER[r.state], "available")
+        released = self.set_state(r, RELEASED)
+        self.note(released, StockReleased, reason="released")
+        return released
+
+    def note(self, r: Reservation, kind: type[StockReserved | StockReleased | StockCommitted],
+             **extra: str) -> None:
+        """Writes the reservation's event of `kind`, in the caller's transaction."""
+        outbox.write(self.conn, _event(r, kind, **extra))
 
     def move_state(self, key: str, source: str, target: str) -> Reservation | None:
         """Moves the reservation from state `source` to `target` if it is in `source`: one conditional statement
@@ -262,6 +298,12 @@ def _reservation(row: sa.Row[Any] | None) -> Reservation | None:
         return None
     return Reservation(row.idempotency_key, row.order_id, row.state,
                        tuple(Line(sku, quantity) for sku, quantity in row.lines))
+
+
+def _event(r: Reservation, kind: type[StockReserved | StockReleased | StockCommitted], **extra: str) -> outbox.Event:
+    lines = [Item(sku=line.sku, quantity=line.quantity) for line in r.lines]
+    return outbox.event(kind(reservation_id=r.key, order_id=r.order_id, lines=lines, **extra), r.key,
+                        correlation_id=r.order_id or None, causation_id=r.key)
 
 
 def _row(r: Reservation) -> dict[str, object]:

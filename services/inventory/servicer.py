@@ -92,8 +92,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                 return inventory.add_reservation(
                     Reservation(request.idempotency_key, request.order_id, TOMBSTONE, ())), False
             if done.state in COUNTER:
-                inventory.move(done.lines, COUNTER[done.state], "available")
-                return inventory.set_state(done, RELEASED), True
+                return inventory.release(done), True
             if done.state == EXPIRED:  # its units went back already; RELEASED, a late commit cannot take them again
                 return inventory.set_state(done, RELEASED), False
             return done, False

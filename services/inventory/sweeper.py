@@ -15,6 +15,7 @@ from functools import partial
 
 from sqlalchemy.engine import Connection
 
+from sagashop.events.catalog import StockReleased
 from sagashop.kit.clock import now
 from sagashop.kit.db import Database
 
@@ -41,6 +42,7 @@ class Sweeper:
         if (expired := inventory.expire(key, cutoff)) is None:
             return False  # committed, released or expired by someone else since we listed it
         inventory.move(expired.lines, "reserved", "available")
+        inventory.note(expired, StockReleased, reason="expired")
         log.info("released reservation %s of order %s: held longer than %s", key, expired.order_id, self.ttl)
         return True
 

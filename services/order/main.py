@@ -1,5 +1,6 @@
-"""Composition root of the order service."""
+"""Composition root of the order service: the servicer, and the relay that publishes its events."""
 
+from sagashop.events import relay
 from sagashop.kit.db import database
 from sagashop.kit.grpcserver import serve
 from sagashop.kit.settings import Settings
@@ -13,4 +14,8 @@ SERVICE = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 async def main(settings: Settings) -> None:
     db = await database(settings, "order")
     servicer = (order_pb2_grpc.add_OrderServiceServicer_to_server, OrderServicer(db), SERVICE)
-    await serve(settings, "order", servicer)
+    relaying = relay.start(db, "order", settings.nats_url)
+    try:
+        await serve(settings, "order", servicer)
+    finally:
+        await relay.stop(relaying)

@@ -1,5 +1,6 @@
-"""Composition root of the payment service."""
+"""Composition root of the payment service: the servicer, and the relay that publishes its events."""
 
+from sagashop.events import relay
 from sagashop.kit.db import database
 from sagashop.kit.grpcserver import serve
 from sagashop.kit.settings import Settings
@@ -13,4 +14,8 @@ SERVICE = payment_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
 async def main(settings: Settings) -> None:
     db = await database(settings, "payment")
     servicer = (payment_pb2_grpc.add_PaymentServiceServicer_to_server, PaymentServicer(db), SERVICE)
-    await serve(settings, "payment", servicer)
+    relaying = relay.start(db, "payment", settings.nats_url)
+    try:
+        await serve(settings, "payment", servicer)
+    finally:
+        await relay.stop(relaying)

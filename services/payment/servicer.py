@@ -12,7 +12,7 @@ from sagashop.v1 import payment_pb2 as pb
 from sagashop.v1 import payment_pb2_grpc
 from sagashop.values import valid_step_keys
 
-from .domain import CHARGE, CHARGED, REFUND, REFUNDED, TOMBSTONE, Payment, authorize, replayed, valid_amount
+from .domain import CHARGE, CHARGED, REFUNDED, TOMBSTONE, Payment, authorize, replayed, valid_amount
 from .repository import Payments
 
 CHARGED_CENTS = Counter("sagashop_payment_charged_cents_total", "money charged, in cents", ["currency", "version"])
@@ -61,8 +61,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             if done is None:  # the charge never landed (or has not yet): make sure it never will
                 return payments.add(Payment(request.idempotency_key, request.order_id, TOMBSTONE, 0, "")), False
             if done.status == CHARGED:
-                payments.record(done, REFUND)
-                return payments.set_status(done, REFUNDED), True
+                return payments.refund(done, REFUNDED), True
             return done, False
 
         payment, fresh = await self.db.transaction(work)

@@ -1,5 +1,6 @@
-"""Composition root of the shipping service."""
+"""Composition root of the shipping service: the servicer, and the relay that publishes its events."""
 
+from sagashop.events import relay
 from sagashop.kit.db import database
 from sagashop.kit.grpcserver import serve
 from sagashop.kit.settings import Settings
@@ -13,4 +14,8 @@ SERVICE = shipping_pb2.DESCRIPTOR.services_by_name["ShippingService"].full_name
 async def main(settings: Settings) -> None:
     db = await database(settings, "shipping")
     servicer = (shipping_pb2_grpc.add_ShippingServiceServicer_to_server, ShippingServicer(db), SERVICE)
-    await serve(settings, "shipping", servicer)
+    relaying = relay.start(db, "shipping", settings.nats_url)
+    try:
+        await serve(settings, "shipping", servicer)
+    finally:
+        await relay.stop(relaying)

@@ -9,7 +9,7 @@ from sagashop.v1 import shipping_pb2 as pb
 from sagashop.v1 import shipping_pb2_grpc
 from sagashop.values import Address, Line, valid_address, valid_lines, valid_step_keys
 
-from .domain import CANCELLED, CREATED, TOMBSTONE, Shipment, new_tracking_number, replayed, serviceable
+from .domain import CREATED, TOMBSTONE, Shipment, new_tracking_number, replayed, serviceable
 from .repository import Shipments
 
 
@@ -53,7 +53,7 @@ class ShippingServicer(shipping_pb2_grpc.ShippingServiceServicer):
             if done is None:  # the shipment never landed (or has not yet): make sure it never will
                 return shipments.add(Shipment(request.idempotency_key, request.order_id, TOMBSTONE, "", "", ()))
             if done.status == CREATED:
-                return shipments.set_status(done, CANCELLED)
+                return shipments.cancel(done)
             return done
 
         return shipment_pb(await self.db.transaction(work))

@@ -1,5 +1,6 @@
-"""Composition root of the user service."""
+"""Composition root of the user service: the servicer, and the relay that publishes its events."""
 
+from sagashop.events import relay
 from sagashop.kit.db import database
 from sagashop.kit.grpcserver import serve
 from sagashop.kit.settings import Settings
@@ -14,4 +15,8 @@ async def main(settings: Settings) -> None:
     db = await database(settings, "user")
     await ensure_admin(db, settings.admin_email, settings.admin_password)
     servicer = (user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(db), SERVICE)
-    await serve(settings, "user", servicer)
+    relaying = relay.start(db, "user", settings.nats_url)
+    try:
+        await serve(settings, "user", servicer)
+    finally:
+        await relay.stop(relaying)

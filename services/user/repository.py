@@ -5,6 +5,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sagashop.events import outbox
+from sagashop.events.catalog import UserRegistered
 from sagashop.kit.clock import now
 
 from .domain import User
@@ -37,12 +39,15 @@ class Users:
         return self._one(users.c.email == email)
 
     def add(self, u: User) -> User:
-        """Raises IntegrityError when the email is taken: the unique index decides between two racing sign-ups."""
+        """Adds the user and its event (user.registered), in the caller's transaction. Raises IntegrityError when
+        the email is taken: the unique index decides between two racing sign-ups."""
         moment = now()
         self.conn.execute(users.insert().values(
             id=u.id, email=u.email, name=u.name, password_hash=u.password_hash, roles=list(u.roles),
             created_at=moment, updated_at=moment,
         ))
+        outbox.write(self.conn, outbox.event(UserRegistered(user_id=u.id, email=u.email, name=u.name), u.id,
+                                             causation_id="CreateUser", user_id=u.id))
         return u
 
     def update(self, u: User) -> User:

@@ -69,8 +69,8 @@ async def test_a_reservation_is_one_statement_on_postgres_and_one_per_line_in_a_
 
     if settings.database_url and not portable_only:
         assert len(sent) == 1
-    else:  # BEGIN, the reservation, a take per line, COMMIT
-        assert [s.split()[0] for s in sent] == ["BEGIN", "INSERT", "UPDATE", "UPDATE", "COMMIT"]
+    else:  # BEGIN, the reservation, a take per line, its event, COMMIT
+        assert [s.split()[0] for s in sent] == ["BEGIN", "INSERT", "UPDATE", "UPDATE", "INSERT", "COMMIT"]
     assert [(p.available, p.reserved) for p in await db.autocommit(lambda conn: Inventory(conn).products())] == [
         (4, 1), (3, 2)]
 

@@ -44,6 +44,11 @@ def revisions_of(folder: Path) -> ScriptDirectory:
     return ScriptDirectory(str(ENV_DIR), version_locations=[str(folder)])
 
 
+def payment_head() -> str:
+    """The newest of the payment service's own revisions."""
+    return str(revisions_of(SERVICES_DIR / "payment" / "migrations").get_current_head())
+
+
 def newer_payment_revisions(tmp_path: Path, upgrade: str, marker: str = "") -> Path:
     """The payment service's revisions as a newer version ships them: ours, and one more after our newest."""
     folder = tmp_path / "newer"
@@ -89,7 +94,7 @@ async def test_the_current_code_starts_on_a_schema_a_newer_version_migrated_and_
     finally:
         await db.dispose()
     assert version == ["payment_newer"] and "note" in columns  # left as the newer version made it
-    assert "revision payment_newer, newer than this version's payment_0001" in caplog.text
+    assert f"revision payment_newer, newer than this version's {payment_head()}" in caplog.text
 
 
 async def test_a_schema_at_a_revision_that_does_not_descend_from_ours_is_refused_and_left_alone(settings, tmp_path):
@@ -101,7 +106,7 @@ async def test_a_schema_at_a_revision_that_does_not_descend_from_ours_is_refused
     await migrated_with(settings, "payment", foreign)
 
     with pytest.raises(CannotStart, match=r"payment schema is at revision elsewhere_0001, which is neither one of "
-                       r"this version's revisions nor a descendant of its newest \(payment_0001\)"):
+                       rf"this version's revisions nor a descendant of its newest \({payment_head()}\)"):
         await database(settings, "payment")
 
     db = Database(settings, "payment")
@@ -116,7 +121,7 @@ async def test_a_schema_a_newer_version_contracted_is_refused(settings, tmp_path
         tmp_path, 'op.drop_index("ix_payments_order_id", table_name="payments")', marker="contracts = True\n"))
 
     with pytest.raises(CannotStart, match=r"payment schema is at revision payment_newer, past payment_newer, which "
-                       r"removed or changed what this version \(payment_0001\) may use"):
+                       rf"removed or changed what this version \({payment_head()}\) may use"):
         await database(settings, "payment")
 
 

@@ -1,0 +1,243 @@
+"""The relay: publishes a service's outbox to NATS JetStream, in `seq` order, each row once acknowledged marked
+published; published rows are pruned after KEEP_PUBLISHED.
+
+At least once: a row is marked only after JetStream acknowledged it, so a relay that stops between the two
+publishes it again after its restart, under the same `Nats-Msg-Id` (its event id): JetStream drops a repeat that
+arrives within the stream's duplicate window (DUPLICATE_WINDOW). While the broker is down the rows wait in the
+outbox; the relay tries again after pauses that double up to LONGEST_PAUSE, and nothing is lost.
+
+One relay per service publishes at a time: on PostgreSQL, where replicas share the schema, the one holding an
+advisory lock on a connection of its own, which also runs its queries (if that connection breaks, the lock goes
+with it and the relay starts over); on SQLite one process owns the file. It wakes as soon as a commit wrote
+events in its process (`outbox.on_commit`) and otherwise looks every `poll_seconds` (another replica's writes).
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from prometheus_client import Counter, Gauge
+from sqlalchemy.engine import Connection
+
+from sagashop.kit.clock import now
+from sagashop.kit.db import Database
+
+from .outbox import on_commit, outbox
+
+if TYPE_CHECKING:  # imported as the relay first connects: see `_jetstream`
+    from nats.aio.client import Client
+    from nats.js import JetStreamContext
+
+T = TypeVar("T")
+Unit = Callable[[Callable[[Connection], T]], Awaitable[T]]
+STREAM = "SAGASHOP_EVENTS"
+SUBJECT_PREFIX = "sagashop.events"  # an event's subject: <prefix>.<event_type>, e.g. sagashop.events.order.approved
+DUPLICATE_WINDOW = timedelta(minutes=2)  # a re-publish within it (same Nats-Msg-Id) is dropped by JetStream
+MAX_AGE = timedelta(days=7)  # how long the stream keeps an event for consumers that were away
+KEEP_PUBLISHED = timedelta(hours=1)  # published rows kept for a look at what went out; the stream is the record
+POLL_SECONDS = 0.5
+BATCH = 256  # rows read and published per round
+ACK_SECONDS = 5.0  # a publish not acknowledged in this time counts as failed; its row is published again
+FIRST_PAUSE, LONGEST_PAUSE = 0.25, 5.0  # seconds between tries while the broker (or the database) fails
+LOCK_RETRY_SECONDS = 2.0  # how often a standby relay asks for the lock
+PRUNE_EVERY_SECONDS = 60.0
+MEASURE_EVERY_SECONDS = 1.0
+TRY_LOCK = sa.text("SELECT pg_try_advisory_lock(hashtext(:name))")
+
+DEPTH = Gauge("sagashop_outbox_depth", "events in the outbox not yet published", ["service"])
+OLDEST = Gauge("sagashop_outbox_oldest_seconds", "age of the oldest event not yet published (0: none)", ["service"])
+PUBLISHED = Counter("sagashop_events_published_total", "events published to JetStream and acknowledged",
+                    ["event_type"])
+PUBLISH_ERRORS = Counter("sagashop_event_publish_errors_total",
+                         "failed publishes and connections to the broker (the events wait in the outbox)")
+log = logging.getLogger(__name__)
+
+UNPUBLISHED = (sa.select(outbox.c.seq, outbox.c.event_id, outbox.c.event_type, outbox.c.body, outbox.c.traceparent)
+               .where(outbox.c.published_at.is_(None)).order_by(outbox.c.seq).limit(BATCH))
+MARK = outbox.update().where(outbox.c.seq.in_(sa.bindparam("p_seqs", expanding=True))).values(
+    published_at=sa.bindparam("p_at"))
+WAITING = sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(outbox.c.published_at.is_(None))
+PRUNE = outbox.delete().where(outbox.c.published_at < sa.bindparam("p_before"))
+
+
+class Relay:
+    """`await Relay(db, "payment", url).run()` publishes the service's outbox until cancelled. `stream` and
+    `prefix` name the JetStream stream and the subjects' prefix (tests use their own); `crash_point`, if given, is
+    called with "published" between a batch's acknowledgement and its mark (a test's way to stop it there)."""
+
+    def __init__(self, db: Database, service: str, nats_url: str, *, stream: str = STREAM,
+                 prefix: str = SUBJECT_PREFIX, poll_seconds: float = POLL_SECONDS,
+                 crash_point: Callable[[str], None] | None = None) -> None:
+        self.db, self.service, self.url = db, service, nats_url
+        self.stream, self.prefix, self.poll = stream, prefix, poll_seconds
+        self.crash_point = crash_point
+        self.woken = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        on_commit(db.engine, self.wake)
+
+    def wake(self) -> None:
+        """Called from whichever thread committed events: the relay looks at once."""
+        if self.loop is not None and not self.woken.is_set():
+            self.loop.call_soon_threadsafe(self.woken.set)
+
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        pause = FIRST_PAUSE
+        with suppress_instrumentation():  # its polls are no one's request: no span per statement
+            try:
+                while True:
+                    try:
+                        async with self._turn() as unit:
+                            pause = FIRST_PAUSE
+                            await self._relay(unit)
+                    except Exception as e:  # the database failed it: its lock may be gone with its connection
+                        log.warning("the %s outbox relay stopped (%s); starting again in %.1f s", self.service,
+                                    e, pause)
+                        await asyncio.sleep(pause)
+                        pause = min(pause * 2, LONGEST_PAUSE)
+            finally:
+                await self._disconnect()
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[Unit[Any]]:
+        """Once this relay may publish: a function running a unit on its database (on PostgreSQL, on the
+        connection that holds the lock)."""
+        if self.db.server is None:
+            yield self.db.autocommit
+            return
+        conn = await self.db.server.connect()
+        try:
+            name = f"sagashop:outbox:{self.service}"
+            # the lock is held by another process: nothing here could signal its release
+            while not await conn.run_sync(lambda c: c.execute(TRY_LOCK, {"name": name}).scalar()):  # noqa: ASYNC110
+                await asyncio.sleep(LOCK_RETRY_SECONDS)
+            log.info("the %s outbox relay holds the lock: publishing", self.service)
+
+            async def unit(work: Callable[[Connection], T]) -> T:
+                return await conn.run_sync(work)
+
+            yield unit
+        finally:
+            await conn.invalidate()  # closed, not pooled: the server lets the lock go with the session
+            await conn.close()
+
+    async def _relay(self, unit: Unit[Any]) -> None:
+        pause, measured, pruned = 0.0, 0.0, 0.0
+        while True:
+            self.woken.clear()  # before reading: a commit from here on wakes the next round
+            sent = 0
+            try:
+                sent = await self._publish(unit, await self._jetstream())
+                pause = 0.0
+            except Exception as e:  # the broker: down, slow, or refusing
+                PUBLISH_ERRORS.inc()
+                pause = min(max(pause * 2, FIRST_PAUSE), LONGEST_PAUSE)
+                log.warning("publishing the %s outbox failed (%s); trying again in %.1f s", self.service,
+                            e or type(e).__name__, pause)
+                await self._disconnect()
+            moment = time.monotonic()
+            if pause or moment - measured >= MEASURE_EVERY_SECONDS:  # in an outage, what waits is the news
+                await unit(self._measure)
+                measured = moment
+            if moment - pruned >= PRUNE_EVERY_SECONDS:
+                await unit(lambda conn: conn.execute(PRUNE, {"p_before": now() - KEEP_PUBLISHED}))
+                pruned = moment
+            if pause:
+                await asyncio.sleep(pause)
+            elif sent < BATCH:  # a full batch: more may wait
+                try:
+                    await asyncio.wait_for(self.woken.wait(), self.poll)
+                except TimeoutError:
+                    pass
+
+    async def _publish(self, unit: Unit[Any], js: "JetStreamContext") -> int:
+        """Publishes the next batch in order, stopping at the first failure (a later row never overtakes an
+        earlier one), and marks what was acknowledged. How many rows it read."""
+        rows: Sequence[sa.Row[Any]] = await unit(lambda conn: conn.execute(UNPUBLISHED).all())
+        acked: list[sa.Row[Any]] = []
+        try:
+            for row in rows:
+                headers = {"Nats-Msg-Id": row.event_id}
+                if row.traceparent:
+                    headers["traceparent"] = row.traceparent
+                await js.publish(f"{self.prefix}.{row.event_type}", row.body.encode(), timeout=ACK_SECONDS,
+                                 stream=self.stream, headers=headers)
+                acked.append(row)
+        finally:
+            if acked:
+                if self.crash_point is not None:
+                    self.crash_point("published")
+                await unit(lambda conn: conn.execute(MARK, {"p_seqs": [r.seq for r in acked], "p_at": now()}))
+                for row in acked:
+                    PUBLISHED.labels(row.event_type).inc()
+        return len(rows)
+
+    def _measure(self, conn: Connection) -> None:
+        count, oldest = conn.execute(WAITING).one()
+        DEPTH.labels(self.service).set(count)
+        if oldest is not None and oldest.tzinfo is None:  # SQLite hands back naive values, stored as UTC
+            oldest = oldest.replace(tzinfo=now().tzinfo)
+        OLDEST.labels(self.service).set((now() - oldest).total_seconds() if oldest else 0.0)
+
+    async def _jetstream(self) -> "JetStreamContext":
+        """The connection's JetStream, connecting (and making sure the stream is there) when there is none."""
+        if self.js is not None and self.nc is not None and self.nc.is_connected:
+            return self.js
+        # imported here, not with the module: the client loads aiohttp whenever it is installed (the lab's), and
+        # a part loads nothing of the lab as it starts (tests/unit/test_layout.py)
+        import nats
+        from nats.js.api import StorageType, StreamConfig
+        from nats.js.errors import BadRequestError
+
+        await self._disconnect()
+        # no reconnecting inside the client: a broken connection fails the round, and the relay connects anew
+        # after its pause. (This client retries a first connection unless its attempts are bounded too.)
+        self.nc = await nats.connect(self.url, name=f"sagashop-{self.service}-relay", allow_reconnect=False,
+                                     max_reconnect_attempts=1, reconnect_time_wait=0.2, connect_timeout=2,
+                                     error_cb=_quiet)
+        js = self.nc.jetstream(timeout=ACK_SECONDS)
+        config = StreamConfig(name=self.stream, subjects=[f"{self.prefix}.>"], storage=StorageType.FILE,
+                              duplicate_window=DUPLICATE_WINDOW.total_seconds(), max_age=MAX_AGE.total_seconds())
+        try:
+            await js.add_stream(config)  # the same config again is accepted as it is
+        except BadRequestError:  # there, with another config (an older release's): ours from now on
+            await js.update_stream(config)
+        self.js = js
+        return js
+
+    async def _disconnect(self) -> None:
+        nc, self.nc, self.js = self.nc, None, None
+        if nc is not None and not nc.is_closed:
+            try:
+                await nc.close()
+            except Exception as e:  # a connection that broke already: nothing to close
+                log.debug("closing the NATS connection: %s", e)
+
+
+async def _quiet(error: Exception) -> None:
+    """The client's own report of a failure the relay reports itself (a warning per failed round)."""
+    log.debug("NATS: %s", error)
+
+
+def start(db: Database, service: str, nats_url: str | None) -> asyncio.Task[None] | None:
+    """What a service's main calls: the relay as a background task if SAGASHOP_NATS_URL is set, else None (the
+    events wait in the outbox)."""
+    if not nats_url:
+        log.info("SAGASHOP_NATS_URL is not set: the %s service's events wait in its outbox", service)
+        return None
+    return asyncio.create_task(Relay(db, service, nats_url).run(), name=f"{service}-outbox-relay")
+
+
+async def stop(task: asyncio.Task[None] | None) -> None:
+    """Stops a relay `start` started: a batch published but not marked yet is published again by the next one."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
