@@ -1,4 +1,4 @@
-"""Fixtures on real servers: PostgreSQL and Redis must answer on CI (CI=true); elsewhere their tests skip."""
+"""Fixtures on real servers: PostgreSQL, Redis and NATS must answer on CI (CI=true); elsewhere their tests skip."""
 
 import asyncio
 import contextlib
@@ -15,9 +15,11 @@ import redis
 
 from sagashop.kit.settings import Settings
 from tests.shop import Shop, start_shop, stop_shop, wait_ready
+from tools.local.broker import jetstream_answers
 
 POSTGRES_URL = os.environ.get("SAGASHOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("SAGASHOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+NATS_URL = os.environ.get("SAGASHOP_TEST_NATS_URL", "nats://127.0.0.1:4222")
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -73,6 +75,13 @@ def redis_server() -> str:
     return REDIS_URL
 
 
+@pytest.fixture(scope="session")
+def nats_server() -> str:
+    if not run_aside(jetstream_answers(NATS_URL)):
+        missing(f"NATS with JetStream at {NATS_URL} is unreachable", "start it (`nats-server -js`) to run this test")
+    return NATS_URL
+
+
 @contextlib.asynccontextmanager
 async def redis_scratch(url: str) -> AsyncIterator[tuple[Any, str]]:
     """An asyncio client of the real Redis and a key prefix of one test's own; its keys are deleted after."""
@@ -98,13 +107,16 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def shop(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
-    database_url = None
+    """`sagashop up` on its defaults (SQLite files, in-process stores, a NATS server of its own), or on the machine's
+    PostgreSQL and NATS: each way of running the shop goes through every end-to-end test."""
+    database_url = nats_url = None
     if request.param == "postgres":
         request.getfixturevalue("postgres_server")
+        nats_url = request.getfixturevalue("nats_server")
         name = f"sagashop_e2e_{uuid.uuid4().hex[:10]}"
         run_aside(_admin(f'CREATE DATABASE "{name}"'))
         database_url = f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
-    process, env, log = start_shop(tmp_path_factory.mktemp(f"shop-{request.param}"), database_url)
+    process, env, log = start_shop(tmp_path_factory.mktemp(f"shop-{request.param}"), database_url, nats_url)
     url = f"http://127.0.0.1:{env['SAGASHOP_GATEWAY_PORT']}"
     try:
         wait_ready(url, process, log)

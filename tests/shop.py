@@ -22,7 +22,10 @@ from tools.shopclient import ShopClient, order_body
 T = TypeVar("T")
 
 
-def start_shop(tmp: Path, database_url: str | None) -> tuple[subprocess.Popen[bytes], dict[str, str], Path]:
+def start_shop(tmp: Path, database_url: str | None,
+               nats_url: str | None = None) -> tuple[subprocess.Popen[bytes], dict[str, str], Path]:
+    """`sagashop up` on `database_url` (None: SQLite files) and the NATS server at `nats_url` (None: its own, on a
+    free port)."""
     env = {**os.environ, "SAGASHOP_DATA_DIR": str(tmp / "data"), "SAGASHOP_ADMIN_PASSWORD": "admin-secret-1",
            "SAGASHOP_ADMIN_EMAIL": "admin@example.com", "SAGASHOP_JWT_SECRET": "test-secret-" + uuid.uuid4().hex,
            "SAGASHOP_STEP_DEADLINE_SECONDS": "3", "SAGASHOP_SAGA_LEASE_SECONDS": "3",
@@ -34,10 +37,14 @@ def start_shop(tmp: Path, database_url: str | None) -> tuple[subprocess.Popen[by
            "SAGASHOP_FAULTS_ENABLED": "true",  # as under `sagashop up`, and for the extra parts tests spawn
            "SAGASHOP_INTERNAL_SECRET": "test-internal-" + uuid.uuid4().hex}  # so that extra parts share it
     env.pop("SAGASHOP_DATABASE_URL", None)
+    env.pop("SAGASHOP_NATS_URL", None)
     if database_url:
         env["SAGASHOP_DATABASE_URL"] = database_url
-    for part, port in zip(PARTS, free_ports(len(PARTS)), strict=True):
-        env[f"SAGASHOP_{part.upper()}_PORT"] = str(port)
+    if nats_url:
+        env["SAGASHOP_NATS_URL"] = nats_url
+    *ports, env["SAGASHOP_NATS_PORT"] = map(str, free_ports(len(PARTS) + 1))  # for up's own NATS, if it runs one
+    for part, port in zip(PARTS, ports, strict=True):
+        env[f"SAGASHOP_{part.upper()}_PORT"] = port
     log = tmp / "up.log"
     process = popen("up", env=env, program=("tools.cli",), stdout=log.open("wb"), stderr=subprocess.STDOUT)
     return process, env, log
@@ -101,6 +108,8 @@ def spawn(part: str, env: dict[str, str], log: IO[bytes], *, port: int | None = 
 class Shop:
     def __init__(self, url: str, env: dict[str, str], pid: int, log: Path) -> None:
         self.url, self.env, self.pid, self.log = url, env, pid, log
+        if "SAGASHOP_NATS_URL" not in env:  # up's own server, whose URL (this run's password in it) the parts got
+            self.env = {**env, "SAGASHOP_NATS_URL": self.part("gateway").environ()["SAGASHOP_NATS_URL"]}
         self.http = httpx.Client(base_url=url, timeout=30)  # the raw answers, for tests of the wire
         self.loop = asyncio.new_event_loop()  # the client's, on a thread of its own: the tests block
         threading.Thread(target=self.loop.run_forever, name="shop-client", daemon=True).start()

@@ -24,8 +24,9 @@ OTEL_VARIABLES = {value for module in (opentelemetry.environment_variables, open
                   for name, value in vars(module).items() if name.startswith(OTEL_PREFIX)}
 CONFIG_MAP = "sagashop-config"
 VERSION_FIELD = "metadata.labels['version']"
-# unset on purpose: random fault draws; the mesh finds v2; spans go to an OTLP endpoint, not to a file
-OPTIONAL = {"faults_seed", "canary_addresses", "trace_file"}
+# unset on purpose: random fault draws; the mesh finds v2; spans go to an OTLP endpoint, not to a file; the port of
+# the NATS server `sagashop up` runs (a pod is given SAGASHOP_NATS_URL)
+OPTIONAL = {"faults_seed", "canary_addresses", "trace_file", "nats_port"}
 WRONG_IN_A_POD = {"version", "faults_enabled"}
 READ_ONLY_BY = {"jwt_secret": {"gateway"}, "admin_password": {"user"}, "metrics_port": set(SERVICES),
                 "database_url": set(SERVICES), "redis_url": {"gateway", "orchestrator"},
@@ -100,7 +101,7 @@ def address_problems(env: dict[str, Any], objs: list[Obj]) -> list[str]:
         host, port = env.get(f"{PREFIX}{service.upper()}_HOST"), env.get(f"{PREFIX}{service.upper()}_PORT")
         if isinstance(host, str) and not (str(port).isdigit() and int(port) in service_port(objs, host)):
             problems.append(f"{service} at {host}:{port} is no Service port")
-    for name in ("DATABASE_URL", "REDIS_URL"):
+    for name in ("DATABASE_URL", "REDIS_URL", "NATS_URL"):
         url = urlsplit(env.get(f"{PREFIX}{name}") or "")
         if url.hostname and (url.port or 0) not in service_port(objs, url.hostname):
             problems.append(f"{PREFIX}{name}: {url.hostname}:{url.port} is no Service port")

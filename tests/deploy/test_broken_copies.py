@@ -270,3 +270,53 @@ def test_a_broken_edge_canary_database_or_drain(tree: Path, file: str, old: str,
                                                needles: tuple[str, ...]) -> None:
     edit(tree / file, old, new)
     assert reported(tree, *needles), all_problems(tree)
+
+
+NATS = "deploy/k8s/base/nats.yaml"
+NATS_BREAKS = [
+    pytest.param("deploy/k8s/base/config.env", "SAGASHOP_NATS_URL=nats://nats:4222", "SAGASHOP_NATS_URL=nats://nat:4222",
+                 ("Deployment/user-v1", "SAGASHOP_NATS_URL: nat:4222 is no Service port"),
+                 id="the parts' NATS URL naming no Service"),
+    pytest.param("deploy/k8s/base/config.env", "SAGASHOP_NATS_URL=nats://nats:4222",
+                 "SAGASHOP_NATS_URL=nats://nats-headless:6222",
+                 ("Deployment/order-v1", "nats-headless:6222 reaches", "not a NATS server's client port"),
+                 id="the parts' NATS URL on the routes' port"),
+    pytest.param("deploy/k8s/base/config.env", "SAGASHOP_NATS_URL=nats://nats:4222\n", "",
+                 ("Deployment/payment-v1", "missing SAGASHOP_NATS_URL"), id="the parts given no NATS URL"),
+    pytest.param("istio/authorization.yaml", "        - cluster.local/ns/sagashop/sa/orchestrator\n    to:\n"
+                 '    - operation:\n        ports: ["4222"]', '    to:\n    - operation:\n        ports: ["4222"]',
+                 ("Deployment/orchestrator-v1", "keep it from StatefulSet/nats on port 4222"),
+                 id="a part the mesh keeps from NATS"),
+    pytest.param(NATS, "        - --store_dir=/data\n", "        - --store_dir=/tmp/jetstream\n",
+                 ("StatefulSet/nats", "store /tmp/jetstream is on no PersistentVolumeClaim"),
+                 id="JetStream's store off the volume"),
+    pytest.param(NATS, "        - --jetstream\n", "", ("StatefulSet/nats", "JetStream is off"), id="JetStream off"),
+    pytest.param(NATS, "maxUnavailable: 1                     # of 3", "maxUnavailable: 2                     # of 3",
+                 ("production", "lets 2 of 3 servers go"), id="a PodDisruptionBudget that breaks the quorum"),
+    pytest.param(NATS, "# of 3, a JetStream cluster keeps its quorum\n  selector:\n    matchLabels: {app: nats}",
+                 "# of 3, a JetStream cluster keeps its quorum\n  selector:\n    matchLabels: {app: nats-server}",
+                 ("StatefulSet/nats", "no PodDisruptionBudget selects its pods"),
+                 id="a PodDisruptionBudget selecting no NATS pod"),
+    pytest.param(NATS, 'httpGet: {path: "/healthz?js-enabled-only=true", port: monitor}\n          periodSeconds: 10',
+                 'httpGet: {path: "/varz", port: monitor}\n          periodSeconds: 10',
+                 ("StatefulSet/nats", "readinessProbe must ask /healthz"), id="a readiness probe not asking /healthz"),
+    pytest.param(PRODUCTION, ",nats://nats-2.nats-headless:6222", "",
+                 ("production", "StatefulSet/nats", "must name each of its 3 servers"), id="a route left out"),
+    pytest.param(PRODUCTION, "- {name: nats, count: 3}", "- {name: nats, count: 4}",
+                 ("production", "4 servers: JetStream needs an odd number"), id="an even cluster"),
+    pytest.param(NATS, "  clusterIP: None\n", "", ("production", "serviceName must be a headless Service"),
+                 id="the routes' Service not headless"),
+    pytest.param("deploy/k8s/base/network-policies.yaml",
+                 "        matchLabels: {app: nats}\n    ports: [{port: cluster}]",
+                 "        matchLabels: {app: nats}\n    ports: [{port: client}]",
+                 ("production", "keep its servers from each other's cluster port 6222"),
+                 id="the servers kept from each other's routes"),
+    pytest.param(NATS, "        - --name=$(POD_NAME)", "        - --name=nats",
+                 ("production", "each server needs a name of its own"), id="one name for every server"),
+]
+
+
+@pytest.mark.parametrize(("file", "old", "new", "needles"), NATS_BREAKS)
+def test_a_broken_nats(tree: Path, file: str, old: str, new: str, needles: tuple[str, ...]) -> None:
+    edit(tree / file, old, new)
+    assert reported(tree, *needles), all_problems(tree)

@@ -11,6 +11,7 @@ from .canary_checks import RUNNER_RULES, canary_problems, default_weights, job_p
 from .conftest import OVERLAYS
 from .env_checks import config_problems, coverage_problems, env_problems, environment
 from .manifests import ROOT, RUN_JOB, Obj, named, of_kind, part_of, pod_labels
+from .nats_checks import nats_problems
 from .pod_checks import database_problems, drain_problems
 from .schema_checks import is_istio, istio_problems, kubernetes_problems
 from .suite import external_secrets, mesh_of
@@ -177,3 +178,17 @@ def test_every_pod_with_a_database_fits_the_servers_connections_at_its_pools_pea
     args = server["spec"]["template"]["spec"]["containers"][0].get("args", [])
     allowed = int(next((a.split("=")[1] for a in args if a.startswith("max_connections=")), 100))
     assert pods * (pool + pool // 2) <= allowed - 3, (pods, pool, allowed)  # 3 kept for superusers
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_nats_keeps_jetstream_on_volumes_one_server_on_kind_a_cluster_of_three_in_production(
+        rendered: dict[str, list[Obj]], overlay: str) -> None:
+    objs = rendered[overlay]
+    assert nats_problems(mesh_of(objs), objs) == []
+    assert config_value(objs, "SAGASHOP_NATS_URL") == "nats://nats:4222"
+    server = named(objs, "StatefulSet", "nats")
+    assert server is not None
+    production = overlay == "production"
+    assert server["spec"]["replicas"] == (3 if production else 1)
+    claim = server["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+    assert claim == ("10Gi" if production else "1Gi")

@@ -2,6 +2,8 @@
 exactly, at the network's level, the caller -> callee pairs the mesh's AuthorizationPolicies allow at least one call
 of, Prometheus to the metrics ports only, and nobody else."""
 
+from itertools import product
+
 import pytest
 
 from .conftest import OVERLAYS
@@ -18,17 +20,28 @@ def account(workload: Obj) -> str:
     return f"cluster.local/ns/{NAMESPACE}/sa/{workload['spec']['template']['spec'].get('serviceAccountName')}"
 
 
-def mesh_allows_any_call(authorization: list[Obj], callee: dict[str, str], principal: str) -> bool:
-    """Whether an ALLOW policy of the callee's pods names the principal in a rule (for some call or port)."""
-    return any(principal in principals({"spec": {"rules": [rule]}})
-               for policy in authorization if matches(policy["spec"].get("selector", {"matchLabels": {"x": "none"}}),
-                                                      callee)
-               for rule in policy["spec"].get("rules", []))
+def callee_policies(authorization: list[Obj], callee: dict[str, str]) -> list[Obj]:
+    return [policy for policy in authorization
+            if matches(policy["spec"].get("selector", {"matchLabels": {"x": "none"}}), callee)]
 
 
-def served_port(workload: Obj) -> int:
-    """The port a workload serves its callers on: its first container's first port."""
-    return int(workload["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"])
+def rule_ports(rule: Obj) -> set[int]:
+    return {int(port) for to in rule.get("to", []) for port in to.get("operation", {}).get("ports", [])}
+
+
+def mesh_allows_any_call(authorization: list[Obj], callee: dict[str, str], principal: str, port: int) -> bool:
+    """Whether an ALLOW policy of the callee's pods names the principal in a rule for this port (a rule naming no
+    port: for some call on any)."""
+    return any(principal in principals({"spec": {"rules": [rule]}}) and port in (rule_ports(rule) or {port})
+               for policy in callee_policies(authorization, callee) for rule in policy["spec"].get("rules", []))
+
+
+def served_ports(workload: Obj, authorization: list[Obj]) -> set[int]:
+    """The ports a workload serves its callers on: its first container's first port, and every port its pods'
+    policies name (a NATS cluster's route port)."""
+    first = int(workload["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"])
+    return {first} | {port for policy in callee_policies(authorization, pod_labels(workload))
+                      for rule in policy["spec"].get("rules", []) for port in rule_ports(rule)}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -39,10 +52,10 @@ def test_a_pod_takes_connections_exactly_from_the_callers_the_mesh_allows(render
     pods = workloads(objs)
     wrong = []
     for callee in (w for w in pods if w["kind"] != "Job"):  # a Job serves nobody
-        labels, ports, port = pod_labels(callee), container_ports(callee), served_port(callee)
+        labels, ports = pod_labels(callee), container_ports(callee)
         callers = [(pod_labels(w), NAMESPACE, account(w)) for w in pods] + [INGRESS]
-        for caller_labels, namespace, principal in callers:
-            expected = mesh_allows_any_call(authorization, labels, principal)
+        for (caller_labels, namespace, principal), port in product(callers, served_ports(callee, authorization)):
+            expected = mesh_allows_any_call(authorization, labels, principal, port)
             if admits(objs, labels, ports, caller_labels, namespace, port) != expected:
                 wrong.append(f"{caller_labels.get('app', principal)} -> {labels['app']}:{port}: mesh {expected}")
     assert wrong == []

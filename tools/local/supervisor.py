@@ -1,5 +1,5 @@
-"""Runs every part of the shop as its own process (the same `sagashop serve NAME` Kubernetes runs), prefixes
-their log lines, restarts a part that dies, and stops them all on SIGINT/SIGTERM.
+"""Runs processes (the shop's parts, each the same `sagashop serve NAME` Kubernetes runs, and the servers they need),
+prefixes their log lines, restarts one that dies, and stops them in the order asked on SIGINT/SIGTERM.
 
 Written here rather than taken from honcho (which stops every process when one exits, where we restart it) or
 supervisord (a daemon with config files of its own): what we need is ~100 lines of asyncio.
@@ -11,20 +11,17 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 
-from .parts import part_env, start
-
-COLORS = ("36", "33", "35", "32", "34", "31", "96")
-RESTART_DELAYS = (0.5, 1, 2, 5, 10)  # seconds before restarting a part that died again and again
-HEALTHY_AFTER = 5.0  # a part that ran this long before dying is restarted without delay growth
+COLORS = ("36", "33", "35", "32", "34", "31", "96", "93")
+RESTART_DELAYS = (0.5, 1, 2, 5, 10)  # seconds before restarting a process that died again and again
+HEALTHY_AFTER = 5.0  # a process that ran this long before dying is restarted without delay growth
 STOP_GRACE = 10.0
 
 
 class Part:
-    def __init__(self, name: str, color: str, width: int) -> None:
-        self.name = name
-        tty = sys.stdout.isatty()
-        self.prefix = f"\x1b[{color}m{name:<{width}} |\x1b[0m " if tty else f"{name:<{width}} | "
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], prefix: str) -> None:
+        self.name, self.argv, self.env, self.prefix = name, list(argv), dict(env), prefix
         self.process: asyncio.subprocess.Process | None = None
+        self.task: asyncio.Task[None] | None = None
         self.restarts = 0
 
     def say(self, line: str) -> None:
@@ -33,29 +30,35 @@ class Part:
 
 
 class Supervisor:
-    def __init__(self, names: Sequence[str], env: Mapping[str, str],
-                 env_of: Mapping[str, Mapping[str, str]] | None = None) -> None:
-        """`env` is what every part gets on top of this process's environment; `env_of` what one part gets."""
-        width = max(len(name) for name in names)
-        self.parts = [Part(name, COLORS[i % len(COLORS)], width) for i, name in enumerate(names)]
-        self.env = {name: {**part_env(), **env, **(env_of or {}).get(name, {})} for name in names}
+    def __init__(self, names: Sequence[str]) -> None:
+        """`names`: every process it may run, so that their prefixes line up and differ in colour."""
+        width, tty = max(len(name) for name in names), sys.stdout.isatty()
+        self.prefixes = {name: f"\x1b[{COLORS[i % len(COLORS)]}m{name:<{width}} |\x1b[0m " if tty
+                         else f"{name:<{width}} | " for i, name in enumerate(names)}
         self.stopping = asyncio.Event()
-        self.tasks: list[asyncio.Task[None]] = []
 
-    def start(self) -> None:
+    def trap(self) -> None:
+        """SIGINT and SIGTERM set `stopping`: the caller stops the processes, in its order."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
-        self.tasks = [asyncio.create_task(self._keep_running(part)) for part in self.parts]
+
+    def run(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> Part:
+        """Starts `argv` with exactly `env` and keeps it running until `stop`."""
+        part = Part(name, argv, env, self.prefixes[name])
+        part.task = asyncio.create_task(self._keep_running(part))
+        return part
 
     async def _keep_running(self, part: Part) -> None:
         failures = 0
         while not self.stopping.is_set():
             started = time.monotonic()
-            part.process = await start(
-                part.name, env=self.env[part.name], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches us only; we stop the parts in order
+            part.process = await asyncio.create_subprocess_exec(
+                *part.argv, env=part.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop the processes in order
             )
+            if self.stopping.is_set():  # `stop` came while it was starting, and found no process to signal
+                part.process.send_signal(signal.SIGTERM)
             await self._relay(part)
             code = await part.process.wait()
             if self.stopping.is_set():
@@ -74,17 +77,16 @@ class Supervisor:
         async for raw in part.process.stdout:
             part.say(raw.decode(errors="replace").rstrip())
 
-    async def stop(self) -> None:
-        """SIGTERM to every part (they drain), SIGKILL to any still running after the grace period."""
+    async def stop(self, parts: Sequence[Part]) -> None:
+        """SIGTERM to each of `parts` (they drain), SIGKILL to any still running after the grace period."""
         self.stopping.set()
-        running = [p.process for p in self.parts if p.process and p.process.returncode is None]
-        for process in running:
-            process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in running)), STOP_GRACE)
-        except TimeoutError:
-            for process in running:
-                if process.returncode is None:
-                    process.kill()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
+        for part in parts:
+            if part.process and part.process.returncode is None:
+                part.process.send_signal(signal.SIGTERM)
+        tasks = [part.task for part in parts if part.task]
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_GRACE)
+        for part in parts:
+            if part.process and part.process.returncode is None:
+                part.process.kill()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,4 +1,5 @@
-"""`sagashop up`: every part under one supervisor, ready, seeded, and stopped cleanly."""
+"""`sagashop up`: every part under one supervisor, ready, seeded, and stopped cleanly; before them, unless
+SAGASHOP_NATS_URL names one, a NATS server of its own (broker.py) that every part is given, stopped after them."""
 
 import asyncio
 import os
@@ -11,7 +12,10 @@ from sagashop.kit.settings import INTERNAL_SECRET_FILE, PARTS, SERVICES, Setting
 from sagashop.v1 import inventory_pb2
 
 from ..shopclient import ShopClient
-from .supervisor import Supervisor
+from . import broker
+from .broker import CannotRun, LocalNats
+from .parts import command, part_env
+from .supervisor import Part, Supervisor
 
 READY_WITHIN = 120.0
 METRICS_OFFSET = 1000  # each gRPC part serves its metrics on its port + 1000 (user 51051, ...)
@@ -33,18 +37,47 @@ async def run(settings: Settings) -> None:
            "SAGASHOP_FAULTS_ENABLED": os.environ.get("SAGASHOP_FAULTS_ENABLED", "true"),
            "SAGASHOP_RATE_LIMIT_SIGN_IN_ADDRESS_PER_MINUTE": os.environ.get(
                "SAGASHOP_RATE_LIMIT_SIGN_IN_ADDRESS_PER_MINUTE", "600")}
-    metrics: dict[str, dict[str, str]] = {
-        part: {"SAGASHOP_METRICS_PORT": str(settings.port(part) + METRICS_OFFSET)} for part in SERVICES}
-    supervisor = Supervisor(PARTS, env, metrics)
-    supervisor.start()
+    nats = None if settings.nats_url else LocalNats(settings.data_dir, settings.nats_port)
     try:
+        nats_argv = nats.argv() if nats else []
+    except CannotRun as e:
+        print(f"sagashop: cannot run a NATS server: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if nats:
+        env["SAGASHOP_NATS_URL"] = nats.url
+    supervisor = Supervisor([*([broker.NAME] if nats else []), *PARTS])
+    supervisor.trap()
+    servers: list[Part] = []  # started before the parts, stopped after them
+    parts: list[Part] = []
+    try:
+        if nats:
+            servers.append(supervisor.run(broker.NAME, nats_argv, part_env()))
+            if not await nats.until_ready(servers[0], supervisor.stopping):
+                raise NotReady(f"the NATS server on 127.0.0.1:{nats.port} did not start; see its log above (another "
+                               "server on that port? SAGASHOP_NATS_PORT chooses another)")
+        parts = [supervisor.run(part, command(part), part_env(None, **env, **metrics_port(settings, part)))
+                 for part in PARTS]
         url = f"http://127.0.0.1:{settings.gateway_port}"
-        if await until_ready(url, supervisor.stopping):
-            await seed(settings)
-            banner(url, settings.admin_email, password)
+        if not await until_ready(url, supervisor.stopping):
+            raise NotReady(f"not ready after {READY_WITHIN:.0f}s; see the logs above")
+        await seed(settings)
+        banner(url, settings.admin_email, password)
         await supervisor.stopping.wait()
+    except NotReady as e:
+        if not supervisor.stopping.is_set():  # else stopped while starting, as asked: no failure
+            print(f"sagashop: {e}", file=sys.stderr)
+            raise SystemExit(1) from None
     finally:
-        await supervisor.stop()
+        await supervisor.stop(parts)
+        await supervisor.stop(servers)
+
+
+class NotReady(Exception):
+    """Something `up` started did not become ready: it stops everything and exits with 1."""
+
+
+def metrics_port(settings: Settings, part: str) -> dict[str, str]:
+    return {"SAGASHOP_METRICS_PORT": str(settings.port(part) + METRICS_OFFSET)} if part in SERVICES else {}
 
 
 def internal_secret(settings: Settings) -> str:
@@ -61,15 +94,14 @@ def internal_secret(settings: Settings) -> str:
 
 
 async def until_ready(url: str, stopping: asyncio.Event) -> bool:
-    """Polls the gateway's /readyz (every backend's gRPC health) until it answers 200."""
+    """Whether the gateway's /readyz (every backend's gRPC health) answers 200 within READY_WITHIN; False at once on
+    `stopping`."""
     deadline = asyncio.get_running_loop().time() + READY_WITHIN
     async with ShopClient(url, timeout=2) as shop:
         while not stopping.is_set():
             if await shop.ready():
                 return True
             if asyncio.get_running_loop().time() > deadline:
-                print(f"sagashop: not ready after {READY_WITHIN:.0f}s; see the logs above", file=sys.stderr)
-                stopping.set()
                 return False
             await asyncio.sleep(0.25)
     return False

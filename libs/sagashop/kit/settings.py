@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         "NATS server with JetStream (e.g. `nats://127.0.0.1:4222`) that carries the domain events. Unset: `sagashop "
         "up` runs its own under the data directory; a part started alone publishes none (its events wait in its "
         "outbox)"))
+    nats_port: int = Field(4223, ge=1, le=65535, description=(
+        "port of the NATS server `sagashop up` runs on 127.0.0.1 when `SAGASHOP_NATS_URL` is unset: 4223, so that a "
+        "NATS server of the machine's own on 4222 is left alone"))
     bind: str = Field("127.0.0.1", description="address every part listens on (`0.0.0.0` in a pod)")
     gateway_port: int = Field(8080, description="HTTP port of the gateway")
     user_port: int = Field(50051, description="gRPC port of the user service")
