@@ -10,6 +10,8 @@ from pydantic.fields import FieldInfo
 
 from sagashop.kit.settings import Settings
 
+from .generated import write_or_check
+
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 COMMAND = "python -m tools.configdoc"
 
@@ -85,14 +87,7 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
-    page = render()
-    if "--check" in argv:
-        if PAGE.read_text() != page:
-            print(f"{PAGE} is not what the settings say: run `{COMMAND}`", file=sys.stderr)
-            return 1
-        return 0
-    PAGE.write_text(page)
-    return 0
+    return write_or_check(PAGE, render(), argv, command=COMMAND, source="the settings")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from sagashop.events.catalog import EVENTS, Payload
 from sagashop.events.envelope import Envelope
 from sagashop.events.relay import DUPLICATE_WINDOW, MAX_AGE, STREAM, SUBJECT_PREFIX
 
+from .generated import write_or_check
+
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.json"
 COMMAND = "python -m tools.eventsdoc"
 REF = "#/components/schemas/{model}"
@@ -61,14 +63,7 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
-    page = render()
-    if "--check" in argv:
-        if not PAGE.exists() or PAGE.read_text() != page:
-            print(f"{PAGE} is not what the event models say: run `{COMMAND}`", file=sys.stderr)
-            return 1
-        return 0
-    PAGE.write_text(page)
-    return 0
+    return write_or_check(PAGE, render(), argv, command=COMMAND, source="the event models")
 
 
 if __name__ == "__main__":

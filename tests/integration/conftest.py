@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from sagashop.kit.callers import Callers
-from sagashop.kit.db import PORTABLE_ONLY, database
+from sagashop.kit.db import PORTABLE_ONLY, Database, database
 from sagashop.kit.grpcclient import Dependency
 from sagashop.kit.grpcserver import start
 from sagashop.kit.settings import Settings
@@ -34,4 +34,21 @@ async def grpc_service(settings: Settings) -> AsyncIterator[Callable[..., Any]]:
     for server, db, client in started:
         await client.close()
         await server.stop(0)
+        await db.dispose()
+
+
+@pytest.fixture
+async def open_db(settings: Settings, portable_only: bool) -> AsyncIterator[Callable[[str], Any]]:
+    """`await open_db("payment")` -> the service's own migrated database, with only the portable statement forms
+    when the test is parametrized so (`portable_only`, see forms.py); disposed of after the test."""
+    opened: list[Database] = []
+
+    async def make(service: str) -> Database:
+        db = await database(settings, service)
+        db.engine.update_execution_options(**{PORTABLE_ONLY: portable_only})
+        opened.append(db)
+        return db
+
+    yield make
+    for db in opened:
         await db.dispose()

@@ -1,15 +1,14 @@
 """The operations PostgreSQL does in one statement and the portable form in several: all or nothing in either
 form, on every database that runs it."""
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 
-from sagashop.kit.db import PORTABLE_ONLY, Database, database
-from sagashop.kit.settings import Settings
+from sagashop.kit.db import Database
 from sagashop.values import Line
 from services.inventory.domain import Product
 from services.inventory.repository import HELD, Inventory, Reservation
@@ -22,21 +21,6 @@ pytestmark = each_form
 
 class Refused(Exception):
     pass
-
-
-@pytest.fixture
-async def open_db(settings: Settings, portable_only: bool) -> AsyncIterator[Callable[[str], object]]:
-    opened: list[Database] = []
-
-    async def make(service: str) -> Database:
-        db = await database(settings, service)
-        db.engine.update_execution_options(**{PORTABLE_ONLY: portable_only})
-        opened.append(db)
-        return db
-
-    yield make
-    for db in opened:
-        await db.dispose()
 
 
 @contextmanager

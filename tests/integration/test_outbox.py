@@ -3,7 +3,7 @@ the same transaction (or statement), none on an idempotent repeat, none when the
 each database and each form (kit.db.one_statement)."""
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,8 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from sagashop.kit.db import PORTABLE_ONLY, Database, database
-from sagashop.kit.settings import Settings
+from sagashop.kit.db import Database
 from sagashop.values import Address, Line, PricedLine
 from services.inventory.domain import Product
 from services.inventory.repository import HELD, Inventory, Reservation
@@ -119,21 +118,6 @@ CHANGES = [
         else None),
 ]
 IDS = [change.event_type for change in CHANGES]
-
-
-@pytest.fixture
-async def open_db(settings: Settings, portable_only: bool) -> AsyncIterator[Callable[[str], Any]]:
-    opened: list[Database] = []
-
-    async def make(service: str) -> Database:
-        db = await database(settings, service)
-        db.engine.update_execution_options(**{PORTABLE_ONLY: portable_only})
-        opened.append(db)
-        return db
-
-    yield make
-    for db in opened:
-        await db.dispose()
 
 
 async def events_in(db: Database) -> list[tuple[str, str, dict[str, Any]]]:
