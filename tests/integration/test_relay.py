@@ -215,7 +215,8 @@ async def test_of_two_relays_on_one_postgres_schema_one_publishes(settings, paym
         await charge(other, "k3", "k4")
         await published(payment_db)
         holders = await payment_db.autocommit(lambda conn: conn.execute(text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")).scalar())
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"  # in this test's database only:
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).scalar())
         messages = await read_back(nats_url, stream, prefix, 4)
     finally:
         for stop in stops:
