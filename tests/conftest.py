@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from sagashop.kit.settings import Settings
-from tests.shop import Shop, start_shop, stop_shop, wait_ready
+from tests.shop import Shop, delete_streams, start_shop, stop_shop, wait_ready
 from tools.local.broker import jetstream_answers
 
 POSTGRES_URL = os.environ.get("SAGASHOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -124,5 +124,7 @@ def shop(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             yield shop
     finally:
         stop_shop(process)
+        if nats_url:
+            run_aside(delete_streams(nats_url, env["SAGASHOP_EVENTS_NAME"]))
         if database_url:
             run_aside(_admin(f'DROP DATABASE "{database_url.rsplit("/", 1)[1]}" WITH (FORCE)'))

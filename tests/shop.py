@@ -2,6 +2,7 @@
 driven from the tests' blocking code, the shop's processes, and `http` for tests that look at the raw answers."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from typing import IO, Any, TypeVar
 
 import httpx
 
+from sagashop.events.streams import Streams
 from sagashop.kit.callers import credential
 from sagashop.kit.settings import PARTS
 from tools.local.parts import free_port, free_ports, popen
@@ -40,8 +42,9 @@ def start_shop(tmp: Path, database_url: str | None,
     env.pop("SAGASHOP_NATS_URL", None)
     if database_url:
         env["SAGASHOP_DATABASE_URL"] = database_url
-    if nats_url:
+    if nats_url:  # a server other shops share: streams of this shop's own (`delete_streams` after)
         env["SAGASHOP_NATS_URL"] = nats_url
+        env["SAGASHOP_EVENTS_NAME"] = f"shop{uuid.uuid4().hex[:10]}"
     *ports, env["SAGASHOP_NATS_PORT"] = map(str, free_ports(len(PARTS) + 1))  # for up's own NATS, if it runs one
     for part, port in zip(PARTS, ports, strict=True):
         env[f"SAGASHOP_{part.upper()}_PORT"] = port
@@ -234,3 +237,19 @@ class Shop:
     def spawn(self, part: str, log: Any, **env: str) -> tuple[subprocess.Popen[bytes], int]:
         """Another `sagashop serve PART` process beside the shop (same databases), on a free port; once it serves."""
         return spawn(part, self.env, log, **env)
+
+
+async def delete_streams(nats_url: str, events_name: str) -> None:
+    """Deletes the streams of a shop that used the shared NATS server at `nats_url` (its SAGASHOP_EVENTS_NAME)."""
+    import nats
+    from nats.js.errors import NotFoundError
+
+    names = Streams(events_name)
+    nc = await nats.connect(nats_url, connect_timeout=2)
+    try:
+        js = nc.jetstream()
+        for stream in (names.events, names.dead_letters, names.replays):
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(stream)
+    finally:
+        await nc.close()

@@ -6,9 +6,11 @@ from sagashop.kit.grpcclient import Dependency
 from sagashop.kit.settings import SERVICES, Settings
 from sagashop.v1 import (
     inventory_pb2_grpc,
+    notification_pb2_grpc,
     orchestrator_pb2_grpc,
     order_pb2_grpc,
     payment_pb2_grpc,
+    reporting_pb2_grpc,
     shipping_pb2_grpc,
     user_pb2_grpc,
 )
@@ -20,6 +22,8 @@ STUBS: dict[str, Any] = {
     "payment": payment_pb2_grpc.PaymentServiceStub,
     "shipping": shipping_pb2_grpc.ShippingServiceStub,
     "orchestrator": orchestrator_pb2_grpc.OrchestratorServiceStub,
+    "notification": notification_pb2_grpc.NotificationServiceStub,
+    "reporting": reporting_pb2_grpc.ReportingServiceStub,
 }
 
 
@@ -63,6 +67,14 @@ class Backends:
     @property
     def orchestrator(self) -> Dependency[orchestrator_pb2_grpc.OrchestratorServiceStub]:
         return self.deps["orchestrator"]
+
+    @property
+    def notification(self) -> Dependency[notification_pb2_grpc.NotificationServiceStub]:
+        return self.deps["notification"]
+
+    @property
+    def reporting(self) -> Dependency[reporting_pb2_grpc.ReportingServiceStub]:
+        return self.deps["reporting"]
 
     async def close(self) -> None:
         for dep in self.deps.values():

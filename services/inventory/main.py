@@ -20,7 +20,7 @@ async def main(settings: Settings) -> None:
     servicer = (inventory_pb2_grpc.add_InventoryServiceServicer_to_server, InventoryServicer(db), SERVICE)
     sweeper = Sweeper(db, settings.reservation_ttl_seconds)
     sweeping = asyncio.create_task(sweeper.sweep_forever(settings.sweep_interval_seconds))
-    relaying = relay.start(db, "inventory", settings.nats_url)
+    relaying = relay.start(db, "inventory", settings)
     try:
         await serve(settings, "inventory", servicer)
     finally:

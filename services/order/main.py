@@ -14,7 +14,7 @@ SERVICE = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 async def main(settings: Settings) -> None:
     db = await database(settings, "order")
     servicer = (order_pb2_grpc.add_OrderServiceServicer_to_server, OrderServicer(db), SERVICE)
-    relaying = relay.start(db, "order", settings.nats_url)
+    relaying = relay.start(db, "order", settings)
     try:
         await serve(settings, "order", servicer)
     finally:

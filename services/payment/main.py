@@ -14,7 +14,7 @@ SERVICE = payment_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
 async def main(settings: Settings) -> None:
     db = await database(settings, "payment")
     servicer = (payment_pb2_grpc.add_PaymentServiceServicer_to_server, PaymentServicer(db), SERVICE)
-    relaying = relay.start(db, "payment", settings.nats_url)
+    relaying = relay.start(db, "payment", settings)
     try:
         await serve(settings, "payment", servicer)
     finally:

@@ -14,7 +14,7 @@ SERVICE = shipping_pb2.DESCRIPTOR.services_by_name["ShippingService"].full_name
 async def main(settings: Settings) -> None:
     db = await database(settings, "shipping")
     servicer = (shipping_pb2_grpc.add_ShippingServiceServicer_to_server, ShippingServicer(db), SERVICE)
-    relaying = relay.start(db, "shipping", settings.nats_url)
+    relaying = relay.start(db, "shipping", settings)
     try:
         await serve(settings, "shipping", servicer)
     finally:

@@ -62,7 +62,7 @@ class Shipments:
         return s
 
     def add_if_absent(self, s: Shipment) -> bool:
-        """Adds the shipment and its event (shipping.shipment_created), unless one with its key is there already
+        """Adds the shipment and its event (shipment.created), unless one with its key is there already
         (then False, nothing written): on PostgreSQL in one statement, in the portable form in a transaction."""
         created = _event(s)
         if self.one_statement:

@@ -15,7 +15,7 @@ async def main(settings: Settings) -> None:
     db = await database(settings, "user")
     await ensure_admin(db, settings.admin_email, settings.admin_password)
     servicer = (user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(db), SERVICE)
-    relaying = relay.start(db, "user", settings.nats_url)
+    relaying = relay.start(db, "user", settings)
     try:
         await serve(settings, "user", servicer)
     finally:

@@ -105,14 +105,14 @@ CHANGES = [
     Change("payment", "payment.refunded", "pay-1", refund, charged),
     Change("order", "order.placed", "order-1", lambda conn: Orders(conn).add(ORDER)),
     Change("order", "order.approved", "order-1", approve, placed),
-    Change("inventory", "inventory.stock_reserved", "res-1", lambda conn: Inventory(conn).reserve(HOLD), stocked),
-    Change("inventory", "inventory.stock_committed", "res-1", lambda conn: Inventory(conn).commit_held("res-1"),
+    Change("inventory", "stock.reserved", "res-1", lambda conn: Inventory(conn).reserve(HOLD), stocked),
+    Change("inventory", "stock.committed", "res-1", lambda conn: Inventory(conn).commit_held("res-1"),
            reserved),
-    Change("inventory", "inventory.stock_released", "res-1", release, reserved),
-    Change("inventory", "inventory.product_changed", "DESK", lambda conn: Inventory(conn).upsert(
+    Change("inventory", "stock.released", "res-1", release, reserved),
+    Change("inventory", "product.changed", "DESK", lambda conn: Inventory(conn).upsert(
         Product("DESK", "Desk", 9900, "EUR", 3), only_if_absent=True)),
-    Change("shipping", "shipping.shipment_created", "ship-1", lambda conn: Shipments(conn).add_if_absent(SHIPMENT)),
-    Change("shipping", "shipping.shipment_cancelled", "ship-1", cancel_shipment, shipped),
+    Change("shipping", "shipment.created", "ship-1", lambda conn: Shipments(conn).add_if_absent(SHIPMENT)),
+    Change("shipping", "shipment.cancelled", "ship-1", cancel_shipment, shipped),
     Change("user", "user.registered", "user-1", lambda conn: Users(conn).add(
         User("user-1", "ada@example.com", "Ada", (CUSTOMER,), "hash")) if Users(conn).by_id("user-1") is None
         else None),

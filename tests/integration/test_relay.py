@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sagashop.events.catalog import PaymentCharged
 from sagashop.events.envelope import Envelope
 from sagashop.events.relay import Relay
+from sagashop.events.streams import Streams
 from sagashop.kit.db import Database, database
 from sagashop.kit.settings import Settings
 from services.payment.domain import CHARGE, CHARGED, Payment
@@ -51,10 +52,9 @@ async def payment_db(settings: Settings) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def names() -> tuple[str, str]:
-    """A stream and a subject prefix of the test's own."""
-    tag = uuid.uuid4().hex[:10]
-    return f"TEST_EVENTS_{tag}", f"test.{tag}"
+def names() -> Streams:
+    """Streams and subjects of the test's own."""
+    return Streams(f"t{uuid.uuid4().hex[:10]}")
 
 
 async def charge(db: Database, *keys: str) -> None:
@@ -63,11 +63,11 @@ async def charge(db: Database, *keys: str) -> None:
             Payment(key, f"order-{key}", CHARGED, 100, "EUR"), CHARGE))
 
 
-async def read_back(url: str, stream: str, prefix: str, expected: int) -> list[Any]:
+async def read_back(url: str, names: Streams, expected: int) -> list[Any]:
     """Every message of the stream, through a consumer, once `expected` are there (or after 8 s)."""
     nc = await nats.connect(url, connect_timeout=2)
     try:
-        js = nc.jetstream()
+        js, stream = nc.jetstream(), names.events
         for _ in range(80):
             try:
                 if (await js.stream_info(stream)).state.messages >= expected:
@@ -76,7 +76,7 @@ async def read_back(url: str, stream: str, prefix: str, expected: int) -> list[A
                 pass
             await asyncio.sleep(0.1)
         held = (await js.stream_info(stream)).state.messages
-        sub = await js.pull_subscribe(f"{prefix}.>", stream=stream)
+        sub = await js.pull_subscribe(f"{names.events_prefix}.>", stream=stream)
         messages = await sub.fetch(held, timeout=2) if held else []
         await js.delete_stream(stream)
         return messages
@@ -108,19 +108,18 @@ async def published(db: Database) -> None:
 
 
 async def test_the_relay_publishes_the_outbox_in_order_in_the_envelope(payment_db, nats_url, names):
-    stream, prefix = names
     await charge(payment_db, "k1", "k2", "k3")
-    stop = await running(Relay(payment_db, "payment", nats_url, stream=stream, prefix=prefix, poll_seconds=30))
+    stop = await running(Relay(payment_db, "payment", nats_url, streams=names, poll_seconds=30))
     try:
         await published(payment_db)
         await charge(payment_db, "k4", "k5")  # while it waits: a commit wakes it, long before its next poll
-        messages = await read_back(nats_url, stream, prefix, 5)
+        messages = await read_back(nats_url, names, 5)
     finally:
         await stop()
 
     events = [Envelope[PaymentCharged].model_validate_json(m.data) for m in messages]
     assert [e.payload.payment_id for e in events] == ["k1", "k2", "k3", "k4", "k5"]
-    assert [m.subject for m in messages] == [f"{prefix}.payment.charged"] * 5
+    assert [m.subject for m in messages] == [names.subject("payment.charged")] * 5
     assert [m.headers["Nats-Msg-Id"] for m in messages] == [e.event_id for e in events]
     assert events[0].payload.order_id == "order-k1" and events[0].metadata.causation_id == "k1"
     assert await unpublished(payment_db) == 0
@@ -162,15 +161,14 @@ def depth(service: str) -> float | None:
 
 @pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 async def test_events_wait_while_the_broker_is_down_then_all_arrive_once(payment_db, own_nats, names):
-    stream, prefix = names
-    stop = await running(Relay(payment_db, "payment", own_nats.url, stream=stream, prefix=prefix))
+    stop = await running(Relay(payment_db, "payment", own_nats.url, streams=names))
     try:
         await charge(payment_db, "k1", "k2", "k3")
         await asyncio.sleep(1.2)  # tries, fails, backs off; measures what waits
         assert await unpublished(payment_db) == 3
         assert depth("payment") == 3
         own_nats.start()
-        messages = await read_back(own_nats.url, stream, prefix, 3)
+        messages = await read_back(own_nats.url, names, 3)
     finally:
         await stop()
     assert [Envelope[PaymentCharged].model_validate_json(m.data).payload.payment_id for m in messages] == [
@@ -181,23 +179,22 @@ async def test_events_wait_while_the_broker_is_down_then_all_arrive_once(payment
 @pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 async def test_a_relay_stopped_between_publish_and_mark_publishes_again_and_the_stream_keeps_one(
         payment_db, nats_url, names):
-    stream, prefix = names
     await charge(payment_db, "k1", "k2")
 
     def crash(point: str) -> None:
         raise Crash(point)
 
-    crashing = asyncio.create_task(Relay(payment_db, "payment", nats_url, stream=stream, prefix=prefix,
+    crashing = asyncio.create_task(Relay(payment_db, "payment", nats_url, streams=names,
                                          crash_point=crash).run())
     with pytest.raises(Crash):
         await asyncio.wait_for(crashing, 10)
     assert await unpublished(payment_db) == 2  # published, never marked
 
-    stop = await running(Relay(payment_db, "payment", nats_url, stream=stream, prefix=prefix))
+    stop = await running(Relay(payment_db, "payment", nats_url, streams=names))
     try:
         await charge(payment_db, "k3")
         await published(payment_db)
-        messages = await read_back(nats_url, stream, prefix, 3)
+        messages = await read_back(nats_url, names, 3)
     finally:
         await stop()
     assert [Envelope[PaymentCharged].model_validate_json(m.data).payload.payment_id for m in messages] == [
@@ -206,9 +203,8 @@ async def test_a_relay_stopped_between_publish_and_mark_publishes_again_and_the_
 
 @pytest.mark.parametrize("settings", ["postgres"], indirect=True)
 async def test_of_two_relays_on_one_postgres_schema_one_publishes(settings, payment_db, nats_url, names):
-    stream, prefix = names
     other = await database(settings, "payment")  # a second replica of the service
-    stops = [await running(Relay(db, "payment", nats_url, stream=stream, prefix=prefix))
+    stops = [await running(Relay(db, "payment", nats_url, streams=names))
              for db in (payment_db, other)]
     try:
         await charge(payment_db, "k1", "k2")
@@ -217,7 +213,7 @@ async def test_of_two_relays_on_one_postgres_schema_one_publishes(settings, paym
         holders = await payment_db.autocommit(lambda conn: conn.execute(text(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"  # in this test's database only:
             " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).scalar())
-        messages = await read_back(nats_url, stream, prefix, 4)
+        messages = await read_back(nats_url, names, 4)
     finally:
         for stop in stops:
             await stop()

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Payload(BaseModel):
-    """The payload of one event type and version; `event_type` is `<context>.<what happened>`."""
+    """The payload of one event type and version; `event_type` is `<aggregate>.<what happened>`."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     event_type: ClassVar[str]
@@ -90,7 +90,7 @@ class OrderCancelled(Payload):
 class ProductChanged(Payload):
     """A product was added or its name, price or stock changed by an operator."""
 
-    event_type = "inventory.product_changed"
+    event_type = "product.changed"
     sku: str
     name: str
     price_cents: int
@@ -103,7 +103,7 @@ class ProductChanged(Payload):
 class StockReserved(Payload):
     """A reservation took units from available (for a checkout under way)."""
 
-    event_type = "inventory.stock_reserved"
+    event_type = "stock.reserved"
     reservation_id: str = Field(description="the idempotency key of the reserving step")
     order_id: str
     lines: list[Item]
@@ -112,7 +112,7 @@ class StockReserved(Payload):
 class StockReleased(Payload):
     """A reservation's units went back to available: its saga released them, or it was held too long."""
 
-    event_type = "inventory.stock_released"
+    event_type = "stock.released"
     reservation_id: str
     order_id: str
     lines: list[Item]
@@ -122,7 +122,7 @@ class StockReleased(Payload):
 class StockCommitted(Payload):
     """A reservation's units were sold."""
 
-    event_type = "inventory.stock_committed"
+    event_type = "stock.committed"
     reservation_id: str
     order_id: str
     lines: list[Item]
@@ -151,7 +151,7 @@ class PaymentRefunded(Payload):
 class ShipmentCreated(Payload):
     """A shipment was created for an order."""
 
-    event_type = "shipping.shipment_created"
+    event_type = "shipment.created"
     shipment_id: str = Field(description="the idempotency key of the shipping step")
     order_id: str
     tracking_number: str
@@ -162,7 +162,7 @@ class ShipmentCreated(Payload):
 class ShipmentCancelled(Payload):
     """A shipment was cancelled before it left."""
 
-    event_type = "shipping.shipment_cancelled"
+    event_type = "shipment.cancelled"
     shipment_id: str
     order_id: str
     tracking_number: str

@@ -30,7 +30,7 @@ class Envelope(BaseModel, Generic[P]):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     event_id: str = Field(description="uuid4 hex; also the JetStream message id (`Nats-Msg-Id`), for de-duplication")
-    event_type: str = Field(description="e.g. `order.approved`: `<context>.<what happened>`")
+    event_type: str = Field(description="e.g. `order.approved`: `<aggregate>.<what happened>`")
     event_version: int = Field(ge=1, description="version of the payload's shape; a breaking change is a new one")
     occurred_at: AwareDatetime = Field(description="when the change was made, UTC")
     metadata: Metadata

@@ -27,7 +27,7 @@ outbox = sa.Table(
     "outbox", metadata,
     sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("event_id", sa.String(32), nullable=False, unique=True),
-    # the subject is `<prefix>.<event_type>`, the prefix the relay's (SUBJECT_PREFIX)
+    # the subject is `<name>.events.<event_type>` (streams.Streams)
     sa.Column("event_type", sa.String(64), nullable=False),
     sa.Column("aggregate_id", sa.String(200), nullable=False),
     sa.Column("body", sa.Text, nullable=False),  # the envelope's JSON, published as it is

@@ -27,8 +27,10 @@ from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now
 from sagashop.kit.db import Database
+from sagashop.kit.settings import Settings
 
 from .outbox import on_commit, outbox
+from .streams import DEFAULT_STREAMS, Streams
 
 if TYPE_CHECKING:  # imported as the relay first connects: see `_jetstream`
     from nats.aio.client import Client
@@ -36,8 +38,6 @@ if TYPE_CHECKING:  # imported as the relay first connects: see `_jetstream`
 
 T = TypeVar("T")
 Unit = Callable[[Callable[[Connection], T]], Awaitable[T]]
-STREAM = "SAGASHOP_EVENTS"
-SUBJECT_PREFIX = "sagashop.events"  # an event's subject: <prefix>.<event_type>, e.g. sagashop.events.order.approved
 DUPLICATE_WINDOW = timedelta(minutes=2)  # a re-publish within it (same Nats-Msg-Id) is dropped by JetStream
 MAX_AGE = timedelta(days=7)  # how long the stream keeps an event for consumers that were away
 MAX_BYTES = 1 << 30  # and at most this much of them: beyond, the oldest go first (storage is bounded)
@@ -72,15 +72,14 @@ PRUNE = outbox.delete().where(outbox.c.published_at < sa.bindparam("p_before"))
 
 
 class Relay:
-    """`await Relay(db, "payment", url).run()` publishes the service's outbox until cancelled. `stream` and
-    `prefix` name the JetStream stream and the subjects' prefix (tests use their own); `crash_point`, if given, is
-    called with "published" between a batch's acknowledgement and its mark (a test's way to stop it there)."""
+    """`await Relay(db, "payment", url).run()` publishes the service's outbox until cancelled. `streams` names
+    the stream and its subjects (tests use their own); `crash_point`, if given, is called with "published" between
+    a batch's acknowledgement and its mark (a test's way to stop it there)."""
 
-    def __init__(self, db: Database, service: str, nats_url: str, *, stream: str = STREAM,
-                 prefix: str = SUBJECT_PREFIX, poll_seconds: float = POLL_SECONDS,
-                 crash_point: Callable[[str], None] | None = None) -> None:
+    def __init__(self, db: Database, service: str, nats_url: str, *, streams: Streams = DEFAULT_STREAMS,
+                 poll_seconds: float = POLL_SECONDS, crash_point: Callable[[str], None] | None = None) -> None:
         self.db, self.service, self.url = db, service, nats_url
-        self.stream, self.prefix, self.poll = stream, prefix, poll_seconds
+        self.streams, self.poll = streams, poll_seconds
         self.crash_point = crash_point
         self.woken = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -180,8 +179,8 @@ class Relay:
                 headers = {"Nats-Msg-Id": row.event_id}
                 if row.traceparent:
                     headers["traceparent"] = row.traceparent
-                pending.append(await js.publish_async(f"{self.prefix}.{row.event_type}", row.body.encode(),
-                                                      stream=self.stream, headers=headers))
+                pending.append(await js.publish_async(self.streams.subject(row.event_type), row.body.encode(),
+                                                      stream=self.streams.events, headers=headers))
             if pending:
                 await asyncio.wait(pending, timeout=ACK_SECONDS)
             for row, answer in zip(rows, pending, strict=True):
@@ -224,9 +223,9 @@ class Relay:
                                      max_reconnect_attempts=1, reconnect_time_wait=0.2, connect_timeout=2,
                                      error_cb=_quiet)
         js = self.nc.jetstream(timeout=ACK_SECONDS)
-        config = StreamConfig(name=self.stream, subjects=[f"{self.prefix}.>"], storage=StorageType.FILE,
-                              duplicate_window=DUPLICATE_WINDOW.total_seconds(), max_age=MAX_AGE.total_seconds(),
-                              max_bytes=MAX_BYTES)
+        config = StreamConfig(name=self.streams.events, subjects=[f"{self.streams.events_prefix}.>"],
+                              storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW.total_seconds(),
+                              max_age=MAX_AGE.total_seconds(), max_bytes=MAX_BYTES)
         try:
             await js.add_stream(config)  # the same config again is accepted as it is
         except BadRequestError:  # there, with another config (an older release's): ours from now on
@@ -248,13 +247,14 @@ async def _quiet(error: Exception) -> None:
     log.debug("NATS: %s", error)
 
 
-def start(db: Database, service: str, nats_url: str | None) -> asyncio.Task[None] | None:
+def start(db: Database, service: str, settings: Settings) -> asyncio.Task[None] | None:
     """What a service's main calls: the relay as a background task if SAGASHOP_NATS_URL is set, else None (the
     events wait in the outbox)."""
-    if not nats_url:
+    if not settings.nats_url:
         log.info("SAGASHOP_NATS_URL is not set: the %s service's events wait in its outbox", service)
         return None
-    return asyncio.create_task(Relay(db, service, nats_url).run(), name=f"{service}-outbox-relay")
+    relay = Relay(db, service, settings.nats_url, streams=Streams.of(settings))
+    return asyncio.create_task(relay.run(), name=f"{service}-outbox-relay")
 
 
 async def stop(task: asyncio.Task[None] | None) -> None:

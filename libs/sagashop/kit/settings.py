@@ -9,12 +9,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MIN_SECRET = 32  # characters of a signing key: HS256's own 256 bits at least, as RFC 7518 asks
 INTERNAL_SECRET_FILE = "internal-secret"  # in the data directory, written by `sagashop up` when it made one
 
-Service = Literal["user", "order", "inventory", "payment", "shipping", "orchestrator"]  # the gRPC services
+Service = Literal["user", "order", "inventory", "payment", "shipping", "orchestrator", "notification", "reporting"]
+# the gRPC services; notification and reporting also consume the domain events (EVENT_CONSUMERS)
 Part = Literal["gateway", Service]
 SERVICES: tuple[Service, ...] = get_args(Service)
 PARTS: tuple[Part, ...] = get_args(Part)
 # the parts the orchestrator's sagas call: a saga pins each to a version of its own (per-part canaries)
 SAGA_PARTS: tuple[str, ...] = ("order", "inventory", "payment", "shipping")
+# the parts that consume domain events into a database of their own (an inbox, dead letters, `events rebuild`)
+EVENT_CONSUMERS: tuple[str, ...] = ("notification", "reporting")
 
 
 class Settings(BaseSettings):
@@ -39,9 +42,25 @@ class Settings(BaseSettings):
         "NATS server with JetStream (e.g. `nats://127.0.0.1:4222`) that carries the domain events. Unset: `sagashop "
         "up` runs its own under the data directory; a part started alone publishes none (its events wait in its "
         "outbox)"))
+    events_name: str = Field("sagashop", pattern=r"^[a-z][a-z0-9_]{0,31}$", description=(
+        "the word a shop's streams and subjects on its NATS server are named after: stream `SAGASHOP_EVENTS`, "
+        "subjects `sagashop.events.<event_type>` by default (docs/events.md); another word keeps shops that share "
+        "one server apart"))
     nats_port: int = Field(4223, ge=1, le=65535, description=(
         "port of the NATS server `sagashop up` runs on 127.0.0.1 when `SAGASHOP_NATS_URL` is unset: 4223, so that a "
         "NATS server of the machine's own on 4222 is left alone"))
+    smtp_url: str | None = Field(None, description=(
+        "where the notification service sends its emails: `smtp://[user:password@]host[:port]` (STARTTLS when the "
+        "server offers it), `smtps://...` (TLS from the start). Unset: `sagashop up` runs a local SMTP sink on "
+        "127.0.0.1 that keeps each message as a file under `<data dir>/mail`; a notification service started alone "
+        "without it retries, then dead-letters, every email"))
+    smtp_port: int = Field(2525, ge=1, le=65535, description=(
+        "port of the SMTP sink `sagashop up` runs on 127.0.0.1 when `SAGASHOP_SMTP_URL` is unset"))
+    mail_from: str = Field("sagashop <orders@sagashop.local>", description="the From: of the customers' emails")
+    catalog_cache_seconds: float = Field(60.0, ge=0, description=(
+        "how long the gateway keeps a product read in its cache (Redis when `SAGASHOP_REDIS_URL` is set, in-process "
+        "otherwise) at most: a safety net, as `product.changed` and stock events remove it as soon as the gateway "
+        "reads them; 0 turns the cache off"))
     bind: str = Field("127.0.0.1", description="address every part listens on (`0.0.0.0` in a pod)")
     gateway_port: int = Field(8080, description="HTTP port of the gateway")
     user_port: int = Field(50051, description="gRPC port of the user service")
@@ -50,6 +69,8 @@ class Settings(BaseSettings):
     payment_port: int = Field(50054, description="gRPC port of the payment service")
     shipping_port: int = Field(50055, description="gRPC port of the shipping service")
     orchestrator_port: int = Field(50056, description="gRPC port of the orchestrator")
+    notification_port: int = Field(50057, description="gRPC port of the notification service")
+    reporting_port: int = Field(50058, description="gRPC port of the reporting service")
     user_host: str = Field("127.0.0.1", description="where the other parts find the user service (its Service name "
                            "in Kubernetes)")
     order_host: str = Field("127.0.0.1", description="where the other parts find the order service")
@@ -57,6 +78,8 @@ class Settings(BaseSettings):
     payment_host: str = Field("127.0.0.1", description="where the other parts find the payment service")
     shipping_host: str = Field("127.0.0.1", description="where the other parts find the shipping service")
     orchestrator_host: str = Field("127.0.0.1", description="where the gateway finds the orchestrator")
+    notification_host: str = Field("127.0.0.1", description="where the gateway finds the notification service")
+    reporting_host: str = Field("127.0.0.1", description="where the gateway finds the reporting service")
     admin_email: str = Field("admin@sagashop.local", description=(
         "the admin account the user service ensures at start"))
     admin_password: str | None = Field(None, description=(
