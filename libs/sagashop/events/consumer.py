@@ -71,9 +71,11 @@ class Consumer:
 
     def __init__(self, db: Database, name: str, nats_url: str, handlers: Handlers, *,
                  streams: Streams = DEFAULT_STREAMS, batch: int = BATCH, backoff: tuple[float, ...] = BACKOFF,
-                 max_deliveries: int = MAX_DELIVERIES, crash_point: Callable[[str], None] | None = None) -> None:
+                 max_deliveries: int = MAX_DELIVERIES, ack_wait: float = ACK_WAIT_SECONDS,
+                 crash_point: Callable[[str], None] | None = None) -> None:
         self.db, self.name, self.url, self.handlers = db, name, nats_url, handlers
         self.streams, self.batch, self.backoff, self.max_deliveries = streams, batch, backoff, max_deliveries
+        self.ack_wait = ack_wait  # (set when its durable consumers are made: the first run's stays)
         self.crash_point = crash_point
         self.nc: Client | None = None
         self.newest: float | None = None  # when the newest event applied happened (epoch seconds)
@@ -116,7 +118,7 @@ class Consumer:
                                 (self.streams.replays, self.streams.replay_subject(self.name))):
             # max_deliver unbounded: the consumer counts deliveries itself, and dead-letters before giving up
             config = ConsumerConfig(durable_name=self.name, deliver_policy=DeliverPolicy.ALL,
-                                    ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_SECONDS,
+                                    ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait,
                                     max_ack_pending=MAX_ACK_PENDING, filter_subject=subject)
             subs.append(await js.pull_subscribe(subject, durable=self.name, stream=stream, config=config))
         log.info("the %s consumer is reading %s and its replays", self.name, self.streams.events)
@@ -237,7 +239,10 @@ class Consumer:
 
 
 def _reason(error: BaseException) -> str:
-    """One line of at most MAX_ERROR characters: the error's type and the first line of its words."""
+    """One line of at most MAX_ERROR characters: the error's type and the first line of its words (of the first
+    of a group's: the failure that stopped the consumer's other tasks)."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
     words = str(error).strip().splitlines()
     line = f"{type(error).__name__}: {words[0]}" if words else type(error).__name__
     return line[:MAX_ERROR]

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.util import await_only
 
 from sagashop.kit.db import Database
+from sagashop.kit.errors import Unavailable
 
 from . import inbox
 from .delivery import Delivery, Handlers, Poison, apply, lock
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
 T = TypeVar("T")
+UNAVAILABLE = "events_unavailable"  # the error code of a rebuild the broker failed
 CHUNK = 256  # messages fetched at a time
 FETCH_SECONDS = 5.0  # the stream holds every message up to the last: a fetch waiting longer is a broker failing
 log = logging.getLogger(__name__)
@@ -31,13 +33,18 @@ log = logging.getLogger(__name__)
 
 async def rebuild(db: Database, name: str, nats_url: str, handlers: Handlers, clear: Callable[[Connection], None],
                   *, streams: Streams) -> int:
-    """Clears the consumer's read models (`clear`) and its inbox, applies the stream's events again: how many."""
+    """Clears the consumer's read models (`clear`) and its inbox, applies the stream's events again: how many.
+    Unavailable (`events_unavailable`) when the broker fails it: then nothing changed."""
     import nats
+    from nats.errors import Error as BrokerError
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
     loop = asyncio.get_running_loop()
-    nc = await nats.connect(nats_url, name=f"sagashop-{name}-rebuild", allow_reconnect=False, connect_timeout=2,
-                            max_reconnect_attempts=1, error_cb=quiet)
+    try:
+        nc = await nats.connect(nats_url, name=f"sagashop-{name}-rebuild", allow_reconnect=False,
+                                connect_timeout=2, max_reconnect_attempts=1, error_cb=quiet)
+    except (OSError, BrokerError) as e:
+        raise Unavailable(f"the broker did not answer: {e or type(e).__name__}", code=UNAVAILABLE) from None
     try:
         js = nc.jetstream(timeout=FETCH_SECONDS)
         config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE,
@@ -59,6 +66,8 @@ async def rebuild(db: Database, name: str, nats_url: str, handlers: Handlers, cl
             return applied
 
         return await db.transaction(work, tries=1)
+    except (OSError, BrokerError) as e:  # (a fetch that timed out is both)
+        raise Unavailable(f"the event stream could not be read: {e or type(e).__name__}", code=UNAVAILABLE) from None
     finally:
         await nc.close()
 
