@@ -78,23 +78,21 @@ class Consumer:
         self.ack_wait = ack_wait  # (set when its durable consumers are made: the first run's stays)
         self.crash_point = crash_point
         self.nc: Client | None = None
+        self.pause = FIRST_PAUSE  # before the next try; back to the first once a try got as far as reading
         self.newest: float | None = None  # when the newest event applied happened (epoch seconds)
 
     async def run(self) -> None:
-        pause = FIRST_PAUSE
         with suppress_instrumentation():  # its fetches are no one's request: no span per statement of them
             try:
                 while True:
                     try:
-                        js = await self._connect()
-                        pause = FIRST_PAUSE
-                        await self._consume(js)
-                    except Exception as e:  # the broker: down, or refusing; or the database
+                        await self._consume(await self._connect())
+                    except Exception as e:  # the broker: down, or refusing (no stream yet); or the database
                         log.warning("the %s consumer stopped (%s); starting again in %.1f s", self.name,
-                                    _reason(e), pause)
+                                    _reason(e), self.pause)
                         await self._disconnect()
-                        await asyncio.sleep(pause)
-                        pause = min(pause * 2, LONGEST_PAUSE)
+                        await asyncio.sleep(self.pause)
+                        self.pause = min(self.pause * 2, LONGEST_PAUSE)
             finally:
                 await self._disconnect()
 
@@ -122,6 +120,7 @@ class Consumer:
                                     max_ack_pending=MAX_ACK_PENDING, filter_subject=subject)
             subs.append(await js.pull_subscribe(subject, durable=self.name, stream=stream, config=config))
         log.info("the %s consumer is reading %s and its replays", self.name, self.streams.events)
+        self.pause = FIRST_PAUSE
         async with asyncio.TaskGroup() as group:  # one failing (the broker gone) stops the others
             for sub in subs:
                 group.create_task(self._pull(js, sub))
