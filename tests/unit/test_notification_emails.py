@@ -3,9 +3,12 @@
 import pytest
 
 from sagashop.events.catalog import PricedItem
+from sagashop.kit.schema import CannotStart
+from sagashop.kit.settings import Settings
 from services.notification import domain
 from services.notification.domain import Customer
 from services.notification.mailer import BadSmtpUrl, Mailer, SmtpServer, message, smtp_server
+from services.notification.main import main
 
 ADA = Customer("u1", "ada@example.com", "Ada")
 LINES = [PricedItem(sku="LAMP", quantity=2, unit_price_cents=3_900), PricedItem(sku="MUG", quantity=1,
@@ -83,3 +86,9 @@ def test_a_bad_smtp_url_is_refused_with_a_reason_that_never_repeats_the_password
 
 def test_the_password_is_kept_out_of_the_servers_repr():
     assert "secret-pw" not in repr(smtp_server("smtps://bob:secret-pw@mail.example.com"))
+
+
+async def test_the_service_refuses_to_start_on_a_bad_smtp_url_before_it_opens_anything(tmp_path):
+    with pytest.raises(CannotStart, match="must start with smtp:// or smtps://"):
+        await main(Settings(smtp_url="http://bob:secret-pw@mail.example.com", data_dir=tmp_path / "data"))
+    assert not (tmp_path / "data").exists()
