@@ -116,8 +116,8 @@ class Broker:
                 await lost.wait()
                 log.warning("the event broker connection broke: the catalog cache is off until it is back")
             except Exception as e:  # the broker away (refused, timed out, closing): again after a pause
-                log.warning("cannot follow the catalog's events (%s): trying again in %.1f s", type(e).__name__, pause)
                 pause = min(pause * 2, LONGEST_PAUSE)
+                log.warning("cannot follow the catalog's events (%s): trying again in %.1f s", type(e).__name__, pause)
             finally:
                 self.cache.serving = False
             await asyncio.sleep(pause)
