@@ -1,5 +1,6 @@
 """The saga console in a real browser (headless Chromium through Playwright): an administrator signs in, finds a
-saga, reads its timeline and its order's events and acts on a parked one, all under the gateway's content security policy."""
+saga, reads its timeline and its order's events and acts on a parked one, all under the gateway's content security
+policy."""
 
 import time
 from collections.abc import Iterator
