@@ -2,6 +2,7 @@
 the emails sent, dead letters and their replay, rebuilding the read models. All of it is eventually consistent, so
 each test waits (a few seconds at most) for what an event brings."""
 
+import json
 import subprocess
 import sys
 import time
@@ -11,9 +12,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
+import nats
 
+from sagashop.events.streams import Streams
 from tests.e2e.test_api import assert_problem
-from tests.shop import Shop
+from tests.shop import Shop, spawn, stop_shop
 
 T = TypeVar("T")
 WITHIN = 5.0  # seconds an event takes to reach a read model at most, here (usually well under one)
@@ -95,12 +98,6 @@ def test_an_approved_order_is_emailed_once_to_its_customer(shop):
 
 def publish_poison(shop: Shop) -> str:
     """An order.approved event whose payload no consumer can read, published as a relay would; its event id."""
-    import json
-
-    import nats
-
-    from sagashop.events.streams import Streams
-
     async def publish() -> str:
         streams, event_id = Streams(shop.env.get("SAGASHOP_EVENTS_NAME", "sagashop")), uuid.uuid4().hex
         body = {"event_id": event_id, "event_type": "order.approved", "event_version": 1,
@@ -155,8 +152,6 @@ def test_the_rebuild_command_prints_what_it_did_and_fails_with_the_shops_reason(
 
 
 def test_dead_letters_answer_503_on_a_gateway_without_a_broker(shop, tmp_path):
-    from tests.shop import spawn, stop_shop
-
     bare = {k: v for k, v in shop.env.items() if k != "SAGASHOP_NATS_URL"}
     with (tmp_path / "gateway.log").open("wb") as log:
         process, port = spawn("gateway", bare, log)
