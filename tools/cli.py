@@ -1,4 +1,4 @@
-"""`sagashop`: serve NAME (the container entrypoint) | up | demo | bench | floor | chaos | canary.
+"""`sagashop`: serve NAME (the container entrypoint) | up | demo | bench | floor | chaos | canary | events.
 
 Every sub-command but `serve` imports its module when it runs, so a pod running `sagashop serve` loads nothing of
 the lab (tools/) beyond this file."""
@@ -46,6 +46,8 @@ class Commands(TyperGroup):
 
 app = typer.Typer(cls=Commands, no_args_is_help=True, add_completion=False,
                   help="Run and try the sagashop microservices.")
+events = typer.Typer(no_args_is_help=True, help="The domain events' consumers, against a running shop.")
+app.add_typer(events, name="events")
 
 
 @app.command()
@@ -161,6 +163,33 @@ def floor(
         print("sagashop floor: stopped before the end; nothing of it is left", file=sys.stderr)
         raise typer.Exit(130) from e
     print(bare.report(result, done, json_out))
+
+
+@events.command()
+def rebuild(part: str = typer.Argument(help="the consumer whose read models to rebuild: reporting"),
+            url: str = typer.Option(None, help="gateway URL; default: this machine's gateway port")) -> None:
+    """Rebuild an event consumer's read models from the event stream (as the admin: SAGASHOP_ADMIN_EMAIL and
+    SAGASHOP_ADMIN_PASSWORD). Exits 1 when the shop refuses or does not answer."""
+    import httpx
+
+    from .shopclient import ShopClient, ShopError
+
+    settings = Settings()
+
+    async def run() -> Any:
+        async with ShopClient(url or f"http://127.0.0.1:{settings.gateway_port}") as shop:
+            await shop.sign_in_admin(settings.admin_email, settings.admin_password or "")
+            return await shop.rebuild(part)
+
+    try:
+        done = asyncio.run(run())
+    except ShopError as e:
+        print(f"sagashop events rebuild: {e.detail or e}", file=sys.stderr)
+        raise typer.Exit(1) from e
+    except (httpx.HTTPError, OSError) as e:
+        print(f"sagashop events rebuild: the shop is not answering: {e!r}", file=sys.stderr)
+        raise typer.Exit(1) from e
+    print(f"{done['part']}: rebuilt from {done['events']} events in {done['seconds']:.2f} s")
 
 
 def main() -> None:

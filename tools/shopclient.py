@@ -1,5 +1,6 @@
 """The one client of the shop's REST API (CONTRACT.md), for everything that drives a shop from outside: the demo,
-the benchmark's set-up, the chaos campaign, the canary's load and the end-to-end tests.
+the benchmark's set-up, the chaos campaign and its audit, the canary's load, `sagashop events` and the end-to-end
+tests.
 
 An error answer raises ShopError with the problem+json the shop sent. A 429 with Retry-After is waited out as told,
 here and only here; a client built with `outlast` also repeats a request while the shop is down (502, 503, 504, or
@@ -15,6 +16,7 @@ import httpx
 RATE_LIMITED_WAITS = 10  # times a request waits as told (429, Retry-After) before its 429 is the answer
 ORDERS_PER_CUSTOMER = 100  # what a tool places for one account of its own: well within the shop's hourly cap
 DOWN = {502, 503, 504}
+REBUILD_SECONDS = 330  # a rebuild may take the gateway's five minutes, and the answer a little more
 ADDRESS = {"name": "Ada", "line1": "1 Main St", "city": "Paris", "postal_code": "75001", "country": "FR"}
 
 
@@ -182,3 +184,31 @@ class ShopClient:
         """The rules cleared, each with how many times it fired."""
         cleared: list[dict[str, Any]] = (await self.call("DELETE", "/v1/admin/faults", headers=self.admin))["items"]
         return cleared
+
+    async def order_events(self, order_id: str, user: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """The order's domain events so far, oldest first (eventually consistent: the reporting side's)."""
+        found: list[dict[str, Any]] = (await self.call("GET", f"/v1/orders/{order_id}/events",
+                                                       headers=user or self.admin))["items"]
+        return found
+
+    async def sales_report(self, first_day: str | None = None, last_day: str | None = None) -> Any:
+        """The sales report of the UTC days [first_day, last_day] (YYYY-MM-DD; each today unless given)."""
+        days = {"from": first_day, "to": last_day}
+        return await self.call("GET", "/v1/admin/reports/sales", headers=self.admin,
+                               params={name: day for name, day in days.items() if day})
+
+    async def notifications(self, order_id: str) -> list[dict[str, Any]]:
+        """The emails sent for the order, oldest first."""
+        return await self.items("/v1/admin/notifications", params={"order_id": order_id})
+
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        """The events a consumer gave up on, oldest first."""
+        return await self.items("/v1/admin/events/dead-letters")
+
+    async def replay(self, dead_letter_id: str) -> Any:
+        """Sends a dead letter back to its consumer."""
+        return await self.call("POST", f"/v1/admin/events/dead-letters/{dead_letter_id}/replay", headers=self.admin)
+
+    async def rebuild(self, part: str) -> Any:
+        """Rebuilds the part's read models from the event stream: `{"part", "events", "seconds"}`."""
+        return await self.call("POST", f"/v1/admin/events/rebuild/{part}", headers=self.admin, timeout=REBUILD_SECONDS)

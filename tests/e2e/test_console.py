@@ -1,5 +1,6 @@
 """The saga console in a real browser (headless Chromium through Playwright): an administrator signs in, finds a
-saga, reads its timeline and acts on a parked one, all under the gateway's content security policy."""
+saga, reads its timeline and its order's events and acts on a parked one, all under the gateway's content security
+policy."""
 
 import time
 from collections.abc import Iterator
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import missing
+from tests.e2e.test_events_api import eventually
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package: `make browser` installs it
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -55,6 +57,8 @@ def test_an_admin_signs_in_finds_a_saga_and_reads_its_timeline(shop, console, tm
                          ["create_shipment", "compensate", "SUCCEEDED"], ["charge_payment", "compensate", "SUCCEEDED"]]
     assert order["id"] in console.inner_text("h1")
     assert "shipping_rejected" in console.inner_text("#timeline .facts")
+    console.wait_for_selector("#events table.events")  # the order's domain events, beside its saga
+    assert "order.rejected" in eventually(lambda: console.inner_text("#events"), lambda text: "order.rejected" in text)
     shot = console.screenshot(path=str(tmp_path / "timeline.png"), full_page=True)
     assert shot.startswith(b"\x89PNG\r\n\x1a\n") and len(shot) > 20_000
 

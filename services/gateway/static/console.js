@@ -1,10 +1,12 @@
 // The saga console in the browser: sign in (the access token is kept in a cookie that only /console pages get),
-// operate a parked saga through the admin API with that token, and follow a running saga by reloading its
-// timeline every second. Served from the gateway itself: its content security policy allows no inline script.
+// operate a parked saga through the admin API with that token, follow a running saga by reloading its timeline
+// every second, and show its order's domain events beside it. Served from the gateway itself: its content security
+// policy allows no inline script.
 "use strict";
 
 const COOKIE = "sagashop_console";
 const FOLLOW_EVERY_MS = 1000;
+const EVENTS_SETTLE_ROUNDS = 5; // reads of the events after the saga ended: they reach the reporting side later
 
 function token() {
   const found = document.cookie.split("; ").find((c) => c.startsWith(`${COOKIE}=`));
@@ -52,6 +54,7 @@ async function operate(button) {
   await reload();
   document.getElementById("operate-result")?.replaceChildren(outcome);
   follow();
+  followEvents();
 }
 
 async function reload() {
@@ -72,6 +75,58 @@ function follow() {
   }
 }
 
+function cell(text, tag = "td") {
+  const element = document.createElement(tag);
+  element.textContent = text; // text, never markup: an event's payload is written as it came
+  return element;
+}
+
+function eventsTable(events) {
+  const table = document.createElement("table");
+  table.className = "events";
+  const head = table.createTHead().insertRow();
+  ["event", "occurred", "payload"].forEach((heading) => head.append(cell(heading, "th")));
+  const body = table.createTBody();
+  for (const event of events) {
+    const {order_id: _, ...rest} = event.payload;
+    body.insertRow().append(cell(event.event_type), cell(event.occurred_at), cell(JSON.stringify(rest)));
+  }
+  return table;
+}
+
+async function showEvents(section) {
+  const reply = await fetch(`/v1/orders/${encodeURIComponent(section.dataset.order)}/events`,
+                            {headers: {Authorization: `Bearer ${token()}`}});
+  const shown = section.querySelector("table, p");
+  if (!reply.ok) {
+    const why = cell(`events unavailable: ${await problem(reply)}`, "p");
+    why.className = "error";
+    shown.replaceWith(why);
+  } else {
+    const {items} = await reply.json();
+    const empty = cell("no event of this order has arrived yet", "p");
+    empty.className = "empty";
+    shown.replaceWith(items.length ? eventsTable(items) : empty);
+  }
+}
+
+let followingEvents = false;
+
+async function followEvents(rounds = 0) {
+  const section = document.getElementById("events");
+  if (!section || (followingEvents && rounds === 0)) {
+    return; // no events on this page, or they are followed already
+  }
+  followingEvents = true;
+  await showEvents(section);
+  const running = document.getElementById("timeline")?.dataset.active === "true";
+  if (running || rounds < EVENTS_SETTLE_ROUNDS) {
+    setTimeout(() => followEvents(running ? 1 : rounds + 1), FOLLOW_EVERY_MS);
+  } else {
+    followingEvents = false;
+  }
+}
+
 document.addEventListener("submit", (event) => {
   if (event.target.id === "login") {
     event.preventDefault();
@@ -89,4 +144,7 @@ document.addEventListener("click", (event) => {
   }
 });
 
-document.addEventListener("DOMContentLoaded", follow);
+document.addEventListener("DOMContentLoaded", () => {
+  follow();
+  followEvents();
+});
