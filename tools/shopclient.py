@@ -182,3 +182,22 @@ class ShopClient:
         """The rules cleared, each with how many times it fired."""
         cleared: list[dict[str, Any]] = (await self.call("DELETE", "/v1/admin/faults", headers=self.admin))["items"]
         return cleared
+
+    async def sales_report(self, from_day: str, to_day: str) -> Any:
+        """The sales report of those UTC days (YYYY-MM-DD, inclusive), built from the events."""
+        return await self.call("GET", "/v1/admin/reports/sales", params={"from": from_day, "to": to_day},
+                               headers=self.admin)
+
+    async def notifications(self, order_id: str) -> list[dict[str, Any]]:
+        return await self.items("/v1/admin/notifications", params={"order_id": order_id})
+
+    async def order_events(self, order_id: str) -> list[dict[str, Any]]:
+        """The order's domain events, oldest first, as the reporting side holds them."""
+        return await self.items(f"/v1/orders/{order_id}/events")
+
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        return await self.items("/v1/admin/events/dead-letters")
+
+    async def rebuild(self, part: str) -> Any:
+        """Rebuilds a consumer's read models from the event stream: `{"part", "events", "seconds"}`."""
+        return await self.call("POST", f"/v1/admin/events/rebuild/{part}", headers=self.admin)

@@ -18,6 +18,7 @@ from .parts import command, part_env
 from .supervisor import Part, Supervisor
 
 READY_WITHIN = 120.0
+PID_DIR = "run"  # in the data directory: `<process>.pid` of each process up runs, while it runs
 METRICS_OFFSET = 1000  # each gRPC part serves its metrics on its port + 1000 (user 51051, ...)
 DEMO_CATALOG = [  # sku, name, price in cents, stock
     ("LAMP", "Desk lamp", 3_900, 50),
@@ -45,7 +46,7 @@ async def run(settings: Settings) -> None:
         raise SystemExit(2) from None
     if nats:
         env["SAGASHOP_NATS_URL"] = nats.url
-    supervisor = Supervisor([*([broker.NAME] if nats else []), *PARTS])
+    supervisor = Supervisor([*([broker.NAME] if nats else []), *PARTS], pid_dir=settings.data_dir / PID_DIR)
     supervisor.trap()
     servers: list[Part] = []  # started before the parts, stopped after them
     parts: list[Part] = []
