@@ -4,12 +4,11 @@ fails the record rolls back with the rest and the event comes again. A customer 
 its event, on another service's relay, arrives soon."""
 
 import logging
-from collections.abc import Callable
-from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy.engine import Connection
 
+from sagashop.events import consumer
 from sagashop.events.catalog import (
     OrderApproved,
     OrderCancelled,
@@ -26,18 +25,17 @@ from .domain import Customer, Email, NotKnownYet
 from .mailer import Mailer
 from .repository import Notifications
 
-Handler = Callable[[Connection, Envelope[Any]], None]
 SENT = Counter("sagashop_notifications_sent_total", "emails sent, by kind", ["kind"])
 log = logging.getLogger(__name__)
 
 
-class Handlers:
+class Notifier:
     def __init__(self, mailer: Mailer) -> None:
         self.mailer = mailer
 
-    def by_type(self) -> dict[str, tuple[type[Payload], Handler]]:
+    def handlers(self) -> consumer.Handlers:
         """The consumer's handlers: event type -> (its payload model, the handler)."""
-        handlers: list[tuple[type[Payload], Handler]] = [
+        handlers: list[tuple[type[Payload], consumer.Handler]] = [
             (UserRegistered, self.user_registered), (OrderPlaced, self.order_placed),
             (OrderApproved, self.order_approved), (OrderRejected, self.order_rejected),
             (OrderCancelled, self.order_cancelled), (ShipmentCreated, self.shipment_created)]

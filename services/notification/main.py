@@ -8,7 +8,7 @@ from sagashop.kit.schema import CannotStart
 from sagashop.kit.settings import Settings
 from sagashop.v1 import notification_pb2, notification_pb2_grpc
 
-from .handlers import Handlers
+from .handlers import Notifier
 from .mailer import BadSmtpUrl, Mailer
 from .servicer import NotificationServicer
 
@@ -22,7 +22,7 @@ async def main(settings: Settings) -> None:
         raise CannotStart(str(e)) from None
     db = await database(settings, "notification")
     servicer = (notification_pb2_grpc.add_NotificationServiceServicer_to_server, NotificationServicer(db), SERVICE)
-    consuming = consumer.start(db, "notification", settings, Handlers(mailer).by_type())
+    consuming = consumer.start(db, "notification", settings, Notifier(mailer).handlers())
     try:
         await serve(settings, "notification", servicer)
     finally:

@@ -13,7 +13,8 @@ metadata = sa.MetaData()
 customers = sa.Table(
     "customers", metadata,
     sa.Column("user_id", sa.String, primary_key=True), sa.Column("email", sa.String), sa.Column("name", sa.String))
-orders = sa.Table("orders", metadata, sa.Column("order_id", sa.String, primary_key=True), sa.Column("user_id", sa.String))
+orders = sa.Table(
+    "orders", metadata, sa.Column("order_id", sa.String, primary_key=True), sa.Column("user_id", sa.String))
 approved = sa.Table("approved", metadata, sa.Column("order_id", sa.String, primary_key=True))
 shipments = sa.Table(
     "shipments", metadata,
