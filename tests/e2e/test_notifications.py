@@ -24,10 +24,12 @@ def notifications(shop, order_id: str) -> list[notification_pb2.Notification]:
 def sent(shop, order_id: str, kinds: list[str]) -> list[notification_pb2.Notification]:
     """The order's notifications, once they are `kinds` (oldest first)."""
     deadline = time.monotonic() + WITHIN
-    while [n.kind for n in (found := notifications(shop, order_id))] != kinds:
+    while True:
+        found = notifications(shop, order_id)
+        if [n.kind for n in found] == kinds:
+            return found
         assert time.monotonic() < deadline, f"{order_id}: {[n.kind for n in found]}, not {kinds}, after {WITHIN}s"
         time.sleep(0.3)
-    return found
 
 
 def kept(shop, notification: notification_pb2.Notification) -> str:
