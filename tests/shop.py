@@ -40,12 +40,14 @@ def start_shop(tmp: Path, database_url: str | None,
            "SAGASHOP_INTERNAL_SECRET": "test-internal-" + uuid.uuid4().hex}  # so that extra parts share it
     env.pop("SAGASHOP_DATABASE_URL", None)
     env.pop("SAGASHOP_NATS_URL", None)
+    env.pop("SAGASHOP_SMTP_URL", None)
     if database_url:
         env["SAGASHOP_DATABASE_URL"] = database_url
     if nats_url:  # a server other shops share: streams of this shop's own (`delete_streams` after)
         env["SAGASHOP_NATS_URL"] = nats_url
         env["SAGASHOP_EVENTS_NAME"] = f"shop{uuid.uuid4().hex[:10]}"
-    *ports, env["SAGASHOP_NATS_PORT"] = map(str, free_ports(len(PARTS) + 1))  # for up's own NATS, if it runs one
+    # up's own NATS server (if it runs one) and SMTP sink on ports of their own too
+    *ports, env["SAGASHOP_NATS_PORT"], env["SAGASHOP_SMTP_PORT"] = map(str, free_ports(len(PARTS) + 2))
     for part, port in zip(PARTS, ports, strict=True):
         env[f"SAGASHOP_{part.upper()}_PORT"] = port
     log = tmp / "up.log"

@@ -1,5 +1,6 @@
 """`sagashop up` keeps the shop running: a part killed with SIGKILL is restarted and the shop is ready again; it runs
-a NATS server of its own unless SAGASHOP_NATS_URL names one, gives it to every part, and stops it last."""
+a NATS server of its own unless SAGASHOP_NATS_URL names one, and an SMTP sink of its own unless SAGASHOP_SMTP_URL
+names one, gives them to every part, and stops them last."""
 
 import asyncio
 import os
@@ -45,14 +46,29 @@ def test_every_part_is_given_one_nats_server_with_jetstream(shop):
         assert {s.laddr.port for s in server.net_connections("tcp")} == {urlsplit(url).port}
 
 
-def test_up_runs_its_own_nats_on_loopback_under_the_data_dir_and_stops_it(tmp_path):
+def mail_sinks(up_pid: int) -> list[psutil.Process]:
+    return [child for child in psutil.Process(up_pid).children() if "tools.local.mailsink" in child.cmdline()]
+
+
+def listening(process: psutil.Process) -> list[tuple[str, int]]:
+    return [s.laddr for s in process.net_connections("tcp") if s.status == psutil.CONN_LISTEN]
+
+
+def test_every_part_is_given_the_smtp_sink_up_runs_on_loopback(shop):
+    [sink] = mail_sinks(shop.pid)
+    port = int(shop.env["SAGASHOP_SMTP_PORT"])
+    assert listening(sink) == [("127.0.0.1", port)]
+    assert {shop.part(part).environ().get("SAGASHOP_SMTP_URL") for part in PARTS} == {f"smtp://127.0.0.1:{port}"}
+
+
+def test_up_runs_its_own_nats_and_smtp_sink_on_loopback_under_the_data_dir_and_stops_them(tmp_path):
     process, env, log = start_shop(tmp_path, None)
     try:
         wait_ready(f"http://127.0.0.1:{env['SAGASHOP_GATEWAY_PORT']}", process, log)
         [server] = nats_servers(process.pid)
         port = int(env["SAGASHOP_NATS_PORT"])
-        listening = [s.laddr for s in server.net_connections("tcp") if s.status == psutil.CONN_LISTEN]
-        assert listening == [("127.0.0.1", port)]  # the client port only, no monitoring port, not on 0.0.0.0
+        assert listening(server) == [("127.0.0.1", port)]  # the client port only, no monitoring port, not on 0.0.0.0
+        [sink] = mail_sinks(process.pid)
         [gateway] = [child for child in psutil.Process(process.pid).children() if child.cmdline()[-1] == "gateway"]
         url = gateway.environ()["SAGASHOP_NATS_URL"]
         assert urlsplit(url).port == port
@@ -65,4 +81,4 @@ def test_up_runs_its_own_nats_on_loopback_under_the_data_dir_and_stops_it(tmp_pa
     finally:
         stop_shop(process)
     assert process.returncode == 0
-    assert not server.is_running()
+    assert not server.is_running() and not sink.is_running()

@@ -1,5 +1,6 @@
 """`sagashop up`: every part under one supervisor, ready, seeded, and stopped cleanly; before them, unless
-SAGASHOP_NATS_URL names one, a NATS server of its own (broker.py) that every part is given, stopped after them."""
+SAGASHOP_NATS_URL names one, a NATS server of its own (broker.py), and unless SAGASHOP_SMTP_URL names one, an SMTP
+sink of its own (mailsink.py), each given to every part and stopped after them."""
 
 import asyncio
 import os
@@ -12,8 +13,9 @@ from sagashop.kit.settings import INTERNAL_SECRET_FILE, PARTS, SERVICES, Setting
 from sagashop.v1 import inventory_pb2
 
 from ..shopclient import ShopClient
-from . import broker
+from . import broker, mailsink
 from .broker import CannotRun, LocalNats
+from .mailsink import LocalMailSink
 from .parts import command, part_env
 from .supervisor import Part, Supervisor
 
@@ -46,23 +48,32 @@ async def run(settings: Settings) -> None:
         raise SystemExit(2) from None
     if nats:
         env["SAGASHOP_NATS_URL"] = nats.url
-    supervisor = Supervisor([*([broker.NAME] if nats else []), *PARTS], pid_dir=settings.data_dir / PID_DIR)
+    sink = None if settings.smtp_url else LocalMailSink(settings.data_dir, settings.smtp_port)
+    if sink:
+        env["SAGASHOP_SMTP_URL"] = sink.url
+    supervisor = Supervisor([*([broker.NAME] if nats else []), *([mailsink.NAME] if sink else []), *PARTS],
+                            pid_dir=settings.data_dir / PID_DIR)
     supervisor.trap()
     servers: list[Part] = []  # started before the parts, stopped after them
     parts: list[Part] = []
     try:
         if nats:
             servers.append(supervisor.run(broker.NAME, nats_argv, part_env()))
-            if not await nats.until_ready(servers[0], supervisor.stopping):
+            if not await nats.until_ready(servers[-1], supervisor.stopping):
                 raise NotReady(f"the NATS server on 127.0.0.1:{nats.port} did not start; see its log above (another "
                                "server on that port? SAGASHOP_NATS_PORT chooses another)")
+        if sink:
+            servers.append(supervisor.run(mailsink.NAME, sink.argv(), part_env()))
+            if not await sink.until_ready(servers[-1], supervisor.stopping):
+                raise NotReady(f"the SMTP sink on 127.0.0.1:{sink.port} did not start; see its log above (another "
+                               "server on that port? SAGASHOP_SMTP_PORT chooses another)")
         parts = [supervisor.run(part, command(part), part_env(None, **env, **metrics_port(settings, part)))
                  for part in PARTS]
         url = f"http://127.0.0.1:{settings.gateway_port}"
         if not await until_ready(url, supervisor.stopping):
             raise NotReady(f"not ready after {READY_WITHIN:.0f}s; see the logs above")
         await seed(settings)
-        banner(url, settings.admin_email, password)
+        banner(url, settings.admin_email, password, sink)
         await supervisor.stopping.wait()
     except NotReady as e:
         if not supervisor.stopping.is_set():  # else stopped while starting, as asked: no failure
@@ -123,7 +134,8 @@ async def seed(settings: Settings) -> None:
         await backends.close()
 
 
-def banner(url: str, email: str, password: str) -> None:
+def banner(url: str, email: str, password: str, sink: LocalMailSink | None) -> None:
+    mail = f"emails to customers: kept in {sink.dir}\n" if sink else ""
     print(f"\nsagashop is ready at {url}  (API docs: {url}/docs)\n"
-          f"admin: {email} / {password}\n"
+          f"admin: {email} / {password}\n{mail}"
           f"Ctrl-C stops everything.\n", flush=True)

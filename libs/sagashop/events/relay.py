@@ -223,7 +223,7 @@ class Relay:
         # after its pause. (This client retries a first connection unless its attempts are bounded too.)
         self.nc = await nats.connect(self.url, name=f"sagashop-{self.service}-relay", allow_reconnect=False,
                                      max_reconnect_attempts=1, reconnect_time_wait=0.2, connect_timeout=2,
-                                     error_cb=_quiet)
+                                     error_cb=quiet)
         js = self.nc.jetstream(timeout=ACK_SECONDS)
         config = StreamConfig(name=self.streams.events, subjects=[f"{self.streams.events_prefix}.>"],
                               storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW.total_seconds(),
@@ -244,8 +244,8 @@ class Relay:
                 log.debug("closing the NATS connection: %s", e)
 
 
-async def _quiet(error: Exception) -> None:
-    """The client's own report of a failure the relay reports itself (a warning per failed round)."""
+async def quiet(error: Exception) -> None:
+    """The client's own report of a failure the relay (or a consumer) reports itself, a warning per failed round."""
     log.debug("NATS: %s", error)
 
 

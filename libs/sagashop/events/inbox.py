@@ -1,0 +1,35 @@
+"""The inbox: in each consumer's own schema, the id of every event it applied, written in the transaction that
+applies it. A delivery whose id is there was applied before (a redelivery, a replay, the stream read again by a
+rebuild): it is acknowledged and nothing more. Rows older than KEEP are pruned: by then the stream no longer holds
+their events (it keeps them 7 days: relay.MAX_AGE), so none of them can come again."""
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sagashop.kit.clock import now
+from sagashop.kit.db import insert_if_absent
+
+KEEP = timedelta(days=8)  # longer than the stream keeps an event (7 days), so an id is never forgotten too soon
+
+metadata = sa.MetaData()
+inbox = sa.Table(
+    "inbox", metadata,
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+INSERT_IF_ABSENT = insert_if_absent(inbox)  # by dialect
+PRUNE = inbox.delete().where(inbox.c.applied_at < sa.bindparam("p_before"))
+CLEAR = inbox.delete()
+
+
+def first_time(conn: Connection, event_id: str, event_type: str) -> bool:
+    """Notes the event as applied in the caller's transaction; False when it was already (apply nothing)."""
+    row = {"event_id": event_id, "event_type": event_type, "applied_at": now()}
+    return conn.execute(INSERT_IF_ABSENT[conn.dialect.name], row).first() is not None
+
+
+def prune(conn: Connection) -> None:
+    conn.execute(PRUNE, {"p_before": now() - KEEP})

@@ -1,0 +1,85 @@
+"""A rebuild: a consumer's read models made again from the events stream, from its first event, in one
+transaction. Under the consumer's exclusive lock (PostgreSQL; SQLite's write lock does the same), it clears them
+and the inbox, reads the stream up to the last event it held when the lock was taken, and applies each event as
+the live consumer does (`delivery.apply`). Meanwhile the live consumer's batches wait for the lock; after the
+commit the inbox makes it skip what the rebuild applied. What the stream no longer holds (older than its 7 days,
+or beyond its size) is not in the rebuilt models: a rebuild gives what the stream's events make."""
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.util import await_only
+
+from sagashop.kit.db import Database
+
+from . import inbox
+from .delivery import Delivery, Handlers, Poison, apply, lock
+from .relay import quiet
+from .streams import Streams
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
+
+T = TypeVar("T")
+CHUNK = 256  # messages fetched at a time
+FETCH_SECONDS = 5.0  # the stream holds every message up to the last: a fetch waiting longer is a broker failing
+log = logging.getLogger(__name__)
+
+
+async def rebuild(db: Database, name: str, nats_url: str, handlers: Handlers, clear: Callable[[Connection], None],
+                  *, streams: Streams) -> int:
+    """Clears the consumer's read models (`clear`) and its inbox, applies the stream's events again: how many."""
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    loop = asyncio.get_running_loop()
+    nc = await nats.connect(nats_url, name=f"sagashop-{name}-rebuild", allow_reconnect=False, connect_timeout=2,
+                            max_reconnect_attempts=1, error_cb=quiet)
+    try:
+        js = nc.jetstream(timeout=FETCH_SECONDS)
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE,
+                                inactive_threshold=60.0, max_ack_pending=-1)
+        sub = await js.pull_subscribe(f"{streams.events_prefix}.>", stream=streams.events, config=config)
+
+        def work(conn: Connection) -> int:
+            lock(conn, name, exclusive=True)
+            last = _wait(conn, loop, _last_seq(js, streams))  # read under the lock: nothing applied since
+            clear(conn)
+            conn.execute(inbox.CLEAR)
+            applied, seq = 0, 0
+            while seq < last:
+                for msg in _wait(conn, loop, sub.fetch(CHUNK, timeout=FETCH_SECONDS)):
+                    seq = msg.metadata.sequence.stream
+                    if seq > last:
+                        break
+                    applied += _apply(conn, name, handlers, msg)
+            return applied
+
+        return await db.transaction(work, tries=1)
+    finally:
+        await nc.close()
+
+
+def _apply(conn: Connection, name: str, handlers: Handlers, msg: Any) -> int:
+    try:
+        delivery = Delivery.read(msg.data, msg.subject, msg.headers or {}, msg.metadata.sequence.stream, handlers)
+    except Poison as e:  # dead-lettered by the live consumer: not in the models either
+        log.warning("the %s rebuild skipped the message at %d: %s", name, msg.metadata.sequence.stream, e)
+        return 0
+    return int(delivery.handler is not None and apply(conn, delivery, name))
+
+
+async def _last_seq(js: "JetStreamContext", streams: Streams) -> int:
+    return int((await js.stream_info(streams.events)).state.last_seq)
+
+
+def _wait(conn: Connection, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Awaits `coro` from inside a unit of work, so the stream is read while the transaction holds the lock: on
+    PostgreSQL the unit runs in a greenlet on the loop (kit.db), which awaits as the driver does; on SQLite on the
+    database's worker thread, which waits for the loop to run it."""
+    if conn.dialect.name == "postgresql":
+        return await_only(coro)
+    return asyncio.run_coroutine_threadsafe(coro, loop).result(FETCH_SECONDS * 2)

@@ -1,0 +1,104 @@
+"""Sending an email over SMTP (SAGASHOP_SMTP_URL), synchronously: the consumer calls it inside its transaction, on
+the database's worker, so a failure rolls the notification back and the event comes again."""
+
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from ipaddress import ip_address
+from urllib.parse import unquote, urlsplit
+
+from .domain import Email
+
+TIMEOUT_SECONDS = 10.0  # of the connection and of each SMTP command
+PORTS = {"smtp": 25, "smtps": 465}
+FORM = "smtp://[user:password@]host[:port] or smtps://[user:password@]host[:port]"
+
+
+class BadSmtpUrl(ValueError):
+    """SAGASHOP_SMTP_URL cannot be used; the message says why and never repeats the URL (it may hold a password)."""
+
+
+class NoSmtpServer(Exception):
+    """No SMTP server is configured: every email fails until one is."""
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    host: str
+    port: int
+    tls: bool  # TLS from the start (smtps); otherwise STARTTLS when the server offers it
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def smtp_server(url: str) -> SmtpServer:
+    """The server an SMTP URL names, or BadSmtpUrl."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a port that is no number or out of range
+        raise BadSmtpUrl(f"SAGASHOP_SMTP_URL has a bad port; the form is {FORM}") from None
+    if parts.scheme not in PORTS:
+        raise BadSmtpUrl(f"SAGASHOP_SMTP_URL must start with smtp:// or smtps://; the form is {FORM}")
+    if not parts.hostname:
+        raise BadSmtpUrl(f"SAGASHOP_SMTP_URL names no host; the form is {FORM}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise BadSmtpUrl(f"SAGASHOP_SMTP_URL has a path, query or fragment, which SMTP has no use for; the form is "
+                         f"{FORM}")
+    if (parts.username is None) != (parts.password is None):
+        raise BadSmtpUrl(f"SAGASHOP_SMTP_URL has a user without a password or the reverse; the form is {FORM}")
+    return SmtpServer(parts.hostname, port or PORTS[parts.scheme], parts.scheme == "smtps",
+                      unquote(parts.username) if parts.username is not None else None,
+                      unquote(parts.password) if parts.password is not None else None)
+
+
+def message(email: Email, sender: str) -> EmailMessage:
+    """The email as sent: its Message-ID the same each time it is sent again."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = formataddr((email.to.name, email.to.email))
+    msg["Subject"] = email.subject
+    msg["Message-ID"] = f"<{email.id}@sagashop>"
+    msg["Date"] = formatdate(usegmt=True)
+    msg.set_content(email.body)
+    return msg
+
+
+class Mailer:
+    def __init__(self, url: str | None, sender: str, timeout: float = TIMEOUT_SECONDS) -> None:
+        """`url`: SAGASHOP_SMTP_URL, checked now (BadSmtpUrl); None sends nothing, each send fails."""
+        self.server = smtp_server(url) if url else None
+        self.sender, self.timeout = sender, timeout
+
+    def send(self, email: Email) -> None:
+        """Sends `email`, or raises (OSError, smtplib.SMTPException, NoSmtpServer)."""
+        if self.server is None:
+            raise NoSmtpServer("SAGASHOP_SMTP_URL is not set: no email can be sent")
+        s = self.server
+        context = ssl.create_default_context()
+        client = (smtplib.SMTP_SSL(s.host, s.port, timeout=self.timeout, context=context) if s.tls
+                  else smtplib.SMTP(s.host, s.port, timeout=self.timeout))
+        with client:
+            client.ehlo()
+            secure = s.tls
+            if not secure and client.has_extn("starttls"):
+                client.starttls(context=context)
+                client.ehlo()
+                secure = True
+            if s.user is not None and s.password is not None:
+                if not (secure or loopback(s.host)):
+                    raise smtplib.SMTPNotSupportedError(
+                        f"{s.host} offers no STARTTLS: the SMTP password is not sent in the clear (smtps:// uses TLS)")
+                client.login(s.user, s.password)
+            client.send_message(message(email, self.sender))
+
+
+def loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
