@@ -17,10 +17,12 @@ from sagashop.kit.settings import Settings
 
 from . import observe, problems, security
 from .body import BodyRules
+from .catalog_cache import CatalogCache, MemoryGenerations, RedisGenerations
+from .events import Broker
 from .idempotency import Idempotency, MemoryEntries, RedisEntries
 from .limits import Buckets, Limit, MemoryBuckets, RateLimits, RedisBuckets, SignInLimits
 from .problems import problem
-from .routes import admin, breakers, catalog, console, faults, orders, sagas, users
+from .routes import admin, breakers, catalog, console, events, faults, orders, reports, sagas, users
 from .stores import redis_client
 from .tokens import Tokens
 
@@ -33,7 +35,10 @@ def create_app(settings: Settings, jwt_secret: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = Backends(settings, "gateway")  # one long-lived channel per backend
+        app.state.broker = Broker(settings, app.state.catalog_cache)
+        app.state.broker.start()
         yield
+        await app.state.broker.close()
         await app.state.backends.close()
         if client is not None:
             await client.aclose()
@@ -50,9 +55,12 @@ def create_app(settings: Settings, jwt_secret: str) -> FastAPI:
                                      Limit.per_minute(settings.rate_limit_sign_in_account_per_minute))
     app.state.idempotency = Idempotency(RedisEntries(client) if client else MemoryEntries(),
                                         settings.idempotency_ttl_seconds, settings.idempotency_wait_seconds)
+    cached = RedisGenerations(client, f"sagashop:catalog:{settings.events_name}:") if client else MemoryGenerations()
+    app.state.catalog_cache = CatalogCache(cached, settings.catalog_cache_seconds)
     problems.install(app)
     metrics.install(settings.model_copy(update={"metrics_port": None}))  # served on /metrics below
-    for module in (users, catalog, orders, sagas, admin, breakers, *([faults] if settings.faults_enabled else [])):
+    for module in (users, catalog, orders, sagas, events, reports, admin, breakers,
+                   *([faults] if settings.faults_enabled else [])):
         app.include_router(module.router, prefix="/v1", responses=ANY_ROUTE)
     app.include_router(console.router)
     _operations(app)

@@ -9,6 +9,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sagashop.backends import Backends as BackendClients
 from sagashop.kit.errors import Forbidden, Unauthenticated
 
+from .catalog_cache import CatalogCache
+from .events import Broker
 from .idempotency import Idempotency
 from .limits import SignInLimits
 from .tokens import VERIFIED, Principal, Tokens
@@ -25,6 +27,14 @@ async def tokens(request: Request) -> Tokens:
 
 
 TokenIssuer = Annotated[Tokens, Depends(tokens)]
+
+
+async def broker(request: Request) -> Broker:
+    return cast(Broker, request.app.state.broker)
+
+
+async def catalog_cache(request: Request) -> CatalogCache:
+    return cast(CatalogCache, request.app.state.catalog_cache)
 
 
 async def idempotency(request: Request) -> Idempotency:
@@ -54,6 +64,8 @@ async def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Princ
 
 
 Backends = Annotated[BackendClients, Depends(backends)]
+EventBroker = Annotated[Broker, Depends(broker)]
+Catalog = Annotated[CatalogCache, Depends(catalog_cache)]
 IdempotencyKeys = Annotated[Idempotency, Depends(idempotency)]
 CurrentUser = Annotated[Principal, Depends(current_user)]
 AdminUser = Annotated[Principal, Depends(admin_user)]

@@ -22,10 +22,12 @@ from sagashop.kit.errors import (
     Unavailable,
 )
 
+from .events import EventsUnavailable
+
 log = logging.getLogger(__name__)
 HTTP_STATUS: dict[type[DomainError], int] = {
     Invalid: 422, NotFound: 404, Conflict: 409, Rejected: 409, Compensated: 409,
-    Unauthenticated: 401, Forbidden: 403, Unavailable: 503, TooMany: 429,
+    Unauthenticated: 401, Forbidden: 403, Unavailable: 503, TooMany: 429, EventsUnavailable: 503,
 }
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 406: "not_acceptable", 413: "payload_too_large",

@@ -2,7 +2,7 @@
 fields and wrong types are refused with 422. Their limits are the shop's own (sagashop.values), and a saga's
 states the engine's (sagashop.saga)."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -243,3 +243,77 @@ class Breaker(BaseModel):
 
 class BreakerList(BaseModel):
     items: list[Breaker]
+
+
+class OrderEvent(BaseModel):
+    event_id: str
+    event_type: str
+    occurred_at: str
+    payload: dict[str, Any]  # as its producer wrote it (docs/asyncapi.json)
+
+
+class OrderEventList(BaseModel):
+    items: list[OrderEvent]
+
+
+class SkuSales(BaseModel):
+    sku: str
+    currency: str
+    units: int
+    revenue_cents: int
+
+
+class Outcomes(BaseModel):
+    approved: int
+    cancelled: int
+    rejected: dict[str, int]  # failure_reason -> orders
+
+
+class SalesReport(BaseModel):
+    """Per SKU and currency, orders approved in the range less those cancelled in it. `compensations` (an addition
+    to the contract): stock_released, payment_refunded, shipment_cancelled -> how many in the range."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    from_: str = Field(alias="from")
+    to: str
+    as_of: str | None  # when the last event applied happened; null before any
+    items: list[SkuSales]
+    orders: Outcomes
+    compensations: dict[str, int]
+
+
+class Notification(BaseModel):
+    id: str
+    order_id: str
+    to: str
+    kind: str  # order_approved | order_rejected | order_cancelled | shipment_created
+    subject: str
+    sent_at: str
+
+
+class NotificationList(BaseModel):
+    items: list[Notification]
+
+
+class DeadLetter(BaseModel):
+    id: str  # its sequence in the dead-letter stream
+    consumer: str
+    event_id: str
+    event_type: str
+    error: str
+    deliveries: int
+    failed_at: str
+
+
+class DeadLetterList(BaseModel):
+    items: list[DeadLetter]
+
+
+class Replayed(BaseModel):
+    id: str  # the dead letter, now on its way to its consumer again
+
+
+class Rebuilt(BaseModel):
+    part: str
+    events: int  # events read from the stream and applied
+    seconds: float
