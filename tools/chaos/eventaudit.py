@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sagashop.kit.settings import EVENT_CONSUMERS, SAGA_PARTS, Settings
 
+from ..local import mailsink
 from ..local.up import METRICS_OFFSET
 from ..shopclient import ShopClient
 
@@ -28,7 +29,6 @@ NOTIFIED = {  # the notifications of an order, by how it ended: one per transiti
     "CANCELLED": ["order_approved", "shipment_created", "order_cancelled"],
     "REJECTED": ["order_rejected"],
 }
-MAIL_DIR = "mail"  # in the data directory: the local sink's messages, one file per Message-ID
 
 
 @dataclass
@@ -147,7 +147,7 @@ async def _per_order(shop: ShopClient, settings: Settings, ctx: Context, result:
 
 def sink_messages(settings: Settings, emails: set[str]) -> int | None:
     """How many messages the local sink holds for these addresses; None when the shop mails elsewhere."""
-    folder = settings.data_dir / MAIL_DIR
+    folder = settings.data_dir / mailsink.STORE  # one file per Message-ID
     if settings.smtp_url or not folder.is_dir():
         return None
     parser, count = BytesHeaderParser(), 0
