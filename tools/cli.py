@@ -90,10 +90,14 @@ def chaos(
     replicas: int = typer.Option(2, min=0, help="orchestrator replicas to own and kill (same database settings)"),
     reservation_ttl: float = typer.Option(0.0, min=0, help="seconds: also sweep reservations this old, from an "
                                           "inventory replica of its own (0: only the shop's sweeper)"),
+    event_rounds: int = typer.Option(1, min=0, help="times each fault on the event path is made (0: none)"),
+    outage: float = typer.Option(3.0, min=0.1, max=10, help="seconds the broker and the mail sink stay down"),
+    catch_up: float = typer.Option(90.0, min=1, help="seconds the event consumers have to agree with the orders"),
     json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
-    """Against a running shop: concurrent orders under random faults and orchestrator kills, then an audit of
-    stock, money and shipments. Exits 1 on any violation."""
+    """Against a running shop: concurrent orders under random faults, orchestrator kills and faults on the event
+    path, then an audit of stock, money and shipments and of what the event consumers built. Exits 1 on any
+    violation."""
     import httpx
 
     from .chaos import campaign, report
@@ -101,10 +105,10 @@ def chaos(
 
     settings = Settings()
     plan = campaign.Plan(orders=orders, concurrency=concurrency, seed=seed, duration=duration, replicas=replicas,
-                         reservation_ttl=reservation_ttl)
+                         reservation_ttl=reservation_ttl, event_rounds=event_rounds, outage=outage, catch_up=catch_up)
     admin = (settings.admin_email, settings.admin_password or "")
     try:
-        result = asyncio.run(campaign.run(url or f"http://127.0.0.1:{settings.gateway_port}", admin, plan))
+        result = asyncio.run(campaign.run(url or f"http://127.0.0.1:{settings.gateway_port}", admin, plan, settings))
     except (ShopError, httpx.HTTPError, OSError) as e:  # the shop stopped answering: the campaign cannot judge it
         print(f"sagashop chaos: {e}", file=sys.stderr)
         raise typer.Exit(2) from e

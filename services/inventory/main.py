@@ -5,7 +5,7 @@ import asyncio
 
 from sagashop.events import relay
 from sagashop.kit.db import database
-from sagashop.kit.grpcserver import serve
+from sagashop.kit.grpcserver import fault_rules, serve
 from sagashop.kit.settings import Settings
 from sagashop.v1 import inventory_pb2, inventory_pb2_grpc
 
@@ -20,9 +20,10 @@ async def main(settings: Settings) -> None:
     servicer = (inventory_pb2_grpc.add_InventoryServiceServicer_to_server, InventoryServicer(db), SERVICE)
     sweeper = Sweeper(db, settings.reservation_ttl_seconds)
     sweeping = asyncio.create_task(sweeper.sweep_forever(settings.sweep_interval_seconds))
-    relaying = relay.start(db, "inventory", settings)
+    faults = fault_rules(settings, SERVICE, extra=(relay.CRASH_POINT,))  # its relay may be crashed
+    relaying = relay.start(db, "inventory", settings, faults)
     try:
-        await serve(settings, "inventory", servicer)
+        await serve(settings, "inventory", servicer, faults=faults)
     finally:
         await relay.stop(relaying)
         sweeping.cancel()

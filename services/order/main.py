@@ -2,7 +2,7 @@
 
 from sagashop.events import relay
 from sagashop.kit.db import database
-from sagashop.kit.grpcserver import serve
+from sagashop.kit.grpcserver import fault_rules, serve
 from sagashop.kit.settings import Settings
 from sagashop.v1 import order_pb2, order_pb2_grpc
 
@@ -14,8 +14,9 @@ SERVICE = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 async def main(settings: Settings) -> None:
     db = await database(settings, "order")
     servicer = (order_pb2_grpc.add_OrderServiceServicer_to_server, OrderServicer(db), SERVICE)
-    relaying = relay.start(db, "order", settings)
+    faults = fault_rules(settings, SERVICE, extra=(relay.CRASH_POINT,))  # its relay may be crashed
+    relaying = relay.start(db, "order", settings, faults)
     try:
-        await serve(settings, "order", servicer)
+        await serve(settings, "order", servicer, faults=faults)
     finally:
         await relay.stop(relaying)

@@ -2,7 +2,7 @@
 
 from sagashop.events import relay
 from sagashop.kit.db import database
-from sagashop.kit.grpcserver import serve
+from sagashop.kit.grpcserver import fault_rules, serve
 from sagashop.kit.settings import Settings
 from sagashop.v1 import shipping_pb2, shipping_pb2_grpc
 
@@ -14,8 +14,9 @@ SERVICE = shipping_pb2.DESCRIPTOR.services_by_name["ShippingService"].full_name
 async def main(settings: Settings) -> None:
     db = await database(settings, "shipping")
     servicer = (shipping_pb2_grpc.add_ShippingServiceServicer_to_server, ShippingServicer(db), SERVICE)
-    relaying = relay.start(db, "shipping", settings)
+    faults = fault_rules(settings, SERVICE, extra=(relay.CRASH_POINT,))  # its relay may be crashed
+    relaying = relay.start(db, "shipping", settings, faults)
     try:
-        await serve(settings, "shipping", servicer)
+        await serve(settings, "shipping", servicer, faults=faults)
     finally:
         await relay.stop(relaying)

@@ -2,7 +2,7 @@
 
 from sagashop.events import relay
 from sagashop.kit.db import database
-from sagashop.kit.grpcserver import serve
+from sagashop.kit.grpcserver import fault_rules, serve
 from sagashop.kit.settings import Settings
 from sagashop.v1 import user_pb2, user_pb2_grpc
 
@@ -15,8 +15,9 @@ async def main(settings: Settings) -> None:
     db = await database(settings, "user")
     await ensure_admin(db, settings.admin_email, settings.admin_password)
     servicer = (user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(db), SERVICE)
-    relaying = relay.start(db, "user", settings)
+    faults = fault_rules(settings, SERVICE, extra=(relay.CRASH_POINT,))  # its relay may be crashed
+    relaying = relay.start(db, "user", settings, faults)
     try:
-        await serve(settings, "user", servicer)
+        await serve(settings, "user", servicer, faults=faults)
     finally:
         await relay.stop(relaying)

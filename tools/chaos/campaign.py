@@ -1,5 +1,6 @@
-"""The campaign: products and customers, concurrent orders under changing fault rules and orchestrator kills,
-then quiet (faults cleared, parked sagas retried as an operator would) and the audit."""
+"""The campaign: products and customers, concurrent orders under changing fault rules and orchestrator kills and
+faults on the event path, then quiet (faults cleared, parked sagas retried as an operator would) and the audits:
+stock and money, then what the event consumers built."""
 
 import asyncio
 import math
@@ -8,14 +9,19 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import httpx
 
+from sagashop.kit.clock import now
+from sagashop.kit.settings import Settings
+
 from ..processes import sample
 from ..shopclient import ORDERS_PER_CUSTOMER, ShopClient, order_body
-from . import faults
+from . import eventaudit, faults
 from .audit import violations
+from .eventpath import EventFaults, EventPath
 from .replicas import Replicas
 
 TERMINAL = {"APPROVED", "REJECTED", "CANCELLED"}
@@ -31,6 +37,9 @@ class Plan:
     skus: int = 6
     stock: int = 0  # units of each SKU; 0: enough that most orders can be approved
     reservation_ttl: float = 0.0  # seconds; >0: a replica of the inventory sweeps reservations this old
+    event_rounds: int = 1  # times each fault on the event path is made (eventpath.KINDS), while orders are placed
+    outage: float = 3.0  # seconds the broker and the mail sink stay down each time: within the consumers' retries
+    catch_up: float = 90.0  # seconds the consumers have to agree with the orders (a consumer's ack wait is 30)
 
 
 @dataclass
@@ -39,15 +48,20 @@ class Report:
     faults_fired: Counter[str] = field(default_factory=Counter)
     kills: int = 0
     crashes: int = 0
+    relay_crashes: int = 0
     cancelled: int = 0
     parked_retried: list[str] = field(default_factory=list)
     quiesce_seconds: float = 0.0
     memory_mib: dict[str, list[float]] = field(default_factory=dict)  # per part, while orders ran
+    events: EventFaults = field(default_factory=EventFaults)
+    event_audit: eventaudit.EventAudit = field(default_factory=eventaudit.EventAudit)
     violations: list[str] = field(default_factory=list)
 
 
-async def run(url: str, admin: tuple[str, str], plan: Plan) -> Report:
+async def run(url: str, admin: tuple[str, str], plan: Plan, settings: Settings) -> Report:
+    """`settings`: the shop's, as the campaign runs beside it (its data directory, ports and event names)."""
     rng, report, shop = random.Random(plan.seed), Report(), ShopClient(url, outlast=60)
+    path = EventPath(settings, rng)
     replicas = Replicas(plan.replicas, rng)
     sweeper = Replicas(1 if plan.reservation_ttl else 0, rng, "inventory",
                        SAGASHOP_RESERVATION_TTL_SECONDS=str(plan.reservation_ttl),
@@ -59,25 +73,49 @@ async def run(url: str, admin: tuple[str, str], plan: Plan) -> Report:
         for sku, units in stock.items():
             await shop.put_product(sku, units, rng.choice([500, 1_250, 9_900]), name=f"Chaos {sku}")
         accounts = max(8, math.ceil(plan.orders / ORDERS_PER_CUSTOMER))
-        customers = [(await shop.sign_up("Chaos")).headers for _ in range(accounts)]
+        customers = [await shop.sign_up("Chaos") for _ in range(accounts)]
+        start = await _events_before(shop)
         await replicas.start()
         await sweeper.start()
+        await path.start()
         await shop.add_fault(**faults.random_rule(rng, faults.targets()))
         stop = asyncio.Event()
-        chaos = asyncio.create_task(_stir(shop, replicas, rng, report, stop))
+        chaos = asyncio.create_task(_stir(shop, replicas, path, rng, report, stop))
         watch = asyncio.create_task(sample(report.memory_mib, httpx.URL(url).port or 80, stop))
-        placed = await _place(shop, plan, rng, customers, list(stock))
+        events = asyncio.create_task(path.run(shop, plan.event_rounds, 0.6 * plan.duration, plan.outage))
+        placed = await _place(shop, plan, rng, [c.headers for c in customers], list(stock))
+        await events
         stop.set()
         await asyncio.gather(chaos, watch)
         report.kills = replicas.kills
         orders = await _quiesce(shop, placed, rng, report)
         report.outcomes = Counter(f"{o['status']} {o['failure_reason'] or ''}".strip() for o in orders.values())
         report.violations += await violations(shop, orders, stock)
+        report.events = path.done
+        context = eventaudit.Context(orders, list(stock), {c.email for c in customers}, path.done.poison)
+        report.event_audit = await eventaudit.audit(shop, settings, start, context, plan.catch_up)
+        report.violations += path.done.failures + report.event_audit.violations
         return report
     finally:
         await replicas.stop()
         await sweeper.stop()
+        await path.stop()
         await shop.close()
+
+
+async def _events_before(shop: ShopClient, within: float = 10.0) -> eventaudit.Before:
+    """The event side as the campaign finds it, once two readings a second apart agree (earlier orders' events
+    applied), or after `within` seconds: the campaign's share is what is added to it. Its sales report covers
+    today and tomorrow (UTC), should the campaign run past midnight."""
+    today = now().date()
+    days = (today.isoformat(), (today + timedelta(days=1)).isoformat())
+    deadline, seen = time.monotonic() + within, await eventaudit.before(shop, days)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        seen, last = await eventaudit.before(shop, days), seen
+        if seen == last:
+            break
+    return seen
 
 
 async def _place(shop: ShopClient, plan: Plan, rng: random.Random, customers: list[dict[str, str]],
@@ -102,17 +140,20 @@ async def _place(shop: ShopClient, plan: Plan, rng: random.Random, customers: li
     return placed
 
 
-async def _stir(shop: ShopClient, replicas: Replicas, rng: random.Random, report: Report,
+async def _stir(shop: ShopClient, replicas: Replicas, path: EventPath, rng: random.Random, report: Report,
                 stop: asyncio.Event) -> None:
-    """Every second or so: new random fault rules, now and then an orchestrator crash or a replica killed."""
-    crashes: set[str] = set()  # crash rules not yet seen to fire
+    """Every second or so: new random fault rules, now and then an orchestrator crash or a replica killed, and
+    the relay crashes the event path asks for."""
+    crashes: dict[str, str] = {}  # crash rules not yet seen to fire: what they crash, by id
     targets, steps = faults.targets(), faults.step_names()
     while not stop.is_set():
         await _tally(shop, report, crashes)
         for _ in range(rng.randint(1, 3)):
             await shop.add_fault(**faults.random_rule(rng, targets))
         if rng.random() < 0.15:
-            crashes.add((await shop.add_fault(**faults.crash_rule(rng, steps)))["id"])
+            crashes[(await shop.add_fault(**faults.crash_rule(rng, steps)))["id"]] = "orchestrator"
+        while path.relay_crashes_due > 0:
+            crashes[(await shop.add_fault(**path.relay_crash_rule()))["id"]] = "relay"
         if rng.random() < 0.2:
             await replicas.kill_one()
         try:
@@ -122,13 +163,15 @@ async def _stir(shop: ShopClient, replicas: Replicas, rng: random.Random, report
     await _tally(shop, report, crashes)
 
 
-async def _tally(shop: ShopClient, report: Report, crashes: set[str]) -> None:
-    """Counts what the current rules fired, then clears them. A crash rule that fired took its orchestrator's
-    rules with it: it is counted by its absence."""
+async def _tally(shop: ShopClient, report: Report, crashes: dict[str, str]) -> None:
+    """Counts what the current rules fired, then clears them. A crash rule that fired took its process's rules
+    with it: it is counted by its absence."""
     cleared = await shop.clear_faults()
     for rule in cleared:
         report.faults_fired[f"{rule['service']}.{rule['method']}"] += rule["fired"]
-    report.crashes += len(crashes - {rule["id"] for rule in cleared})
+    fired = Counter(kind for rule_id, kind in crashes.items() if rule_id not in {rule["id"] for rule in cleared})
+    report.crashes += fired["orchestrator"]
+    report.relay_crashes += fired["relay"]
     crashes.clear()
 
 

@@ -18,10 +18,23 @@ def text(plan: Plan, report: Report) -> str:
              f"time to quiesce: {report.quiesce_seconds}s",
              "memory (MiB, first/max/last sample while ordering):",
              *(f"  {part:<13} {m[0]:>7} {max(m):>7} {m[-1]:>7}" for part, m in sorted(report.memory_mib.items())),
+             *_events(report),
              f"violations: {len(report.violations)}", *(f"  {v}" for v in report.violations)]
     return "\n".join(lines)
 
 
+def _events(report: Report) -> list[str]:
+    done, seen = report.events, report.event_audit
+    sink = "not visible from here" if seen.sink_messages is None else seen.sink_messages
+    return [f"event-path faults: {sum(done.fired.values())}",
+            *(f"  {n:>6}  {kind}" for kind, n in sorted(done.fired.items())),
+            *(f"  skipped {kind}: {why}" for kind, why in sorted(done.skipped.items())),
+            f"relay crashes injected: {report.relay_crashes}, poison events: {len(done.poison)}",
+            f"event audit: consumers agreed after {seen.catch_up_seconds}s; notifications {seen.notifications}, "
+            f"sink messages {sink}, dead letters {len(seen.dead_letters)}, "
+            f"outbox depth {sum(seen.outbox_depth.values()):g}",
+            f"rebuild of reporting: {seen.rebuild.get('events', '?')} events in {seen.rebuild.get('seconds', '?')}s"]
+
+
 def as_json(plan: Plan, report: Report) -> str:
-    fields = {name: dict(value) if isinstance(value, dict) else value for name, value in vars(report).items()}
-    return json.dumps({"plan": asdict(plan), **fields}, indent=2, sort_keys=True)
+    return json.dumps({"plan": asdict(plan), **asdict(report)}, indent=2, sort_keys=True)

@@ -74,6 +74,17 @@ class LocalNats:
         return False
 
 
+def url_of(data_dir: Path) -> str | None:
+    """The URL of the NATS server `up` runs on `data_dir` (its password in it), from its config, for the tools that
+    run beside the shop as the same user (the chaos campaign's own parts); None if `up` has not made one there."""
+    try:
+        config = json.loads((data_dir.resolve() / STORE / "nats.conf").read_text())
+        auth = config["authorization"]
+        return f"nats://{auth['user']}:{auth['password']}@{config['listen']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def listens(pid: int, port: int) -> bool:
     try:
         sockets = psutil.Process(pid).net_connections("tcp")

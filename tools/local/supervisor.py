@@ -6,10 +6,12 @@ supervisord (a daemon with config files of its own): what we need is ~100 lines 
 """
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 COLORS = ("36", "33", "35", "32", "34", "31", "96", "93")
 RESTART_DELAYS = (0.5, 1, 2, 5, 10)  # seconds before restarting a process that died again and again
@@ -30,12 +32,19 @@ class Part:
 
 
 class Supervisor:
-    def __init__(self, names: Sequence[str]) -> None:
-        """`names`: every process it may run, so that their prefixes line up and differ in colour."""
+    def __init__(self, names: Sequence[str], pid_dir: Path | None = None) -> None:
+        """`names`: every process it may run, so that their prefixes line up and differ in colour. `pid_dir`: where
+        each process's pid is kept as `<name>.pid` while it runs, for the tools beside it (`sagashop chaos` stops
+        the broker and the mail sink through them); stale files are removed first."""
         width, tty = max(len(name) for name in names), sys.stdout.isatty()
         self.prefixes = {name: f"\x1b[{COLORS[i % len(COLORS)]}m{name:<{width}} |\x1b[0m " if tty
                          else f"{name:<{width}} | " for i, name in enumerate(names)}
         self.stopping = asyncio.Event()
+        self.pid_dir = pid_dir
+        if pid_dir is not None:
+            pid_dir.mkdir(parents=True, exist_ok=True)
+            for name in names:
+                (pid_dir / f"{name}.pid").unlink(missing_ok=True)
 
     def trap(self) -> None:
         """SIGINT and SIGTERM set `stopping`: the caller stops the processes, in its order."""
@@ -59,8 +68,14 @@ class Supervisor:
             )
             if self.stopping.is_set():  # `stop` came while it was starting, and found no process to signal
                 part.process.send_signal(signal.SIGTERM)
+            pid_file = self.pid_dir / f"{part.name}.pid" if self.pid_dir else None
+            if pid_file:
+                pid_file.write_text(f"{part.process.pid}\n")
             await self._relay(part)
             code = await part.process.wait()
+            if pid_file:
+                with contextlib.suppress(OSError):
+                    pid_file.unlink()
             if self.stopping.is_set():
                 return
             failures = 0 if time.monotonic() - started > HEALTHY_AFTER else failures + 1

@@ -20,6 +20,7 @@ from .parts import command, part_env
 from .supervisor import Part, Supervisor
 
 READY_WITHIN = 120.0
+PID_DIR = "run"  # in the data directory: `<process>.pid` of each process up runs, while it runs
 METRICS_OFFSET = 1000  # each gRPC part serves its metrics on its port + 1000 (user 51051, ...)
 DEMO_CATALOG = [  # sku, name, price in cents, stock
     ("LAMP", "Desk lamp", 3_900, 50),
@@ -50,7 +51,8 @@ async def run(settings: Settings) -> None:
     sink = None if settings.smtp_url else LocalMailSink(settings.data_dir, settings.smtp_port)
     if sink:
         env["SAGASHOP_SMTP_URL"] = sink.url
-    supervisor = Supervisor([*([broker.NAME] if nats else []), *([mailsink.NAME] if sink else []), *PARTS])
+    supervisor = Supervisor([*([broker.NAME] if nats else []), *([mailsink.NAME] if sink else []), *PARTS],
+                            pid_dir=settings.data_dir / PID_DIR)
     supervisor.trap()
     servers: list[Part] = []  # started before the parts, stopped after them
     parts: list[Part] = []

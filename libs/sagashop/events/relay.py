@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 
 from sagashop.kit.clock import now
 from sagashop.kit.db import Database
+from sagashop.kit.faults import FaultRules
 from sagashop.kit.settings import Settings
 
 from .outbox import on_commit, outbox
@@ -53,6 +54,7 @@ FIRST_PAUSE, LONGEST_PAUSE = 0.25, 5.0  # seconds between tries while the broker
 LOCK_RETRY_SECONDS = 2.0  # how often a standby relay asks for the lock
 PRUNE_EVERY_SECONDS = 60.0
 MEASURE_EVERY_SECONDS = 1.0
+CRASH_POINT = "publish_events"  # the method a crash rule names to stop a service's relay after its publish
 TRY_LOCK = sa.text("SELECT pg_try_advisory_lock(hashtext(:name))")
 
 DEPTH = Gauge("sagashop_outbox_depth", "events in the outbox not yet published", ["service"])
@@ -247,13 +249,16 @@ async def quiet(error: Exception) -> None:
     log.debug("NATS: %s", error)
 
 
-def start(db: Database, service: str, settings: Settings) -> asyncio.Task[None] | None:
+def start(db: Database, service: str, settings: Settings,
+          faults: FaultRules | None = None) -> asyncio.Task[None] | None:
     """What a service's main calls: the relay as a background task if SAGASHOP_NATS_URL is set, else None (the
-    events wait in the outbox)."""
+    events wait in the outbox). With `faults`, a crash rule on CRASH_POINT stops the process between a batch's
+    acknowledgement and its mark."""
     if not settings.nats_url:
         log.info("SAGASHOP_NATS_URL is not set: the %s service's events wait in its outbox", service)
         return None
-    relay = Relay(db, service, settings.nats_url, streams=Streams.of(settings))
+    crash = (lambda _: faults.crash_point(CRASH_POINT, "after")) if faults else None
+    relay = Relay(db, service, settings.nats_url, streams=Streams.of(settings), crash_point=crash)
     return asyncio.create_task(relay.run(), name=f"{service}-outbox-relay")
 
 
