@@ -2,7 +2,7 @@
 
 What a part must be given in a cluster is derived from `Settings.model_fields`: every field whose default only makes
 sense on one machine (None, 127.0.0.1, a relative path), plus the version and the faults switch, whose defaults
-would be wrong in a pod, narrowed to the parts that read them.
+would be wrong in a pod, narrowed to the parts that read them (READ_ONLY_BY). A secret goes to those parts only.
 """
 
 from pathlib import Path
@@ -24,15 +24,18 @@ OTEL_VARIABLES = {value for module in (opentelemetry.environment_variables, open
                   for name, value in vars(module).items() if name.startswith(OTEL_PREFIX)}
 CONFIG_MAP = "sagashop-config"
 VERSION_FIELD = "metadata.labels['version']"
-# unset on purpose: random fault draws; the mesh finds v2; spans go to an OTLP endpoint, not to a file; the port of
-# the NATS server `sagashop up` runs (a pod is given SAGASHOP_NATS_URL)
-OPTIONAL = {"faults_seed", "canary_addresses", "trace_file", "nats_port"}
+# unset on purpose: random fault draws; the mesh finds v2; spans go to an OTLP endpoint, not to a file; the ports of
+# the NATS server and the SMTP sink `sagashop up` runs (a pod is given SAGASHOP_NATS_URL and SAGASHOP_SMTP_URL)
+OPTIONAL = {"faults_seed", "canary_addresses", "trace_file", "nats_port", "smtp_port"}
 WRONG_IN_A_POD = {"version", "faults_enabled"}
-READ_ONLY_BY = {"jwt_secret": {"gateway"}, "admin_password": {"user"}, "metrics_port": set(SERVICES),
-                "database_url": set(SERVICES), "redis_url": {"gateway", "orchestrator"},
-                "forwarded_allow_ips": {"gateway"}}
+# the fields some parts only read (any other: every part)
+READ_ONLY_BY: dict[str, set[str]] = {
+    "jwt_secret": {"gateway"}, "admin_password": {"user"}, "metrics_port": set(SERVICES),
+    "database_url": set(SERVICES), "redis_url": {"gateway", "orchestrator"}, "forwarded_allow_ips": {"gateway"},
+    "catalog_cache_seconds": {"gateway"}, "notification_host": {"gateway"}, "reporting_host": {"gateway"},
+    "smtp_url": {"notification"}, "mail_from": {"notification"}}
 PER_POD = {"version", "bind", "metrics_port", "database_url"}  # set in each <part>.yaml, not in the shared ConfigMap
-SECRET = {"jwt_secret", "admin_password", "internal_secret"}
+SECRET = {"jwt_secret", "admin_password", "internal_secret", "smtp_url"}  # from the Secret, in each <part>.yaml
 
 
 def local_only(default: Any) -> bool:
@@ -42,7 +45,7 @@ def local_only(default: Any) -> bool:
 def required(part: str) -> set[str]:
     fields = {name for name, field in Settings.model_fields.items() if local_only(field.default)}
     return {f"{PREFIX}{name.upper()}" for name in (fields | WRONG_IN_A_POD) - OPTIONAL
-            if part in READ_ONLY_BY.get(name, set(PARTS))}
+            if part in readers(f"{PREFIX}{name.upper()}")}
 
 
 def environment(container: Obj, objs: list[Obj]) -> dict[str, Any]:
@@ -128,8 +131,22 @@ def pod_problems(workload: Obj, container: Obj, env: dict[str, Any]) -> list[str
     return problems
 
 
+def readers(name: str) -> set[str]:
+    """The parts that read a SAGASHOP_* variable."""
+    return READ_ONLY_BY.get(name[len(PREFIX):].lower(), set(PARTS))
+
+
+def exposure_problems(part: str, env: dict[str, Any]) -> list[str]:
+    """A variable taken from a Secret is given only to the parts that read it: any other pod would hold the secret
+    for nothing (readable by whoever may exec into it or read its spec)."""
+    return [f"{name} comes from a Secret, and {part} never reads it" for name, value in sorted(env.items())
+            if name.startswith(PREFIX) and isinstance(value, dict) and "secretKeyRef" in value
+            and part not in readers(name)]
+
+
 def env_problems(objs: list[Obj]) -> list[str]:
-    """Every part gets every variable it must have in a cluster, each well-typed and pointing at real Services."""
+    """Every part gets every variable it must have in a cluster, each well-typed and pointing at real Services, and
+    no secret it does not read."""
     problems = []
     for workload in workloads(objs):
         part = part_of(workload)
@@ -139,6 +156,7 @@ def env_problems(objs: list[Obj]) -> list[str]:
         env = environment(container, objs)
         found = [f"missing {name}" for name in sorted(required(part) - set(env))]
         found += value_problems(env) + address_problems(env, objs) + pod_problems(workload, container, env)
+        found += exposure_problems(part, env)
         problems += [f"{ref(workload)}: {p}" for p in found]
     return problems
 

@@ -5,9 +5,24 @@ import re
 
 from google.protobuf import descriptor_pool
 
-from sagashop.kit.settings import SERVICES
+from sagashop.kit.settings import SAGA_PARTS, SERVICES
 
-from .manifests import NAMESPACE, Obj, named, of_kind, ref, selected_workloads, selects, short_host
+from .manifests import (
+    NAMESPACE,
+    Obj,
+    backends,
+    container_ports,
+    named,
+    of_kind,
+    part_of,
+    pod_labels,
+    ref,
+    selected_workloads,
+    selects,
+    short_host,
+    workloads,
+)
+from .network_checks import admits
 
 ROUTE_HEADER = "x-sagashop-route"
 MIN_TIMEOUT_SECONDS = 60  # above every deadline of the app: 2 s a call, 20 s a saga step, 65 s a checkout wait
@@ -122,6 +137,42 @@ def rule_allows(rule: Obj, principal: str, port: int) -> bool:
     return source_ok and operation_ok and "when" not in rule
 
 
+def kept_from(istio: list[Obj], objs: list[Obj], client: Obj, service: str, port: Obj) -> list[str]:
+    """The pods behind a Service port that the network policies or the mesh keep the client's pods from, each as
+    `<workload> on port <container port>`."""
+    labels = pod_labels(client)
+    principal = account(client["spec"]["template"]["spec"].get("serviceAccountName", "default"))
+    return [f"{ref(w)} on port {target}" for w, target in backends(objs, service, port)
+            if target is not None and not (admits(objs, pod_labels(w), container_ports(w), labels, NAMESPACE, target)
+                                           and allows(istio, pod_labels(w), principal, target))]
+
+
+def callers(service: str) -> set[str]:
+    """The parts that call a service's gRPC port: the gateway every service (its routes, /readyz, fault rules), the
+    orchestrator the parts its sagas call."""
+    return {"gateway", *(["orchestrator"] if service in SAGA_PARTS else [])}
+
+
+def caller_problems(istio: list[Obj], objs: list[Obj]) -> list[str]:
+    """Nobody but a service's callers gets in: its AuthorizationPolicies name no other ServiceAccount, and the
+    network policies admit no other part's pods to its gRPC port."""
+    problems = []
+    for service in SERVICES:
+        callee = named(objs, "Deployment", f"{service}-v1")
+        if callee is None:
+            continue  # part_problems tells
+        labels, ports, allowed = pod_labels(callee), container_ports(callee), callers(service)
+        for policy in (p for p in of_kind(istio, "AuthorizationPolicy") if applies(p, labels)):
+            problems += [f"{where(policy)}: lets {p} call {service}, which only {', '.join(sorted(allowed))} may"
+                         for p in principals(policy) if p not in {account(c) for c in allowed}]
+        grpc = ports.get("grpc")
+        intruders = sorted({str(part_of(w)) for w in workloads(objs) if part_of(w) not in (None, *allowed)
+                            and grpc is not None and admits(objs, labels, ports, pod_labels(w), NAMESPACE, grpc)})
+        problems += [f"the network policies let {caller} reach {service}'s gRPC port, which only "
+                     f"{', '.join(sorted(allowed))} may" for caller in intruders]
+    return problems
+
+
 def principals(policy: Obj) -> list[str]:
     return [p for rule in policy["spec"].get("rules", []) for source in rule.get("from", [])
             for p in source.get("source", {}).get("principals", [])]
@@ -168,4 +219,4 @@ def namespace_problems(istio: list[Obj], objs: list[Obj]) -> list[str]:
 
 def mesh_problems(istio: list[Obj], objs: list[Obj], versions: set[str]) -> list[str]:
     return [*subset_problems(istio), *selection_problems(istio, objs, versions), *route_problems(istio),
-            *authorization_problems(istio, objs), *namespace_problems(istio, objs)]
+            *authorization_problems(istio, objs), *namespace_problems(istio, objs), *caller_problems(istio, objs)]

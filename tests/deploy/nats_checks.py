@@ -25,7 +25,7 @@ from .manifests import (
     service_port,
     workloads,
 )
-from .mesh_checks import account, allows
+from .mesh_checks import account, allows, kept_from
 from .network_checks import admits, matches
 from .tracing_checks import main_container, running
 from .workload_checks import PROBES
@@ -56,12 +56,8 @@ def url_problems(mesh: list[Obj], objs: list[Obj], servers: list[Obj]) -> list[s
             problems.append(f"{ref(workload)}: {URL} {url.hostname}:{url.port} reaches "
                             f"{[(ref(w), target) for w, target in reached]}, not a NATS server's client port")
             continue
-        for server, target in reached:
-            labels, ports = pod_labels(server), container_ports(server)
-            if not (admits(objs, labels, ports, pod_labels(workload), NAMESPACE, target)
-                    and allows(mesh, labels, account(str(part_of(workload))), target)):
-                problems.append(f"{ref(workload)}: the network policies or the mesh keep it from {ref(server)} "
-                                f"on port {target}")
+        problems += [f"{ref(workload)}: the network policies or the mesh keep it from {blocked}"
+                     for blocked in kept_from(mesh, objs, workload, str(url.hostname), port)]
     return problems
 
 

@@ -1,5 +1,6 @@
 """What the parts' pods need from outside the app, each check returning problems: their own PostgreSQL role (made
-by the server's init script), and a sidecar that outlives the app's drain within the pod's grace period."""
+by the server's init script) on a server they may reach, and a sidecar that outlives the app's drain within the
+pod's grace period."""
 
 import inspect
 import json
@@ -11,8 +12,8 @@ from sagashop.kit.settings import SERVICES
 from services.gateway.main import DRAIN_SECONDS
 
 from .env_checks import environment
-from .manifests import Obj, named, part_of, ref, workloads
-from .mesh_checks import seconds
+from .manifests import Obj, named, part_of, ref, service_port, workloads
+from .mesh_checks import kept_from, seconds
 
 INIT_DIR = "/docker-entrypoint-initdb.d"
 PROXY_CONFIG = "proxy.istio.io/config"
@@ -37,9 +38,9 @@ def init_script(objs: list[Obj]) -> tuple[str, dict[str, object]]:
     return "\n".join((config or {}).get("data", {}).values()), environment(container, objs)
 
 
-def database_problems(objs: list[Obj]) -> list[str]:
-    """Each part with a database connects as its own role, with its own password, and the init script makes that
-    role (from that same password) the owner of the part's schema."""
+def database_problems(objs: list[Obj], mesh: list[Obj]) -> list[str]:
+    """Each part with a database connects as its own role, with its own password, past the network policies and the
+    mesh, and the init script makes that role (from that same password) the owner of the part's schema."""
     script, server_env = init_script(objs)
     if named(objs, "StatefulSet", "postgres") is not None and not script:
         return [f"StatefulSet/postgres: no init script (a ConfigMap) mounted at {INIT_DIR}"]
@@ -48,7 +49,10 @@ def database_problems(objs: list[Obj]) -> list[str]:
     for workload in (w for w in workloads(objs) if part_of(w) in SERVICES):
         part, where = str(part_of(workload)), ref(workload)
         env = environment(workload["spec"]["template"]["spec"]["containers"][0], objs)
-        user = urlsplit(str(env.get("SAGASHOP_DATABASE_URL") or "")).username
+        url = urlsplit(str(env.get("SAGASHOP_DATABASE_URL") or ""))
+        user, port = url.username, service_port(objs, url.hostname or "", url.port or 5432)
+        problems += [f"{where}: the network policies or the mesh keep it from {blocked}"
+                     for blocked in (kept_from(mesh, objs, workload, str(url.hostname), port) if port else [])]
         if user != role(part):
             problems.append(f"{where}: SAGASHOP_DATABASE_URL must name the role {role(part)}, not {user}")
         password = env.get("PGPASSWORD")

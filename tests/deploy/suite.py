@@ -8,6 +8,7 @@ from sagashop.kit.settings import PARTS
 from .canary_checks import canary_problems
 from .edge_checks import edge_problems
 from .env_checks import config_problems, coverage_problems, env_problems
+from .mail_checks import mail_problems
 from .manifests import Obj, job_templates, load_yaml_dir, of_kind, overlays, pod_labels, render
 from .mesh_checks import canary_layout_problems, mesh_problems, method_problems
 from .nats_checks import nats_problems
@@ -38,7 +39,8 @@ def overlay_problems(objs: list[Obj], overlay_dir: Path) -> list[str]:
             *workload_problems(objs, external_secrets(objs)), *env_problems(objs), *config_problems(objs),
             *coverage_problems(objs), *mesh_problems(mesh, objs, versions_deployed(objs)),
             *tracing_problems(mesh, objs), *edge_problems(mesh, overlay_dir), *canary_problems(objs),
-            *database_problems(objs), *drain_problems(objs), *nats_problems(mesh, objs)]
+            *database_problems(objs, mesh), *drain_problems(objs), *nats_problems(mesh, objs),
+            *mail_problems(mesh, objs, overlay_dir)]
 
 
 def part_files_problems(istio_dir: Path) -> list[str]:

@@ -273,6 +273,10 @@ def test_a_broken_edge_canary_database_or_drain(tree: Path, file: str, old: str,
 
 
 NATS = "deploy/k8s/base/nats.yaml"
+# the last principals of the mesh's rule admitting the parts to NATS
+NATS_RULE_END = ("        - cluster.local/ns/sagashop/sa/notification\n"
+                 "        - cluster.local/ns/sagashop/sa/reporting\n"
+                 '    to:\n    - operation:\n        ports: ["4222"]')
 NATS_BREAKS = [
     pytest.param("deploy/k8s/base/config.env", "SAGASHOP_NATS_URL=nats://nats:4222", "SAGASHOP_NATS_URL=nats://nat:4222",
                  ("Deployment/user-v1", "SAGASHOP_NATS_URL: nat:4222 is no Service port"),
@@ -283,8 +287,8 @@ NATS_BREAKS = [
                  id="the parts' NATS URL on the routes' port"),
     pytest.param("deploy/k8s/base/config.env", "SAGASHOP_NATS_URL=nats://nats:4222\n", "",
                  ("Deployment/payment-v1", "missing SAGASHOP_NATS_URL"), id="the parts given no NATS URL"),
-    pytest.param("istio/authorization.yaml", "        - cluster.local/ns/sagashop/sa/orchestrator\n    to:\n"
-                 '    - operation:\n        ports: ["4222"]', '    to:\n    - operation:\n        ports: ["4222"]',
+    pytest.param("istio/authorization.yaml", "        - cluster.local/ns/sagashop/sa/orchestrator\n" + NATS_RULE_END,
+                 NATS_RULE_END,
                  ("Deployment/orchestrator-v1", "keep it from StatefulSet/nats on port 4222"),
                  id="a part the mesh keeps from NATS"),
     pytest.param(NATS, "        - --store_dir=/data\n", "        - --store_dir=/tmp/jetstream\n",
@@ -318,5 +322,94 @@ NATS_BREAKS = [
 
 @pytest.mark.parametrize(("file", "old", "new", "needles"), NATS_BREAKS)
 def test_a_broken_nats(tree: Path, file: str, old: str, new: str, needles: tuple[str, ...]) -> None:
+    edit(tree / file, old, new)
+    assert reported(tree, *needles), all_problems(tree)
+
+
+MAILSINK = "deploy/k8s/components/mailsink"
+NOTIFICATION, REPORTING = "deploy/k8s/base/notification.yaml", "deploy/k8s/base/reporting.yaml"
+SMTP_FROM_SECRET = ("        - name: SAGASHOP_SMTP_URL       # smtp://[user:password@]host[:port]: a Secret's, as it "
+                    "may carry a password\n          valueFrom: {secretKeyRef: {name: sagashop-secrets, key: "
+                    "smtp-url}}\n")
+REPORTING_PASSWORD = "          valueFrom: {secretKeyRef: {name: sagashop-secrets, key: db-password-reporting}}\n"
+REPORTING_POLICY = ("  name: reporting\n  namespace: sagashop\nspec:\n  selector:\n"
+                    "    matchLabels: {app: reporting}\n  action: ALLOW\n  rules:\n  - from:\n    - source:\n"
+                    "        principals: [cluster.local/ns/sagashop/sa/gateway")
+NOTIFICATION_POLICY = ("    matchLabels: {app: notification}\n  policyTypes: [Ingress]\n  ingress:\n  - from:\n"
+                       "    - podSelector:\n        matchExpressions:\n"
+                       "        - {key: app, operator: In, values: [gateway")
+CONSUMER_BREAKS = [
+    pytest.param(NOTIFICATION, SMTP_FROM_SECRET, "",
+                 ("production", "Deployment/notification-v1", "missing SAGASHOP_SMTP_URL"),
+                 id="notification without an SMTP URL"),
+    pytest.param(NOTIFICATION, SMTP_FROM_SECRET,
+                 "        - {name: SAGASHOP_SMTP_URL, value: 'smtp://shop:s3cret@smtp.example.com:587'}\n",
+                 ("production", "Deployment/notification-v1",
+                  "must come from the Secret sagashop-secrets, key smtp-url"),
+                 id="an SMTP URL with its password in plain text"),
+    pytest.param(REPORTING, REPORTING_PASSWORD, REPORTING_PASSWORD + SMTP_FROM_SECRET,
+                 ("Deployment/reporting-v1", "SAGASHOP_SMTP_URL comes from a Secret, and "
+                                                             "reporting never reads it"),
+                 id="the mail server's URL given to a part that sends no email"),
+    pytest.param(PRODUCTION, "#     --from-literal=smtp-url='smtp://USER:PASSWORD@smtp.example.com:587'\n", "",
+                 ("production", "does not say how to create the key smtp-url"),
+                 id="the Secret's smtp-url undocumented"),
+    pytest.param("deploy/k8s/overlays/kind/kustomization.yaml", "smtp-url=smtp://mailpit:1025",
+                 "smtp-url=smtp://mailpit:25", ("kind", "Deployment/notification-v1", "mailpit:25 is no Service port"),
+                 id="the kind SMTP URL on no port of the mail sink"),
+    pytest.param(f"{MAILSINK}/mailpit.yaml", "{name: tcp-smtp, port: 1025, targetPort: smtp, appProtocol: tcp}",
+                 "{name: smtp, port: 1025, targetPort: smtp, appProtocol: http}",
+                 ("kind", "Service mailpit port smtp speaks http, not tcp"),
+                 id="the mail sink's SMTP port taken for HTTP"),
+    pytest.param(f"{MAILSINK}/authorization.yaml", "principals: [cluster.local/ns/sagashop/sa/notification]",
+                 "principals: [cluster.local/ns/sagashop/sa/reporting]",
+                 ("kind", "Deployment/notification-v1", "keep it from Deployment/mailpit on port 1025"),
+                 id="notification kept from the mail sink by the mesh"),
+    pytest.param(f"{MAILSINK}/network-policies.yaml", "matchLabels: {app: notification}", "matchLabels: {app: gateway}",
+                 ("kind", "Deployment/notification-v1", "keep it from Deployment/mailpit on port 1025"),
+                 id="notification kept from the mail sink by the network"),
+    pytest.param("istio/authorization.yaml", REPORTING_POLICY + "]",
+                 REPORTING_POLICY + ", cluster.local/ns/sagashop/sa/orchestrator]",
+                 ("AuthorizationPolicy/reporting", "lets cluster.local/ns/sagashop/sa/orchestrator call reporting, "
+                                                   "which only gateway may"),
+                 id="the mesh letting a part other than the gateway call reporting"),
+    pytest.param("deploy/k8s/base/network-policies.yaml", NOTIFICATION_POLICY + "]}",
+                 NOTIFICATION_POLICY + ", payment]}",
+                 ("the network policies let payment reach notification's gRPC port, which only gateway may",),
+                 id="the network letting a part other than the gateway call notification"),
+    pytest.param("deploy/k8s/base/postgres.yaml", "orchestrator notification reporting; do",
+                 "orchestrator notification; do",
+                 ("Deployment/reporting-v1", "init script makes no role sagashop_reporting"),
+                 id="no database role for reporting"),
+    pytest.param("deploy/k8s/base/postgres.yaml", "        - name: ROLE_PASSWORD_NOTIFICATION   # for the init script\n"
+                 "          valueFrom: {secretKeyRef: {name: sagashop-secrets, key: db-password-notification}}\n", "",
+                 ("Deployment/notification-v1", "init script makes no role sagashop_notification"),
+                 id="no password for notification's database role"),
+    pytest.param("deploy/k8s/overlays/kind/kustomization.yaml",
+                 "  - db-password-reporting=dev-only-db-password-reporting\n", "",
+                 ("kind", "Secret sagashop-secrets", "db-password-reporting not found"),
+                 id="reporting's database password not generated on kind"),
+    pytest.param("deploy/k8s/base/network-policies.yaml", "values: [user, order, inventory, payment, shipping, "
+                 "orchestrator, notification,\n                                         reporting]}",
+                 "values: [user, order, inventory, payment, shipping, orchestrator, notification]}",
+                 ("Deployment/reporting-v1", "keep it from StatefulSet/postgres on port 5432"),
+                 id="reporting kept from PostgreSQL by the network"),
+    pytest.param("istio/authorization.yaml", NATS_RULE_END, NATS_RULE_END.split("\n", 1)[1],
+                 ("Deployment/notification-v1", "keep it from StatefulSet/nats on port 4222"),
+                 id="notification kept from NATS by the mesh"),
+    pytest.param("deploy/k8s/base/config.env", "SAGASHOP_REPORTING_HOST=reporting\n", "",
+                 ("Deployment/gateway-v1", "missing SAGASHOP_REPORTING_HOST"),
+                 id="the gateway not told where reporting is"),
+    pytest.param("deploy/k8s/base/config.env", "SAGASHOP_NOTIFICATION_PORT=50057", "SAGASHOP_NOTIFICATION_PORT=50058",
+                 ("notification at notification:50058 is no Service port",), id="notification's port mistyped"),
+    pytest.param("deploy/k8s/base/notification.yaml", '"terminationDrainDuration": "10s"',
+                 '"terminationDrainDuration": "4s"', ("Deployment/notification-v1", "must outlast the app's drain"),
+                 id="notification's sidecar leaving before its app has drained"),
+]
+
+
+@pytest.mark.parametrize(("file", "old", "new", "needles"), CONSUMER_BREAKS)
+def test_a_broken_event_consumer_or_mail_sink(tree: Path, file: str, old: str, new: str,
+                                             needles: tuple[str, ...]) -> None:
     edit(tree / file, old, new)
     assert reported(tree, *needles), all_problems(tree)

@@ -93,6 +93,20 @@ def test_only_the_gateway_may_call_the_orchestrator(istio: list[Obj]) -> None:
     assert allowed(istio, "orchestrator", "gateway", path("orchestrator", "StartCheckout"))
 
 
+def test_only_the_gateway_may_call_notification_and_reporting(istio: list[Obj]) -> None:
+    for service, method in (("notification", "ListNotifications"), ("reporting", "OrderEvents"),
+                            ("reporting", "SalesReport"), ("reporting", "Rebuild")):
+        callers = {c for c in ("gateway", *SERVICES) if allowed(istio, service, c, path(service, method))}
+        assert callers == {"gateway"}, method
+
+
+def test_only_notification_may_send_to_the_mail_sink_and_nobody_in_the_mesh_opens_its_ui(
+        rendered: dict[str, list[Obj]]) -> None:
+    mesh, sink = mesh_of(rendered["kind"]), {"app": "mailpit"}
+    assert {part for part in PARTS if allows(mesh, sink, account(part), 1025)} == {"notification"}
+    assert not any(allows(mesh, sink, account(part), 8025) for part in PARTS)
+
+
 def test_the_gateway_may_make_every_call_its_routes_make(istio: list[Obj]) -> None:
     calls = calls_made_by("services/gateway")
     assert ("order", "GetOrder") in calls

@@ -124,7 +124,8 @@ def test_the_kind_overlay_fits_a_laptop_s_docker_with_room_to_spare(rendered_sta
         print(f"\n{overlay}: " + ", ".join(f"{name}: {asked.show()}" for name, asked in groups.items()))
     total = totals["kind"]["total"]
     assert stack.fits(total, 4, 8 * GIB)
-    assert total.cpu <= 0.6 * 4 and total.memory <= 0.5 * 8 * GIB, total
+    # room to spare below the preflight's 85 %: for the pods' use above their requests and for `kubectl` and image loads
+    assert total.cpu <= 0.65 * 4 and total.memory <= 0.5 * 8 * GIB, total
     assert stack.fits(totals["kind-canary"]["total"], 4, 8 * GIB)
     assert not stack.fits(total, 2, 4 * GIB)
 

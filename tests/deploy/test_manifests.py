@@ -10,6 +10,7 @@ from sagashop.kit.settings import PARTS, SERVICES
 from .canary_checks import RUNNER_RULES, canary_problems, default_weights, job_problems, mount_problems, runner_problems
 from .conftest import OVERLAYS
 from .env_checks import config_problems, coverage_problems, env_problems, environment
+from .mail_checks import VARIABLE, mail_problems, secret_value
 from .manifests import ROOT, RUN_JOB, Obj, named, of_kind, part_of, pod_labels
 from .nats_checks import nats_problems
 from .pod_checks import database_problems, drain_problems
@@ -19,6 +20,7 @@ from .tracing_checks import COLLECTOR_IMAGE, JAEGER_IMAGE, running, tracing_prob
 from .workload_checks import workload_problems
 
 TREES = ["base", *OVERLAYS]
+MAILPIT_IMAGE = re.compile(r"(^|/)axllent/mailpit(:|@|$)")
 
 
 def config_value(objs: list[Obj], key: str) -> str:
@@ -64,7 +66,7 @@ def test_the_kind_overlay_turns_faults_on_and_generates_dev_only_secrets(rendere
     objs = rendered["kind"]
     assert config_value(objs, "SAGASHOP_FAULTS_ENABLED") == "true"
     (secret,) = of_kind(objs, "Secret")
-    assert set(secret["data"]) == {"internal-secret", "jwt-secret", "admin-password", "db-password",
+    assert set(secret["data"]) == {"internal-secret", "jwt-secret", "admin-password", "db-password", "smtp-url",
                                    *(f"db-password-{s}" for s in SERVICES)}
     assert {d["spec"]["template"]["spec"]["containers"][0]["image"] for d in of_kind(objs, "Deployment")
             if part_of(d)} == {"sagashop:0.1.0"}
@@ -149,7 +151,7 @@ def test_the_documented_command_makes_the_job_of_any_part(rendered: dict[str, li
 @pytest.mark.parametrize("tree", OVERLAYS)
 def test_each_part_connects_to_postgresql_as_its_own_role(rendered: dict[str, list[Obj]], tree: str) -> None:
     objs = rendered[tree]
-    assert database_problems(objs) == []
+    assert database_problems(objs, mesh_of(objs)) == []
     urls = {part_of(d): environment(d["spec"]["template"]["spec"]["containers"][0], objs)["SAGASHOP_DATABASE_URL"]
             for d in of_kind(objs, "Deployment") if part_of(d) in SERVICES}
     assert urls == {s: f"postgresql://sagashop_{s}@postgres:5432/sagashop" for s in SERVICES}
@@ -192,3 +194,20 @@ def test_nats_keeps_jetstream_on_volumes_one_server_on_kind_a_cluster_of_three_i
     assert server["spec"]["replicas"] == (3 if production else 1)
     claim = server["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
     assert claim == ("10Gi" if production else "1Gi")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_notification_alone_sends_email_through_the_secret_s_url_to_a_server_it_may_reach(
+        rendered: dict[str, list[Obj]], overlay: str) -> None:
+    objs = rendered[overlay]
+    assert mail_problems(mesh_of(objs), objs, ROOT / "deploy" / "k8s" / "overlays" / overlay) == []
+    given = {part_of(d) for d in of_kind(objs, "Deployment")
+             if part_of(d) and VARIABLE in environment(d["spec"]["template"]["spec"]["containers"][0], objs)}
+    assert given == {"notification"}
+    sinks = [d["metadata"]["name"] for d in running(objs, MAILPIT_IMAGE)]
+    if overlay == "production":  # your mail server, named in the Secret you create
+        assert sinks == [] and of_kind(objs, "Secret") == []
+    else:
+        (secret,) = of_kind(objs, "Secret")
+        assert sinks == ["mailpit"]
+        assert secret_value(objs, secret["metadata"]["name"], "smtp-url") == "smtp://mailpit:1025"
