@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 from sqlalchemy.util import await_only
 
@@ -78,7 +79,19 @@ def _apply(conn: Connection, name: str, handlers: Handlers, msg: Any) -> int:
     except Poison as e:  # dead-lettered by the live consumer: not in the models either
         log.warning("the %s rebuild skipped the message at %d: %s", name, msg.metadata.sequence.stream, e)
         return 0
-    return int(delivery.handler is not None and apply(conn, delivery, name))
+    if delivery.handler is None:
+        return 0
+    # an event its handler refuses is one the live consumer dead-lettered: none of it goes into the models, so its
+    # writes (its inbox row first) are undone to a savepoint, and the rebuild goes on
+    conn.exec_driver_sql("SAVEPOINT rebuild_event")
+    try:
+        applied = apply(conn, delivery, name)
+    except (Poison, ValidationError) as e:
+        conn.exec_driver_sql("ROLLBACK TO SAVEPOINT rebuild_event")
+        log.warning("the %s rebuild skipped event %s: %s", name, delivery.event_id, e.__class__.__name__)
+        return 0
+    conn.exec_driver_sql("RELEASE SAVEPOINT rebuild_event")
+    return int(applied)
 
 
 async def _last_seq(js: "JetStreamContext", streams: Streams) -> int:
