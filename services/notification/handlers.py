@@ -19,6 +19,7 @@ from sagashop.events.catalog import (
     UserRegistered,
 )
 from sagashop.events.envelope import Envelope
+from sagashop.kit.db import off_the_loop
 
 from . import domain
 from .domain import Customer, Email, NotKnownYet
@@ -82,7 +83,7 @@ class Notifier:
     def send(self, repo: Notifications, email: Email, event_id: str) -> None:
         if not repo.add_notification(email, event_id):
             return  # sent before, for this event or another of the same transition
-        self.mailer.send(email)
+        off_the_loop(repo.conn, lambda: self.mailer.send(email))  # the service's gRPC answers meanwhile
         SENT.labels(email.kind).inc()
         log.info("sent %s for order %s", email.kind, email.order_id)
 

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 # Not a public API. AsyncConnection's public calls (connect, run_sync, close) each run in a greenlet of their
 # own; no public call runs a whole unit of work (checkout, its statements, checkin) in one, which costs a unit
 # noticeably less CPU.
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import await_only, greenlet_spawn
 
 from . import telemetry
 from .schema import CannotStart, migrate
@@ -131,6 +131,16 @@ class Database:
             assert self.thread is not None
             await asyncio.get_running_loop().run_in_executor(self.thread, self.engine.dispose)
             self.thread.shutdown()
+
+
+def off_the_loop(conn: Connection, work: Callable[[], T]) -> T:
+    """Runs blocking work that is not the database's (an SMTP exchange, say) from inside a unit of work on `conn`,
+    without stalling the event loop: on PostgreSQL a unit runs in a greenlet on the loop, so the work goes to a
+    thread and the unit awaits it as the driver awaits the server; on SQLite a unit runs on the database's own
+    worker thread already."""
+    if conn.dialect.name == "postgresql":
+        return await_only(asyncio.to_thread(work))
+    return work()
 
 
 def one_statement(conn: Connection) -> bool:
