@@ -1,7 +1,8 @@
 """The campaign's report, for people (text) and scripts (JSON)."""
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields, is_dataclass
+from typing import Any
 
 from .campaign import Plan, Report
 
@@ -37,4 +38,15 @@ def _events(report: Report) -> list[str]:
 
 
 def as_json(plan: Plan, report: Report) -> str:
-    return json.dumps({"plan": asdict(plan), **asdict(report)}, indent=2, sort_keys=True)
+    return json.dumps({"plan": asdict(plan), **_plain(report)}, indent=2, sort_keys=True)
+
+
+def _plain(value: Any) -> Any:
+    """The report as JSON's types. (Not dataclasses.asdict: it copies a Counter by counting its items as keys.)"""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_plain(item) for item in value]
+    return value
