@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 import redis
 
+from sagashop.events.streams import Streams
 from sagashop.kit.settings import Settings
 from tests.shop import Shop, delete_streams, start_shop, stop_shop, wait_ready
 from tools.local.broker import jetstream_answers
@@ -80,6 +81,21 @@ def nats_server() -> str:
     if not run_aside(jetstream_answers(NATS_URL)):
         missing(f"NATS with JetStream at {NATS_URL} is unreachable", "start it (`nats-server -js`) to run this test")
     return NATS_URL
+
+
+@pytest.fixture
+async def event_streams(nats_server: str) -> AsyncIterator[Streams]:
+    """Streams of the test's own on the machine's NATS, the events stream made; every one of them deleted after."""
+    import nats
+
+    made = Streams(f"t{uuid.uuid4().hex[:10]}")
+    nc = await nats.connect(nats_server, connect_timeout=2)
+    try:
+        await nc.jetstream().add_stream(name=made.events, subjects=[f"{made.events_prefix}.>"])
+    finally:
+        await nc.close()
+    yield made
+    await delete_streams(nats_server, made.name)
 
 
 @contextlib.asynccontextmanager

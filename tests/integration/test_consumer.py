@@ -45,15 +45,8 @@ async def js(nats_server: str) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def names(js: Any) -> AsyncIterator[Streams]:
-    made = Streams(f"t{uuid.uuid4().hex[:10]}")
-    await js.add_stream(name=made.events, subjects=[f"{made.events_prefix}.>"])
-    yield made
-    for stream in (made.events, made.dead_letters, made.replays):
-        try:
-            await js.delete_stream(stream)
-        except nats.js.errors.NotFoundError:
-            pass
+def names(event_streams: Streams) -> Streams:
+    return event_streams
 
 
 def applying(fail: Callable[[PaymentCharged], Exception | None] = lambda _: None) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -85,18 +84,8 @@ def workload() -> list[tuple[str, bytes]]:
 
 
 @pytest.fixture
-async def names(nats_server: str) -> AsyncIterator[Streams]:
-    made = Streams(f"t{uuid.uuid4().hex[:10]}")
-    nc = await nats.connect(nats_server, connect_timeout=2)
-    js = nc.jetstream()
-    await js.add_stream(name=made.events, subjects=[f"{made.events_prefix}.>"])
-    yield made
-    for stream in (made.events, made.dead_letters, made.replays):
-        try:
-            await js.delete_stream(stream)
-        except nats.js.errors.NotFoundError:
-            pass
-    await nc.close()
+def names(event_streams: Streams) -> Streams:
+    return event_streams
 
 
 @pytest.fixture
