@@ -62,6 +62,28 @@ def test_a_checkout_is_one_trace_from_the_gateway_through_every_part_it_involves
     assert any("INSERT INTO ledger" in str(a.get("db.statement", "")) for a in payment)  # the charge's SQL
 
 
+def test_a_checkouts_events_are_applied_by_each_consumer_in_the_checkouts_trace(shop):
+    """The relay carries the trace in each message's `traceparent`: a consumer applies the event in a span whose
+    parent is the span of the service that made it."""
+    order = shop.place({shop.product(stock=2): 1}).json()
+    trace_id = trace_of(shop, order["id"])[0]["context"]["trace_id"]
+    wanted = {("sagashop-reporting", "consume order.approved"), ("sagashop-notification", "consume order.approved")}
+    deadline = time.monotonic() + 10
+    while True:
+        spans = [s for s in spans_of(shop) if s["context"]["trace_id"] == trace_id]
+        consumed = {(part(s), s["name"]) for s in spans if s["name"].startswith("consume ")}
+        if wanted <= consumed or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+
+    assert wanted <= consumed
+    assert ("sagashop-reporting", "consume payment.charged") in consumed
+    by_id = {s["context"]["span_id"]: s for s in spans}
+    for span in (s for s in spans if (part(s), s["name"]) in wanted):
+        assert span["kind"] == "SpanKind.CONSUMER"
+        assert part(by_id[span["parent_id"]]) == "sagashop-order"  # the ApproveOrder call that made the event
+
+
 def test_signing_in_is_one_trace_through_the_user_service(shop):
     reply = shop.http.post("/v1/auth/token", json={"email": shop.env["SAGASHOP_ADMIN_EMAIL"],
                                                    "password": shop.env["SAGASHOP_ADMIN_PASSWORD"]})

@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
+from email.utils import parseaddr
 from typing import Any
 
 import httpx
@@ -153,7 +154,7 @@ def sink_messages(settings: Settings, emails: set[str]) -> int | None:
     parser, count = BytesHeaderParser(), 0
     for path in folder.glob("*.eml"):
         with path.open("rb") as f:
-            count += parser.parse(f).get("To", "").strip() in emails
+            count += parseaddr(parser.parse(f).get("To", ""))[1] in emails  # `Name <address>`
     return count
 
 
