@@ -37,11 +37,14 @@ def event_types(shop: Shop, order_id: str, user: dict[str, str] | None = None) -
 def test_a_checkouts_events_appear_oldest_first_to_its_owner_and_admins_only(shop):
     customer = shop.customer()
     order = shop.place_order({shop.product(stock=3): 1}, user=customer)
-    types = eventually(lambda: event_types(shop, order["id"], customer), lambda t: "order.approved" in t)
+    # each service's relay publishes on its own: the timeline fills in within a round or two of each
+    expected = {"order.placed", "stock.reserved", "payment.charged", "stock.committed", "shipment.created",
+                "order.approved"}
+    types = eventually(lambda: event_types(shop, order["id"], customer), lambda t: expected <= set(t))
 
+    assert sorted(types) == sorted(expected)  # each once
     # the order is recorded while its stock is reserved (two steps at once): either may come first
-    assert set(types[:2]) <= {"order.placed", "stock.reserved"} and types[-1] == "order.approved"
-    assert {"stock.reserved", "payment.charged", "shipment.created", "stock.committed"} <= set(types)
+    assert set(types[:2]) == {"order.placed", "stock.reserved"} and types[-1] == "order.approved"
     events = shop.http.get(f"/v1/orders/{order['id']}/events", headers=shop.admin).json()["items"]
     assert [e["occurred_at"] for e in events] == sorted(e["occurred_at"] for e in events)
     assert all(e["payload"]["order_id"] == order["id"] for e in events)

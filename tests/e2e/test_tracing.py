@@ -9,11 +9,13 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from sagashop.kit.settings import EVENT_CONSUMERS
 from tools.local.up import METRICS_OFFSET
 
 REASONS = ("out_of_stock", "payment_declined", "shipping_rejected")
 ON_V1 = {f"{part}_version": "v1" for part in ("order", "inventory", "payment", "shipping")}  # a saga's pins
 CHECKOUT_PARTS = {f"sagashop-{p}" for p in ("gateway", "orchestrator", "order", "inventory", "payment", "shipping")}
+CONSUMERS = {f"sagashop-{p}" for p in EVENT_CONSUMERS}
 
 
 def spans_of(shop) -> list[dict[str, Any]]:
@@ -49,7 +51,8 @@ def test_a_checkout_is_one_trace_from_the_gateway_through_every_part_it_involves
     order = reply.json()
     spans = trace_of(shop, order["id"])
 
-    assert {part(s) for s in spans} == CHECKOUT_PARTS  # the gateway checks tokens itself: no call to user
+    # the gateway checks tokens itself: no call to user; the consumers join the trace as its events reach them
+    assert CHECKOUT_PARTS <= {part(s) for s in spans} <= CHECKOUT_PARTS | CONSUMERS
     assert reply.headers["traceparent"].split("-")[1] == spans[0]["context"]["trace_id"].removeprefix("0x")
     assert reply.headers["x-request-id"]
     assert steps(spans) == [(name, "execute") for name in ("create_order", "reserve_stock", "charge_payment",
