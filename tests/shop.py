@@ -32,6 +32,7 @@ def start_shop(tmp: Path, database_url: str | None,
            "SAGASHOP_ADMIN_EMAIL": "admin@example.com", "SAGASHOP_JWT_SECRET": "test-secret-" + uuid.uuid4().hex,
            "SAGASHOP_STEP_DEADLINE_SECONDS": "3", "SAGASHOP_SAGA_LEASE_SECONDS": "3",
            "SAGASHOP_PARK_AFTER_ATTEMPTS": "3", "SAGASHOP_FAULTS_SEED": "7", "SAGASHOP_BREAKER_RESET_SECONDS": "2",
+           "SAGASHOP_EVENT_ACK_WAIT_SECONDS": "5",  # a consumer killed mid-batch: its events come again soon
            "SAGASHOP_TRACE_FILE": str(tmp / "spans.jsonl"), "SAGASHOP_LOG_FORMAT": "json",  # read by test_tracing
            # the suite signs up hundreds of customers from one address; test_gateway_limits.py tests these limits
            "SAGASHOP_RATE_LIMIT_SIGN_IN_ADDRESS_PER_MINUTE": "100000",

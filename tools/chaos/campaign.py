@@ -39,7 +39,7 @@ class Plan:
     reservation_ttl: float = 0.0  # seconds; >0: a replica of the inventory sweeps reservations this old
     event_rounds: int = 1  # times each fault on the event path is made (eventpath.KINDS), while orders are placed
     outage: float = 3.0  # seconds the broker and the mail sink stay down each time: within the consumers' retries
-    catch_up: float = 90.0  # seconds the consumers have to agree with the orders (a consumer's ack wait is 30)
+    catch_up: float = 90.0  # for the consumers to agree with the orders (a killed consumer's ack wait: 30 s default)
 
 
 @dataclass
@@ -147,7 +147,7 @@ async def _stir(shop: ShopClient, replicas: Replicas, path: EventPath, rng: rand
     crashes: dict[str, str] = {}  # crash rules not yet seen to fire: what they crash, by id
     targets, steps = faults.targets(), faults.step_names()
     while not stop.is_set():
-        await _tally(shop, report, crashes)
+        path.relay_crashes_due += await _tally(shop, report, crashes)  # a relay that published nothing: again
         for _ in range(rng.randint(1, 3)):
             await shop.add_fault(**faults.random_rule(rng, targets))
         if rng.random() < 0.15:
@@ -163,16 +163,19 @@ async def _stir(shop: ShopClient, replicas: Replicas, path: EventPath, rng: rand
     await _tally(shop, report, crashes)
 
 
-async def _tally(shop: ShopClient, report: Report, crashes: dict[str, str]) -> None:
+async def _tally(shop: ShopClient, report: Report, crashes: dict[str, str]) -> int:
     """Counts what the current rules fired, then clears them. A crash rule that fired took its process's rules
-    with it: it is counted by its absence."""
+    with it: it is counted by its absence. How many relay crash rules did not fire (their relay published no
+    batch while they stood), to be asked for again."""
     cleared = await shop.clear_faults()
+    unfired = sum(1 for rule in cleared if crashes.get(rule["id"]) == "relay")
     for rule in cleared:
         report.faults_fired[f"{rule['service']}.{rule['method']}"] += rule["fired"]
     fired = Counter(kind for rule_id, kind in crashes.items() if rule_id not in {rule["id"] for rule in cleared})
     report.crashes += fired["orchestrator"]
     report.relay_crashes += fired["relay"]
     crashes.clear()
+    return unfired
 
 
 async def _quiesce(shop: ShopClient, placed: list[str], rng: random.Random, report: Report,

@@ -43,6 +43,7 @@ __all__ = ["Consumer", "Handler", "Handlers", "Poison", "start", "stop"]
 BATCH = 64  # messages fetched and applied in one transaction
 FETCH_SECONDS = 1.0  # how long a fetch waits for a first message (then the consumer asks again)
 ACK_WAIT_SECONDS = 30.0  # a message not acknowledged in this time (its consumer stopped) is delivered again
+# (a part's: SAGASHOP_EVENT_ACK_WAIT_SECONDS)
 MAX_ACK_PENDING = 4 * BATCH  # messages delivered and not yet acknowledged, at most, per durable consumer
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds before the n-th delivery again of a message that failed
 MAX_DELIVERIES = len(BACKOFF) + 1  # then it is dead-lettered: about 15 s after its first failure
@@ -253,7 +254,8 @@ def start(db: Database, name: str, settings: Settings, handlers: Handlers) -> as
     if not settings.nats_url:
         log.info("SAGASHOP_NATS_URL is not set: the %s consumer applies no events", name)
         return None
-    consumer = Consumer(db, name, settings.nats_url, handlers, streams=Streams.of(settings))
+    consumer = Consumer(db, name, settings.nats_url, handlers, streams=Streams.of(settings),
+                        ack_wait=settings.event_ack_wait_seconds)
     return asyncio.create_task(consumer.run(), name=f"{name}-consumer")
 
 

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         "the word a shop's streams and subjects on its NATS server are named after: stream `SAGASHOP_EVENTS`, "
         "subjects `sagashop.events.<event_type>` by default (docs/events.md); another word keeps shops that share "
         "one server apart"))
+    event_ack_wait_seconds: float = Field(30.0, gt=0, description=(
+        "how long an event a consumer fetched may stay unacknowledged before it is delivered again (its consumer "
+        "stopped mid-batch): long enough for a batch's transaction, short enough that a crash delays little. Set "
+        "when a consumer's durable consumer is first made"))
     nats_port: int = Field(4223, ge=1, le=65535, description=(
         "port of the NATS server `sagashop up` runs on 127.0.0.1 when `SAGASHOP_NATS_URL` is unset: 4223, so that a "
         "NATS server of the machine's own on 4222 is left alone"))
