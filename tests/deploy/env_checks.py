@@ -33,7 +33,8 @@ READ_ONLY_BY: dict[str, set[str]] = {
     "jwt_secret": {"gateway"}, "admin_password": {"user"}, "metrics_port": set(SERVICES),
     "database_url": set(SERVICES), "redis_url": {"gateway", "orchestrator"}, "forwarded_allow_ips": {"gateway"},
     "catalog_cache_seconds": {"gateway"}, "notification_host": {"gateway"}, "reporting_host": {"gateway"},
-    "smtp_url": {"notification"}, "mail_from": {"notification"}}
+    "smtp_url": {"notification"}, "mail_from": {"notification"},
+    "event_ack_wait_seconds": {"notification", "reporting"}}
 PER_POD = {"version", "bind", "metrics_port", "database_url"}  # set in each <part>.yaml, not in the shared ConfigMap
 SECRET = {"jwt_secret", "admin_password", "internal_secret", "smtp_url"}  # from the Secret, in each <part>.yaml
 
