@@ -71,13 +71,15 @@ class Mailer:
         """`url`: SAGASHOP_SMTP_URL, checked now (BadSmtpUrl); None sends nothing, each send fails."""
         self.server = smtp_server(url) if url else None
         self.sender, self.timeout = sender, timeout
+        # made once: it loads the system's CA certificates, which cost more CPU than the rest of a send
+        self.context = ssl.create_default_context()
 
     def send(self, email: Email) -> None:
         """Sends `email`, or raises (OSError, smtplib.SMTPException, NoSmtpServer)."""
         if self.server is None:
             raise NoSmtpServer("SAGASHOP_SMTP_URL is not set: no email can be sent")
         s = self.server
-        context = ssl.create_default_context()
+        context = self.context
         client = (smtplib.SMTP_SSL(s.host, s.port, timeout=self.timeout, context=context) if s.tls
                   else smtplib.SMTP(s.host, s.port, timeout=self.timeout))
         with client:
