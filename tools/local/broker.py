@@ -51,7 +51,9 @@ class LocalNats:
         as no bcrypt is at hand, in a file readable by this user only and new each run. No monitoring port:
         readiness is asked over the client port, as the parts will talk."""
         config = {"server_name": "sagashop-up", "listen": f"127.0.0.1:{self.port}",
-                  "jetstream": {"store_dir": str(self.dir)},
+                  # every write synced before JetStream acknowledges it: a relay marks an event published on the
+                  # acknowledgement, so a server killed (not stopped) must not lose what it acknowledged
+                  "jetstream": {"store_dir": str(self.dir), "sync_interval": "always"},
                   "authorization": {"user": "sagashop", "password": self.password}}
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / "nats.conf"
