@@ -1,7 +1,6 @@
 """Breakers sharing their state in the real Redis, as the replicas of one service do."""
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from sagashop.kit.breaker import Breaker
+from tools.local.parts import free_port
 
 pytestmark = pytest.mark.redis
 
@@ -154,9 +154,7 @@ async def test_when_redis_goes_away_a_replica_keeps_to_its_last_copy_and_counts_
         redis_server: str, name: str):
     b = replica(name, redis_server)
     await fail(b)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
+    closed = free_port()  # nothing listens there
     storage = b._pybreaker()[1]  # noqa: SLF001 - its storage, to cut it off from Redis
     storage.client = redis.Redis(port=closed, decode_responses=True, retry=Retry(NoBackoff(), 0))
     await asyncio.sleep(SYNC_EVERY * 1.5)  # the copy is out of date: the next call tries Redis first

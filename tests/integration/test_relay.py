@@ -3,7 +3,6 @@ was down meanwhile or the relay stopped between a publish and its mark. Each tes
 of its own, so tests never see each other's events."""
 
 import asyncio
-import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -25,6 +24,7 @@ from sagashop.kit.settings import Settings
 from services.payment.domain import CHARGE, CHARGED, Payment
 from services.payment.repository import Payments
 from tests.conftest import missing, unreachable
+from tools.local.parts import free_port
 
 NATS_URL = "nats://127.0.0.1:4222"
 NATS_SERVER = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "nats-server"
@@ -129,9 +129,7 @@ class OwnNats:
     """A JetStream nats-server of the test's own on a free port: its URL is known before it runs."""
 
     def __init__(self, data: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.url, self.data = f"nats://127.0.0.1:{self.port}", data
         self.process: subprocess.Popen[bytes] | None = None
 

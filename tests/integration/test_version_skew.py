@@ -5,7 +5,6 @@ for, up to a bound."""
 import asyncio
 import logging
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from sagashop.kit.schema import ENV_DIR, SERVICES_DIR, CannotStart, migrate
 from sagashop.kit.settings import Settings
 from services.payment.domain import CHARGED, Payment
 from services.payment.repository import Payments
+from tools.local.parts import free_port
 
 REVISION = '''"""{doc}
 
@@ -150,12 +150,6 @@ async def test_a_schema_migrated_before_the_history_existed_gets_it_and_is_upgra
     scripts = revisions_of(SERVICES_DIR / "orchestrator" / "migrations")
     assert found == ([scripts.get_current_head()], {script.revision for script in scripts.walk_revisions()})
     assert {"orchestrator_0001", "orchestrator_0003", "orchestrator_0004"} <= found[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_a_server_that_never_answers_fails_the_start_after_the_wait_naming_it(caplog):
