@@ -8,8 +8,9 @@ from typing import Any
 
 from sagashop.events.catalog import EVENTS, Payload
 from sagashop.events.envelope import Envelope
-from sagashop.events.relay import DUPLICATE_WINDOW, MAX_AGE
+from sagashop.events.relay import DUPLICATE_WINDOW
 from sagashop.events.streams import DEFAULT_STREAMS as STREAMS
+from sagashop.events.streams import MAX_AGE
 
 from .generated import write_or_check
 

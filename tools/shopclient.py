@@ -114,10 +114,15 @@ class ShopClient:
 
     async def sign_up(self, name: str = "Customer", password: str = "") -> Customer:
         """A new user, signed in; its email is unique, and starts with `name` (lower case, hyphens for spaces)."""
+        email, password, user = await self.register(name, password)
+        return Customer(user["id"], email, password, await self.sign_in(email, password))
+
+    async def register(self, name: str = "Customer", password: str = "") -> tuple[str, str, Any]:
+        """A new user (not signed in): its email, password and the user as created."""
         email = f"{'-'.join(name.lower().split())}-{uuid.uuid4().hex[:10]}@example.com"
         password = password or uuid.uuid4().hex
-        user = await self.call("POST", "/v1/users", json={"email": email, "password": password, "name": name})
-        return Customer(user["id"], email, password, await self.sign_in(email, password))
+        return email, password, await self.call("POST", "/v1/users",
+                                                json={"email": email, "password": password, "name": name})
 
     async def put_product(self, sku: str, available: int, price_cents: int = 2_500, name: str = "") -> Any:
         body = {"name": name or sku, "price_cents": price_cents, "currency": "EUR", "available": available}
@@ -192,7 +197,8 @@ class ShopClient:
         return found
 
     async def sales_report(self, first_day: str | None = None, last_day: str | None = None) -> Any:
-        """The sales report of the UTC days [first_day, last_day] (YYYY-MM-DD; each today unless given)."""
+        """The sales report of the UTC days [first_day, last_day] (YYYY-MM-DD; last_day: today unless given;
+        first_day: last_day unless given)."""
         days = {"from": first_day, "to": last_day}
         return await self.call("GET", "/v1/admin/reports/sales", headers=self.admin,
                                params={name: day for name, day in days.items() if day})
@@ -204,10 +210,6 @@ class ShopClient:
     async def dead_letters(self) -> list[dict[str, Any]]:
         """The events a consumer gave up on, oldest first."""
         return await self.items("/v1/admin/events/dead-letters")
-
-    async def replay(self, dead_letter_id: str) -> Any:
-        """Sends a dead letter back to its consumer."""
-        return await self.call("POST", f"/v1/admin/events/dead-letters/{dead_letter_id}/replay", headers=self.admin)
 
     async def rebuild(self, part: str) -> Any:
         """Rebuilds the part's read models from the event stream: `{"part", "events", "seconds"}`."""

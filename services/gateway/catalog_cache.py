@@ -145,6 +145,7 @@ class CatalogCache:
         self.serving = False  # set by the event subscription while it is live (events.py)
         self.pending: set[str] = set()  # keys whose drop failed: no read uses the cache until they are dropped
         self.all_pending = False
+        self.asked = 0  # invalidations asked for, to tell one made while a drop was under way
 
     async def get(self, key: str, load: Callable[[], Awaitable[str]]) -> str:
         """The value of `key` (a model's JSON): the cached one, or `load()`'s, kept if no drop came meanwhile."""
@@ -161,6 +162,7 @@ class CatalogCache:
         return value
 
     async def invalidate(self, skus: Iterable[str], source: str) -> None:
+        self.asked += 1
         keys = {*map(product, skus), LIST}
         INVALIDATIONS.labels(source).inc(len(keys))
         if not await self.store.drop(keys):
@@ -169,14 +171,19 @@ class CatalogCache:
 
     async def invalidate_all(self, source: str) -> None:
         INVALIDATIONS.labels(source).inc()
+        self.asked += 1
         self.all_pending = True
         await self._settled()
 
     async def _settled(self) -> bool:
-        """Whether no failed drop is left (trying them again first)."""
-        if self.all_pending and await self.store.drop_all():
-            self.all_pending = False
-            self.pending.clear()
-        if self.pending and not self.all_pending and await self.store.drop(list(self.pending)):
-            self.pending.clear()
+        """Whether no failed drop is left (trying them again first). What failed while a drop was awaited stays."""
+        if self.all_pending:
+            asked = self.asked
+            if await self.store.drop_all() and self.asked == asked:
+                self.all_pending = False
+                self.pending.clear()
+        if self.pending and not self.all_pending:
+            dropping = set(self.pending)
+            if await self.store.drop(list(dropping)):
+                self.pending -= dropping
         return not (self.pending or self.all_pending)

@@ -12,7 +12,6 @@ from sagashop.values import MAX_ID
 
 ORDER_APPROVED, ORDER_REJECTED, ORDER_CANCELLED, SHIPMENT_CREATED = (
     "order_approved", "order_rejected", "order_cancelled", "shipment_created")
-KINDS = (ORDER_APPROVED, ORDER_REJECTED, ORDER_CANCELLED, SHIPMENT_CREATED)
 IDS = uuid.UUID("6f0d7f1e-5b7a-4d0e-9a57-0c3d3f6a9b21")  # the namespace of notification ids
 REASONS = {  # a rejected order's failure_reason, in the words of the email
     "out_of_stock": "some of the items you ordered are out of stock",

@@ -1,8 +1,10 @@
-"""Sending an email over SMTP (SAGASHOP_SMTP_URL), synchronously: the consumer calls it inside its transaction, on
-the database's worker, so a failure rolls the notification back and the event comes again."""
+"""Sending an email over SMTP (SAGASHOP_SMTP_URL), synchronously: the consumer calls it inside its transaction, off
+the event loop, so a failure rolls the notification back and the event comes again."""
 
+import logging
 import smtplib
 import ssl
+import threading
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
@@ -14,6 +16,7 @@ from .domain import Email
 TIMEOUT_SECONDS = 10.0  # of the connection and of each SMTP command
 PORTS = {"smtp": 25, "smtps": 465}
 FORM = "smtp://[user:password@]host[:port] or smtps://[user:password@]host[:port]"
+log = logging.getLogger(__name__)
 
 
 class BadSmtpUrl(ValueError):
@@ -67,26 +70,55 @@ def message(email: Email, sender: str) -> EmailMessage:
 
 
 class Mailer:
+    """Sends over one SMTP session kept open from send to send (a session per email cost more CPU, on both ends,
+    than the emails). A session the server closed while idle is found out by the next send, which then starts a
+    new one and sends once more; any other failure (a refusal, no answer in time: the message may have been taken)
+    is raised, the session dropped."""
+
     def __init__(self, url: str | None, sender: str, timeout: float = TIMEOUT_SECONDS) -> None:
         """`url`: SAGASHOP_SMTP_URL, checked now (BadSmtpUrl); None sends nothing, each send fails."""
         self.server = smtp_server(url) if url else None
         self.sender, self.timeout = sender, timeout
         # made once: it loads the system's CA certificates, which cost more CPU than the rest of a send
         self.context = ssl.create_default_context()
+        self.session: smtplib.SMTP | None = None
+        self.lock = threading.Lock()  # sends come from the database's worker threads
 
     def send(self, email: Email) -> None:
         """Sends `email`, or raises (OSError, smtplib.SMTPException, NoSmtpServer)."""
         if self.server is None:
             raise NoSmtpServer("SAGASHOP_SMTP_URL is not set: no email can be sent")
-        s = self.server
-        context = self.context
-        client = (smtplib.SMTP_SSL(s.host, s.port, timeout=self.timeout, context=context) if s.tls
+        msg = message(email, self.sender)
+        with self.lock:
+            if self.session is not None:
+                try:
+                    self.session.send_message(msg)
+                    return
+                except (smtplib.SMTPServerDisconnected, ConnectionError) as e:  # closed while idle: not sent
+                    log.info("the SMTP session was closed (%s): sending in a new one", type(e).__name__)
+                    self._close()
+                except BaseException:  # the server's answer, or no answer in time: the consumer tries again later
+                    self._close()
+                    raise
+            self.session = self._open(self.server)
+            try:
+                self.session.send_message(msg)
+            except BaseException:
+                self._close()
+                raise
+
+    def close(self) -> None:
+        with self.lock:
+            self._close()
+
+    def _open(self, s: SmtpServer) -> smtplib.SMTP:
+        client = (smtplib.SMTP_SSL(s.host, s.port, timeout=self.timeout, context=self.context) if s.tls
                   else smtplib.SMTP(s.host, s.port, timeout=self.timeout))
-        with client:
+        try:
             client.ehlo()
             secure = s.tls
             if not secure and client.has_extn("starttls"):
-                client.starttls(context=context)
+                client.starttls(context=self.context)
                 client.ehlo()
                 secure = True
             if s.user is not None and s.password is not None:
@@ -94,7 +126,18 @@ class Mailer:
                     raise smtplib.SMTPNotSupportedError(
                         f"{s.host} offers no STARTTLS: the SMTP password is not sent in the clear (smtps:// uses TLS)")
                 client.login(s.user, s.password)
-            client.send_message(message(email, self.sender))
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def _close(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                session.quit()
+            except OSError:  # gone already
+                session.close()
 
 
 def loopback(host: str) -> bool:

@@ -1,6 +1,8 @@
 """Composition root of the notification service: the mailer (its SMTP URL checked before anything starts), the
 consumer of the domain events that sends the emails, and the servicer that lists them."""
 
+import asyncio
+
 from sagashop.events import consumer
 from sagashop.kit.db import database
 from sagashop.kit.grpcserver import serve
@@ -27,3 +29,4 @@ async def main(settings: Settings) -> None:
         await serve(settings, "notification", servicer)
     finally:
         await consumer.stop(consuming)
+        await asyncio.to_thread(mailer.close)  # its SMTP session, with a QUIT

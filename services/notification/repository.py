@@ -34,6 +34,7 @@ CUSTOMER = sa.select(customers).where(customers.c.user_id == P("p_user_id"))
 USER_OF = sa.select(orders.c.user_id).where(orders.c.order_id == P("p_order_id"))
 IS_APPROVED = sa.select(approved.c.order_id).where(approved.c.order_id == P("p_order_id"))
 TRACKING = sa.select(shipments.c.tracking_number).where(shipments.c.order_id == P("p_order_id"))
+LOCK_ORDER = sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))")
 OF_ORDER = (sa.select(notifications).where(notifications.c.order_id == P("p_order_id"))
             .order_by(notifications.c.sent_at, notifications.c.id))
 
@@ -45,6 +46,12 @@ class Notifications:
     def _add(self, table: sa.Table, row: dict[str, object]) -> bool:
         """Whether the row is new (False: one with its key was there already, and is left as it is)."""
         return self.conn.execute(ADD[table.name][self.conn.dialect.name], row).first() is not None
+
+    def lock_order(self, order_id: str) -> None:
+        """On PostgreSQL, the order's lock until the transaction ends (SQLite has one writer at a time anyway):
+        what another transaction that held it wrote is seen after."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(LOCK_ORDER, {"name": f"sagashop:notification:order:{order_id}"})
 
     def add_customer(self, c: Customer) -> None:
         self._add(customers, {"user_id": c.user_id, "email": c.email, "name": c.name})

@@ -29,24 +29,16 @@ def seen_within(shop: Shop, sku: str, available: int) -> float:
     raise AssertionError(f"{sku} still shows {shop.available(sku)} units, not {available}, after {FRESH_WITHIN} s")
 
 
-def invalidations(shop: Shop) -> float:
-    return sum(v for (name, labels), v in metrics_of(shop, "gateway").items()
-               if name == "sagashop_catalog_cache_invalidations_total" and ("source", "event") in labels)
-
-
 def test_product_reads_are_answered_from_the_cache(shop):
-    dropped = invalidations(shop)
     sku = shop.product(stock=5)
-    deadline = time.monotonic() + FRESH_WITHIN  # until the product's own event has dropped it (once)
-    while invalidations(shop) == dropped and time.monotonic() < deadline:
-        time.sleep(0.05)
-    deadline = time.monotonic() + FRESH_WITHIN  # and until a read is answered from the cache (events of earlier
-    before = hits(shop)                          # tests' checkouts may still be dropping it)
-    while shop.available(sku) == 5 and hits(shop) == before and time.monotonic() < deadline:
+    deadline = time.monotonic() + FRESH_WITHIN
+    while True:  # the product's own event, or a late one of an earlier test, may drop it during a round: again
         before = hits(shop)
-    before = hits(shop)
-    assert [shop.available(sku) for _ in range(3)] == [5, 5, 5]
-    assert hits(shop) - before >= 3
+        reads = [shop.available(sku) for _ in range(3)]
+        answered = hits(shop) - before
+        if answered >= 3 or time.monotonic() > deadline:
+            break
+    assert reads == [5, 5, 5] and answered >= 3
 
 
 def test_a_change_behind_the_gateways_back_shows_within_seconds(shop):

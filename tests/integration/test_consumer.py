@@ -11,7 +11,7 @@ import nats
 import pytest
 from opentelemetry import trace
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 from sagashop.events import outbox
 from sagashop.events.catalog import PaymentCharged
@@ -24,6 +24,7 @@ from sagashop.kit.db import Database, database
 from sagashop.kit.settings import Settings
 from tests.integration import test_relay
 from tests.integration.test_relay import Crash
+from tools.local.parts import free_port
 
 own_nats = test_relay.own_nats  # a NATS server of the test's own, to stop and start
 CONSUMER = "reporting"  # a schema with an inbox; the tests' handlers write to a table of their own
@@ -153,6 +154,32 @@ async def test_a_failing_event_is_tried_again_with_pauses_then_dead_lettered_wit
     assert REDELIVERIES.labels(CONSUMER)._value.get() - before == 3  # 7 once, 13 twice
 
 
+async def test_what_events_make_happen_outside_the_database_happens_once_when_one_of_their_batch_fails(
+        db, js, names, nats_server):
+    """An effect (an email, say) is made only once its whole batch applied: an event failing in the batch, which
+    is then applied one by one, does not make the others' effects happen twice."""
+    made: list[int] = []  # what the effects did, in order
+    tries: dict[int, int] = {}
+
+    def handle(conn: Connection, event: Envelope[Any]) -> Callable[[], None]:
+        cents = event.payload.amount_cents
+        tries[cents] = tries.get(cents, 0) + 1
+        if cents == 4 and tries[cents] == 1:
+            raise RuntimeError("not this time")
+        conn.execute(text("INSERT INTO applied VALUES (:e)"), {"e": event.event_id})
+        return lambda: made.append(cents)
+
+    await publish(js, names, 1, 2, 3, 4, 5)
+    stop = await running(Consumer(db, CONSUMER, nats_server, {"payment.charged": (PaymentCharged, handle)},
+                                  streams=names, backoff=(0.2,)))
+    try:
+        await until(lambda: settled(js, names))
+    finally:
+        await stop()
+    assert tries[1] == 2  # it was in the batch that failed, and applied again on its own
+    assert sorted(made) == [1, 2, 3, 4, 5] and len(await applied(db)) == 5
+
+
 async def test_poison_is_dead_lettered_at_once(db, js, names, nats_server):
     def fail(payload: PaymentCharged) -> Exception | None:
         return Poison("never") if payload.amount_cents == 66 else None
@@ -193,6 +220,69 @@ async def test_a_replayed_dead_letter_applies_once_and_leaves_the_list(db, js, n
 
 async def applied_count(db: Database, n: int) -> bool:
     return len(await applied(db)) >= n
+
+
+class Cuttable:
+    """A TCP proxy to the PostgreSQL server that can be cut (its connections dropped, new ones refused) and mended:
+    a database outage."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target, self.port = target, free_port()
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def mend(self) -> None:
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except OSError:
+                pass
+            finally:
+                writer.close()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            self.writers += [writer, up_writer]
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+        self.server = await asyncio.start_server(handle, "127.0.0.1", self.port, reuse_address=True)
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+        await self.server.wait_closed()
+
+
+@pytest.mark.parametrize("settings", ["postgres"], indirect=True)
+async def test_a_database_outage_dead_letters_nothing_and_the_events_apply_once_it_is_back(
+        db, js, names, nats_server, settings):
+    real = make_url(settings.database_url)
+    proxy = Cuttable((real.host or "127.0.0.1", real.port or 5432))
+    await proxy.mend()
+    through = await database(Settings(database_url=real.set(host="127.0.0.1", port=proxy.port).render_as_string(
+        hide_password=False)), CONSUMER)
+    stop = await running(Consumer(through, CONSUMER, nats_server, applying(), streams=names, ack_wait=1.0,
+                                  backoff=(0.1,), max_deliveries=2))
+    try:
+        first = await publish(js, names, 1)
+        await until(lambda: applied_count(db, 1))
+        await proxy.cut()
+        during = await publish(js, names, 2, 3, 4)
+        await asyncio.sleep(4)  # many times what two deliveries with their backoff take
+        await proxy.mend()
+        await until(lambda: applied_count(db, 4), seconds=20)
+        await until(lambda: settled(js, names))
+    finally:
+        await stop()
+        await through.dispose()
+        await proxy.cut()
+    assert await applied(db) == sorted(first + during)
+    assert await list_dead_letters(js, names) == []
 
 
 @pytest.mark.parametrize("settings", ["sqlite"], indirect=True)

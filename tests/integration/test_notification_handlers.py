@@ -22,13 +22,14 @@ from sagashop.events.catalog import (
     ShipmentCreated,
     UserRegistered,
 )
-from sagashop.events.delivery import Delivery, apply
+from sagashop.events.delivery import Delivery, apply_all
 from sagashop.events.envelope import Envelope, envelope
 from sagashop.kit.db import database
 from sagashop.kit.errors import Invalid
 from sagashop.v1 import notification_pb2 as pb
 from sagashop.v1 import notification_pb2_grpc
-from services.notification.domain import NotKnownYet
+from services.notification import domain
+from services.notification.domain import Customer, NotKnownYet
 from services.notification.handlers import Notifier
 from services.notification.mailer import Mailer
 from services.notification.main import SERVICE
@@ -45,16 +46,18 @@ class CountingKeeper(Keeper):
     """The sink of `sagashop up`, counting what it received (it keeps a repeated Message-ID once)."""
 
     received: list[str] = []
+    sessions: list[object] = []  # the client end of the SMTP session each message came over
 
     async def handle_DATA(self, server: smtp.SMTP, session: smtp.Session, envelope: smtp.Envelope) -> str:
         self.received.append(message_from_bytes(envelope.original_content or b"", policy=default)["Subject"])
+        self.sessions.append(session.peer)
         return await super().handle_DATA(server, session, envelope)
 
 
 @pytest.fixture
 def sink(tmp_path):
     keeper = CountingKeeper(tmp_path / "mail")
-    keeper.received = []
+    keeper.received, keeper.sessions = [], []
     controller = Controller(keeper, hostname="127.0.0.1", port=free_port())
     controller.start()
     yield keeper, f"smtp://127.0.0.1:{controller.port}"
@@ -76,7 +79,7 @@ async def deliver(db, url: str, *events: Payload | Envelope[Any]) -> None:
         data = (event if isinstance(event, Envelope) else envelope(event)).model_dump_json().encode()
         delivery = Delivery.read(data, "test", {}, seq, handlers)
         if delivery.handler is not None:
-            await db.transaction(lambda conn, d=delivery: apply(conn, d, "notification"), tries=1)
+            await db.transaction(lambda conn, d=delivery: apply_all(conn, [d], "notification"), tries=1)
 
 
 async def kinds(db, order_id: str) -> list[str]:
@@ -172,6 +175,27 @@ async def test_a_send_that_fails_raises_and_records_nothing_and_the_event_again_
     await deliver(db, url, approved("o1"), approved("o1"))
     assert await kinds(db, "o1") == ["order_approved"]
     assert keeper.received == ["Your order o1 is confirmed"]
+
+
+def test_emails_share_one_smtp_session_and_one_the_server_closed_is_replaced_without_losing_an_email(tmp_path):
+    keeper, port = CountingKeeper(tmp_path / "mail"), free_port()
+    keeper.received, keeper.sessions = [], []
+    mailer = Mailer(f"smtp://127.0.0.1:{port}", "sagashop <orders@sagashop.local>")
+    ada = Customer("u1", "u1@example.com", "Ada")
+    emails = [domain.approved(ada, f"o{i}", LINES, 7_800, "EUR") for i in range(4)]
+    try:
+        for sent in (emails[:2], emails[2:]):  # the server goes away with the session open, and comes back
+            controller = Controller(keeper, hostname="127.0.0.1", port=port)
+            controller.start()
+            try:
+                for email in sent:
+                    mailer.send(email)
+            finally:
+                controller.stop()
+    finally:
+        mailer.close()
+    assert keeper.received == [e.subject for e in emails]
+    assert keeper.sessions[0] == keeper.sessions[1] != keeper.sessions[2] == keeper.sessions[3]
 
 
 async def test_the_service_lists_an_orders_notifications_oldest_first_and_refuses_no_order_id(

@@ -153,7 +153,7 @@ async def _stir(shop: ShopClient, replicas: Replicas, path: EventPath, rng: rand
         if rng.random() < 0.15:
             crashes[(await shop.add_fault(**faults.crash_rule(rng, steps)))["id"]] = "orchestrator"
         while path.relay_crashes_due > 0:
-            crashes[(await shop.add_fault(**path.relay_crash_rule()))["id"]] = "relay"
+            crashes[await path.add_relay_crash(shop)] = "relay"
         if rng.random() < 0.2:
             await replicas.kill_one()
         try:

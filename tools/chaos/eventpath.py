@@ -18,7 +18,6 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import psutil
 from nats.errors import Error as NatsError
@@ -26,7 +25,7 @@ from nats.errors import Error as NatsError
 from sagashop.events.relay import CRASH_POINT
 from sagashop.events.streams import Streams
 from sagashop.kit.clock import now
-from sagashop.kit.settings import EVENT_CONSUMERS, SAGA_PARTS, Settings
+from sagashop.kit.settings import EVENT_CONSUMERS, Settings
 
 from ..local import broker
 from ..local.up import PID_DIR
@@ -120,11 +119,14 @@ class EventPath:
         self.relay_crashes_due += 1
         return ""
 
-    def relay_crash_rule(self) -> dict[str, Any]:
-        """A crash rule: the next batch a service's relay has published, it never marks (the process exits)."""
+    async def add_relay_crash(self, shop: ShopClient) -> str:
+        """A crash rule: the next batch the user service's relay has published, it never marks (the process exits);
+        then a customer registers, so that there is a batch (the saga services' events come only while orders
+        flow). Its id."""
         self.relay_crashes_due -= 1
-        return {"service": self.rng.choice(SAGA_PARTS), "method": CRASH_POINT, "crash": "after", "rate": 1.0,
-                "count": 1}
+        rule = await shop.add_fault(service="user", method=CRASH_POINT, crash="after", rate=1.0, count=1)
+        await shop.register("Chaos relay")
+        return str(rule["id"])
 
     async def consumer_kill(self, _: ShopClient, __: float) -> str:
         """SIGKILL to the campaign's replica of one consumer, a new one in its place: what it fetched and had not

@@ -4,11 +4,13 @@ Two durable pull consumers named after it read for it: one on the events stream 
 no handler for is acknowledged and skipped), one on its subject of the replay stream (dead letters an operator sent
 back: `deadletters.replay`). A batch of messages is applied in one transaction, each event's id noted in the inbox
 (`inbox.py`) with its effect, so an event delivered again (the batch committed, the consumer stopped before its
-acknowledgements) is skipped; the messages are acknowledged after the commit. If the batch fails, its messages are
+acknowledgements) is skipped; what no rollback undoes (an email) waits until every event of the batch applied
+(`delivery.Effect`); the messages are acknowledged after the commit. If the batch fails, its messages are
 applied one by one, each in a transaction of its own, to find the one that fails: that one is delivered again after
 a pause (BACKOFF), and after MAX_DELIVERIES it is dead-lettered (`deadletters.py`); an event that can never apply
 (unreadable, invalid, or its handler raised Poison) is dead-lettered at once. While the broker is down the consumer
-tries again after pauses that double up to LONGEST_PAUSE. (`rebuild.py` applies the whole stream again.)
+tries again after pauses that double up to LONGEST_PAUSE, and so while its database is down (what it fetched comes
+again after the ack wait, and is not dead-lettered for it). (`rebuild.py` applies the whole stream again.)
 """
 
 import asyncio
@@ -28,9 +30,9 @@ from sagashop.kit.clock import now, rfc3339
 from sagashop.kit.db import Database
 from sagashop.kit.settings import Settings
 
-from . import deadletters, inbox
-from .delivery import Delivery, Handler, Handlers, Poison, apply, lock
-from .relay import quiet
+from . import connection, deadletters, inbox
+from .connection import stop
+from .delivery import Delivery, Effect, Handler, Handlers, Poison, apply_all, lock
 from .streams import DEFAULT_STREAMS, Streams
 
 if TYPE_CHECKING:  # imported as the consumer first connects: see relay.Relay._jetstream
@@ -38,7 +40,7 @@ if TYPE_CHECKING:  # imported as the consumer first connects: see relay.Relay._j
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
 
-__all__ = ["Consumer", "Handler", "Handlers", "Poison", "start", "stop"]
+__all__ = ["Consumer", "Effect", "Handler", "Handlers", "Poison", "start", "stop"]
 
 BATCH = 64  # messages fetched and applied in one transaction
 FETCH_SECONDS = 1.0  # how long a fetch waits for a first message (then the consumer asks again)
@@ -98,13 +100,8 @@ class Consumer:
                 await self._disconnect()
 
     async def _connect(self) -> "JetStreamContext":
-        import nats
-
         await self._disconnect()
-        # no reconnecting inside the client: a broken connection fails `_consume`, which starts again after a pause
-        self.nc = await nats.connect(self.url, name=f"sagashop-{self.name}-consumer", allow_reconnect=False,
-                                     max_reconnect_attempts=1, reconnect_time_wait=0.2, connect_timeout=2,
-                                     error_cb=quiet)
+        self.nc = await connection.connect(self.url, f"sagashop-{self.name}-consumer")
         js = self.nc.jetstream(timeout=REQUEST_SECONDS)
         await deadletters.ensure_streams(js, self.streams)
         return js
@@ -177,7 +174,7 @@ class Consumer:
     def _apply(self, conn: Connection, deliveries: list[Delivery]) -> list[Delivery]:
         """In the unit's transaction, under the shared lock a rebuild waits for: what was applied (not seen)."""
         lock(conn, self.name, exclusive=False)
-        return [d for d in deliveries if apply(conn, d, self.name)]
+        return apply_all(conn, deliveries, self.name)
 
     async def _acknowledge(self, messages: list["Msg"], ready: list[Delivery], applied: list[Delivery]) -> None:
         for d in applied:
@@ -187,6 +184,8 @@ class Consumer:
         await asyncio.gather(*(m.ack() for m in messages if m.metadata.sequence.stream in handled))
 
     async def _failed(self, js: "JetStreamContext", msg: "Msg", delivery: Delivery, error: Exception) -> None:
+        if not await self.db.answers():  # the database failed, not the event: its outage dead-letters nothing
+            raise ConnectionError(f"the database did not answer ({_reason(error)})")
         deliveries = msg.metadata.num_delivered
         if isinstance(error, Poison | ValidationError) or deliveries >= self.max_deliveries:
             await self._dead_letter(js, msg, delivery, error)
@@ -231,11 +230,7 @@ class Consumer:
 
     async def _disconnect(self) -> None:
         nc, self.nc = self.nc, None
-        if nc is not None and not nc.is_closed:
-            try:
-                await nc.close()
-            except Exception as e:  # a connection that broke already: nothing to close
-                log.debug("closing the NATS connection: %s", e)
+        await connection.close(nc)
 
 
 def _reason(error: BaseException) -> str:
@@ -258,10 +253,4 @@ def start(db: Database, name: str, settings: Settings, handlers: Handlers) -> as
                         ack_wait=settings.event_ack_wait_seconds)
     return asyncio.create_task(consumer.run(), name=f"{name}-consumer")
 
-
-async def stop(task: asyncio.Task[None] | None) -> None:
-    """Stops a consumer `start` started: what it had not acknowledged is delivered again to the next one."""
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 

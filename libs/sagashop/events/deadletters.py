@@ -3,15 +3,15 @@ headers; an operator lists them and sends one back to its consumer (`replay`), w
 inbox skips it if it was applied meanwhile). Used by the consumers and by the gateway's admin routes."""
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from .streams import Streams
+from . import connection
+from .streams import MAX_AGE, Streams
 
 if TYPE_CHECKING:  # the client is imported by whoever connects: see relay.Relay._jetstream
     from nats.js import JetStreamContext
 
-KEEP = timedelta(days=7)  # as long as the events stream keeps an event: a letter is no use after its event is gone
+KEEP = MAX_AGE  # as long as the events stream keeps an event: a letter is no use after its event is gone
 MAX_LETTERS = 10_000  # beyond, the oldest go first: a flood of failures cannot fill the broker's disk
 # the headers of a dead letter (its data is the event's message as it was delivered)
 CONSUMER, EVENT_ID, EVENT_TYPE = "Sagashop-Consumer", "Sagashop-Event-Id", "Sagashop-Event-Type"
@@ -35,7 +35,6 @@ async def ensure_streams(js: "JetStreamContext", streams: Streams) -> None:
     """Creates the dead-letter and replay streams, or leaves them as they are (the same config again is
     accepted as it is; another one, an older release's, is replaced by ours)."""
     from nats.js.api import DiscardPolicy, StorageType, StreamConfig
-    from nats.js.errors import BadRequestError
 
     for config in (
         StreamConfig(name=streams.dead_letters, subjects=[f"{streams.name}.dead.>"], storage=StorageType.FILE,
@@ -43,10 +42,7 @@ async def ensure_streams(js: "JetStreamContext", streams: Streams) -> None:
         StreamConfig(name=streams.replays, subjects=[f"{streams.name}.replay.>"], storage=StorageType.FILE,
                      max_age=KEEP.total_seconds()),
     ):
-        try:
-            await js.add_stream(config)
-        except BadRequestError:
-            await js.update_stream(config)
+        await connection.ensure_stream(js, config)
 
 
 async def list_dead_letters(js: "JetStreamContext", streams: Streams, limit: int = 1000) -> list[DeadLetter]:

@@ -18,7 +18,12 @@ from . import inbox
 from .catalog import Payload
 from .envelope import Envelope
 
-Handler = Callable[[Connection, Envelope[Any]], None]
+Effect = Callable[[], None]
+"""What an event makes happen outside the database, which no rollback undoes (an email). Its handler returns it;
+it runs once every event of the transaction has applied, just before the commit, so an event failing later in a
+batch (which is then applied again one by one) never makes it happen twice. Raising rolls the transaction back as
+a handler does. A rebuild, which makes read models again, never runs them."""
+Handler = Callable[[Connection, Envelope[Any]], Effect | None]
 """Applies one event, inside the consumer's transaction (on the database's worker, so it may block). Raising rolls
 the transaction back: the event is delivered again later, a bounded number of times, then dead-lettered."""
 Handlers = Mapping[str, tuple[type[Payload], Handler]]  # by event type: the payload model it reads, its handler
@@ -67,8 +72,19 @@ class Delivery:
                    str(event_type)[:64] if event_type else "unknown", 0.0, None)
 
 
-def apply(conn: Connection, delivery: Delivery, consumer: str) -> bool:
-    """Applies the event in the caller's transaction unless its inbox shows it applied; whether it applied it."""
+def apply_all(conn: Connection, deliveries: list[Delivery], consumer: str) -> list[Delivery]:
+    """Applies the events in order in the caller's transaction, then makes happen what their handlers returned
+    (`Effect`): those it applied (the others its inbox showed applied before)."""
+    effects: list[Effect] = []
+    applied = [d for d in deliveries if apply(conn, d, consumer, effects)]
+    for effect in effects:
+        effect()
+    return applied
+
+
+def apply(conn: Connection, delivery: Delivery, consumer: str, effects: list[Effect]) -> bool:
+    """Applies the event in the caller's transaction unless its inbox shows it applied, its handler's effect added
+    to `effects`; whether it applied it."""
     assert delivery.envelope is not None and delivery.handler is not None
     parent = telemetry.W3C.extract({telemetry.TRACEPARENT: delivery.traceparent}) if delivery.traceparent else None
     attributes = {"messaging.system": "nats", "messaging.destination.name": delivery.subject,
@@ -77,7 +93,8 @@ def apply(conn: Connection, delivery: Delivery, consumer: str) -> bool:
                         attributes=attributes):
         if not inbox.first_time(conn, delivery.event_id, delivery.event_type):
             return False
-        delivery.handler(conn, delivery.envelope)
+        if (effect := delivery.handler(conn, delivery.envelope)) is not None:
+            effects.append(effect)
         return True
 
 

@@ -1,7 +1,7 @@
 """The inbox: in each consumer's own schema, the id of every event it applied, written in the transaction that
 applies it. A delivery whose id is there was applied before (a redelivery, a replay, the stream read again by a
 rebuild): it is acknowledged and nothing more. Rows older than KEEP are pruned: by then the stream no longer holds
-their events (it keeps them 7 days: relay.MAX_AGE), so none of them can come again."""
+their events (it keeps them 7 days: streams.MAX_AGE), so none of them can come again."""
 
 from datetime import timedelta
 
@@ -11,7 +11,9 @@ from sqlalchemy.engine import Connection
 from sagashop.kit.clock import now
 from sagashop.kit.db import insert_if_absent
 
-KEEP = timedelta(days=8)  # longer than the stream keeps an event (7 days), so an id is never forgotten too soon
+from .streams import MAX_AGE
+
+KEEP = MAX_AGE + timedelta(days=1)  # longer than the stream keeps an event: an id is never forgotten too soon
 
 metadata = sa.MetaData()
 inbox = sa.Table(

@@ -17,9 +17,8 @@ from sqlalchemy.util import await_only
 from sagashop.kit.db import Database
 from sagashop.kit.errors import Unavailable
 
-from . import inbox
+from . import connection, inbox
 from .delivery import Delivery, Handlers, Poison, apply, lock
-from .relay import quiet
 from .streams import Streams
 
 if TYPE_CHECKING:
@@ -36,14 +35,12 @@ async def rebuild(db: Database, name: str, nats_url: str, handlers: Handlers, cl
                   *, streams: Streams) -> int:
     """Clears the consumer's read models (`clear`) and its inbox, applies the stream's events again: how many.
     Unavailable (`events_unavailable`) when the broker fails it: then nothing changed."""
-    import nats
     from nats.errors import Error as BrokerError
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
     loop = asyncio.get_running_loop()
     try:
-        nc = await nats.connect(nats_url, name=f"sagashop-{name}-rebuild", allow_reconnect=False,
-                                connect_timeout=2, max_reconnect_attempts=1, error_cb=quiet)
+        nc = await connection.connect(nats_url, f"sagashop-{name}-rebuild")
     except (OSError, BrokerError) as e:
         raise Unavailable(f"the broker did not answer: {e or type(e).__name__}", code=UNAVAILABLE) from None
     try:
@@ -85,7 +82,7 @@ def _apply(conn: Connection, name: str, handlers: Handlers, msg: Any) -> int:
     # writes (its inbox row first) are undone to a savepoint, and the rebuild goes on
     conn.exec_driver_sql("SAVEPOINT rebuild_event")
     try:
-        applied = apply(conn, delivery, name)
+        applied = apply(conn, delivery, name, effects=[])  # read models only: what events made happen, never again
     except (Poison, ValidationError) as e:
         conn.exec_driver_sql("ROLLBACK TO SAVEPOINT rebuild_event")
         log.warning("the %s rebuild skipped event %s: %s", name, delivery.event_id, e.__class__.__name__)
@@ -95,7 +92,9 @@ def _apply(conn: Connection, name: str, handlers: Handlers, msg: Any) -> int:
 
 
 async def _last_seq(js: "JetStreamContext", streams: Streams) -> int:
-    return int((await js.stream_info(streams.events)).state.last_seq)
+    """The sequence of the stream's last event; 0 when it holds none (every one aged out: its last_seq stays)."""
+    state = (await js.stream_info(streams.events)).state
+    return int(state.last_seq) if state.messages else 0
 
 
 def _wait(conn: Connection, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:

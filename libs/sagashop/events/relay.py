@@ -30,8 +30,10 @@ from sagashop.kit.db import Database
 from sagashop.kit.faults import FaultRules
 from sagashop.kit.settings import Settings
 
+from . import connection
+from .connection import stop as stop  # a part stops its relay as it started it: relay.stop(task)
 from .outbox import on_commit, outbox
-from .streams import DEFAULT_STREAMS, Streams
+from .streams import DEFAULT_STREAMS, MAX_AGE, Streams
 
 if TYPE_CHECKING:  # imported as the relay first connects: see `_jetstream`
     from nats.aio.client import Client
@@ -40,7 +42,6 @@ if TYPE_CHECKING:  # imported as the relay first connects: see `_jetstream`
 T = TypeVar("T")
 Unit = Callable[[Callable[[Connection], T]], Awaitable[T]]
 DUPLICATE_WINDOW = timedelta(minutes=2)  # a re-publish within it (same Nats-Msg-Id) is dropped by JetStream
-MAX_AGE = timedelta(days=7)  # how long the stream keeps an event for consumers that were away
 MAX_BYTES = 1 << 30  # and at most this much of them: beyond, the oldest go first (storage is bounded)
 KEEP_PUBLISHED = timedelta(hours=1)  # published rows kept for a look at what went out; the stream is the record
 POLL_SECONDS = 0.5
@@ -76,7 +77,7 @@ PRUNE = outbox.delete().where(outbox.c.published_at < sa.bindparam("p_before"))
 class Relay:
     """`await Relay(db, "payment", url).run()` publishes the service's outbox until cancelled. `streams` names
     the stream and its subjects (tests use their own); `crash_point`, if given, is called with "published" between
-    a batch's acknowledgement and its mark (a test's way to stop it there)."""
+    a batch's acknowledgement and its mark (how a test, or a crash rule of the failure injection, stops it there)."""
 
     def __init__(self, db: Database, service: str, nats_url: str, *, streams: Streams = DEFAULT_STREAMS,
                  poll_seconds: float = POLL_SECONDS, crash_point: Callable[[str], None] | None = None) -> None:
@@ -212,41 +213,20 @@ class Relay:
         """The connection's JetStream, connecting (and making sure the stream is there) when there is none."""
         if self.js is not None and self.nc is not None and self.nc.is_connected:
             return self.js
-        # imported here, not with the module: the client loads aiohttp whenever it is installed (the lab's), and
-        # a part loads nothing of the lab as it starts (tests/unit/test_layout.py)
-        import nats
         from nats.js.api import StorageType, StreamConfig
-        from nats.js.errors import BadRequestError
 
         await self._disconnect()
-        # no reconnecting inside the client: a broken connection fails the round, and the relay connects anew
-        # after its pause. (This client retries a first connection unless its attempts are bounded too.)
-        self.nc = await nats.connect(self.url, name=f"sagashop-{self.service}-relay", allow_reconnect=False,
-                                     max_reconnect_attempts=1, reconnect_time_wait=0.2, connect_timeout=2,
-                                     error_cb=quiet)
+        self.nc = await connection.connect(self.url, f"sagashop-{self.service}-relay")
         js = self.nc.jetstream(timeout=ACK_SECONDS)
-        config = StreamConfig(name=self.streams.events, subjects=[f"{self.streams.events_prefix}.>"],
-                              storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW.total_seconds(),
-                              max_age=MAX_AGE.total_seconds(), max_bytes=MAX_BYTES)
-        try:
-            await js.add_stream(config)  # the same config again is accepted as it is
-        except BadRequestError:  # there, with another config (an older release's): ours from now on
-            await js.update_stream(config)
+        await connection.ensure_stream(js, StreamConfig(
+            name=self.streams.events, subjects=[f"{self.streams.events_prefix}.>"], storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW.total_seconds(), max_age=MAX_AGE.total_seconds(), max_bytes=MAX_BYTES))
         self.js = js
         return js
 
     async def _disconnect(self) -> None:
         nc, self.nc, self.js = self.nc, None, None
-        if nc is not None and not nc.is_closed:
-            try:
-                await nc.close()
-            except Exception as e:  # a connection that broke already: nothing to close
-                log.debug("closing the NATS connection: %s", e)
-
-
-async def quiet(error: Exception) -> None:
-    """The client's own report of a failure the relay (or a consumer) reports itself, a warning per failed round."""
-    log.debug("NATS: %s", error)
+        await connection.close(nc)
 
 
 def start(db: Database, service: str, settings: Settings,
@@ -261,9 +241,3 @@ def start(db: Database, service: str, settings: Settings,
     relay = Relay(db, service, settings.nats_url, streams=Streams.of(settings), crash_point=crash)
     return asyncio.create_task(relay.run(), name=f"{service}-outbox-relay")
 
-
-async def stop(task: asyncio.Task[None] | None) -> None:
-    """Stops a relay `start` started: a batch published but not marked yet is published again by the next one."""
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)

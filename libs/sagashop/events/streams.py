@@ -7,8 +7,11 @@ that share a NATS server (the tests' shops, say) keep to their own.
 """
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sagashop.kit.settings import Settings
+
+MAX_AGE = timedelta(days=7)  # how long the events stream keeps an event for consumers that were away
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,14 @@ class Database:
         SQLite the write lock a read would otherwise take."""
         return await self._run(work, autocommit=True)
 
+    async def answers(self) -> bool:
+        """Whether the database runs a statement now: after a unit of work failed, whether the database failed it."""
+        try:
+            await self.autocommit(lambda conn: conn.exec_driver_sql("SELECT 1"))
+        except Exception:  # noqa: BLE001 - whatever went wrong, it did not answer
+            return False
+        return True
+
     async def _run(self, work: Work[T], *, autocommit: bool) -> T:
         if self.server is not None:  # the sync engine in one greenlet, where it awaits asyncpg
             return await greenlet_spawn(self._here, work, autocommit)
