@@ -73,10 +73,17 @@ class Delivery:
 
 
 def apply_all(conn: Connection, deliveries: list[Delivery], consumer: str) -> list[Delivery]:
-    """Applies the events in order in the caller's transaction, then makes happen what their handlers returned
-    (`Effect`): those it applied (the others its inbox showed applied before)."""
+    """Applies the events in order in the caller's transaction (their ids noted in the inbox in one statement),
+    then makes happen what their handlers returned (`Effect`): those it applied (the others its inbox showed
+    applied before)."""
+    new = inbox.first_times(conn, [(d.event_id, d.event_type) for d in deliveries])
     effects: list[Effect] = []
-    applied = [d for d in deliveries if apply(conn, d, consumer, effects)]
+    applied = []
+    for delivery in deliveries:
+        if delivery.event_id in new:
+            new.discard(delivery.event_id)  # (the same event twice in a batch: once)
+            _handle(conn, delivery, consumer, effects)
+            applied.append(delivery)
     for effect in effects:
         effect()
     return applied
@@ -85,17 +92,22 @@ def apply_all(conn: Connection, deliveries: list[Delivery], consumer: str) -> li
 def apply(conn: Connection, delivery: Delivery, consumer: str, effects: list[Effect]) -> bool:
     """Applies the event in the caller's transaction unless its inbox shows it applied, its handler's effect added
     to `effects`; whether it applied it."""
+    if not inbox.first_times(conn, [(delivery.event_id, delivery.event_type)]):
+        return False
+    _handle(conn, delivery, consumer, effects)
+    return True
+
+
+def _handle(conn: Connection, delivery: Delivery, consumer: str, effects: list[Effect]) -> None:
+    """Its handler, in a span that continues the trace that made the event."""
     assert delivery.envelope is not None and delivery.handler is not None
     parent = telemetry.W3C.extract({telemetry.TRACEPARENT: delivery.traceparent}) if delivery.traceparent else None
     attributes = {"messaging.system": "nats", "messaging.destination.name": delivery.subject,
                   "messaging.message.id": delivery.event_id, "sagashop.consumer": consumer}
     with telemetry.span(f"consume {delivery.event_type}", parent=parent, kind=trace.SpanKind.CONSUMER,
                         attributes=attributes):
-        if not inbox.first_time(conn, delivery.event_id, delivery.event_type):
-            return False
         if (effect := delivery.handler(conn, delivery.envelope)) is not None:
             effects.append(effect)
-        return True
 
 
 def lock(conn: Connection, consumer: str, *, exclusive: bool) -> None:

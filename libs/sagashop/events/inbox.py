@@ -3,6 +3,7 @@ applies it. A delivery whose id is there was applied before (a redelivery, a rep
 rebuild): it is acknowledged and nothing more. Rows older than KEEP are pruned: by then the stream no longer holds
 their events (it keeps them 7 days: streams.MAX_AGE), so none of them can come again."""
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -27,10 +28,12 @@ PRUNE = inbox.delete().where(inbox.c.applied_at < sa.bindparam("p_before"))
 CLEAR = inbox.delete()
 
 
-def first_time(conn: Connection, event_id: str, event_type: str) -> bool:
-    """Notes the event as applied in the caller's transaction; False when it was already (apply nothing)."""
-    row = {"event_id": event_id, "event_type": event_type, "applied_at": now()}
-    return conn.execute(INSERT_IF_ABSENT[conn.dialect.name], row).first() is not None
+def first_times(conn: Connection, events: Sequence[tuple[str, str]]) -> set[str]:
+    """Notes the events (id, type) as applied in the caller's transaction, in one statement: the ids of those that
+    were not already (apply only these)."""
+    at = now()
+    rows = [{"event_id": event_id, "event_type": event_type, "applied_at": at} for event_id, event_type in events]
+    return set(conn.execute(INSERT_IF_ABSENT[conn.dialect.name], rows).scalars()) if rows else set()
 
 
 def prune(conn: Connection) -> None:
