@@ -49,6 +49,9 @@ class Broker:
         self.lost = asyncio.Event()  # set when the connection `nc` broke or closed
         self.lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
+        self.changed: set[str] = set()  # SKUs events named that are not dropped from the cache yet
+        self.changed_all = False  # an event that could not be read: drop everything
+        self.dropping: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if not self.url:
@@ -57,9 +60,10 @@ class Broker:
         self.task = asyncio.create_task(self._follow_catalog(), name="gateway-catalog-events")
 
     async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+        for task in (self.task, self.dropping):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.nc is not None and not self.nc.is_closed:
             await self.nc.close()
 
@@ -123,10 +127,23 @@ class Broker:
             await asyncio.sleep(pause)
 
     async def _changed(self, msg: "Msg") -> None:
+        """Notes what the event changed, for one task to drop with whatever else came meanwhile: the relays publish
+        in rounds, so events come in bursts, dropped in one call to the store rather than one each."""
         if (skus := skus_of(msg.data)) is None:
-            await self.cache.invalidate_all("event")
+            self.changed_all = True
         else:
-            await self.cache.invalidate(skus, "event")
+            self.changed |= skus
+        if self.dropping is None or self.dropping.done():
+            self.dropping = asyncio.create_task(self._drop_changed(), name="gateway-catalog-drops")
+
+    async def _drop_changed(self) -> None:
+        while self.changed or self.changed_all:
+            skus, self.changed = self.changed, set()
+            if self.changed_all:
+                self.changed_all = False
+                await self.cache.invalidate_all("event")
+            else:
+                await self.cache.invalidate(skus, "event")
 
     async def _error(self, error: Exception) -> None:
         from nats.errors import SlowConsumerError
