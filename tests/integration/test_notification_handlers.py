@@ -2,7 +2,9 @@
 often and in whatever order the events come; a failed send or an unknown customer records nothing and raises, so
 the consumer delivers the event again."""
 
+import asyncio
 import random
+import threading
 from email import message_from_bytes
 from email.policy import default
 from typing import Any
@@ -24,7 +26,7 @@ from sagashop.events.catalog import (
 )
 from sagashop.events.delivery import Delivery, apply_all
 from sagashop.events.envelope import Envelope, envelope
-from sagashop.kit.db import database
+from sagashop.kit.db import database, off_the_loop
 from sagashop.kit.errors import Invalid
 from sagashop.v1 import notification_pb2 as pb
 from sagashop.v1 import notification_pb2_grpc
@@ -161,6 +163,32 @@ async def test_an_order_of_a_customer_not_known_yet_raises_until_their_registrat
     await deliver(db, url, registered(), approved("o1"))
     assert await kinds(db, "o1") == ["order_approved"]
     assert keeper.received == ["Your order o1 is confirmed"]
+
+
+@pytest.mark.parametrize("settings", ["postgres"], indirect=True)
+async def test_an_approval_and_its_shipment_applied_side_by_side_still_send_the_shipments_email(db, sink):
+    """Two replicas of the consumer: one applies order.approved and has not committed yet when the other applies
+    shipment.created. The second waits for the first's commit and sees the approval (without the order's lock
+    neither would see the other, and the shipment's email would never be sent)."""
+    keeper, url = sink
+    await deliver(db, url, registered(), OrderPlaced(order_id="o1", country="FR", **ORDER))
+    handlers = Notifier(Mailer(url, "sagashop <orders@sagashop.local>")).handlers()
+    approval, shipment = (Delivery.read(envelope(p).model_dump_json().encode(), "test", {}, seq, handlers)
+                          for seq, p in ((10, approved("o1")), (11, shipped("o1"))))
+    gate = threading.Event()
+
+    def approve_then_wait(conn: Any) -> None:
+        apply_all(conn, [approval], "notification")
+        off_the_loop(conn, lambda: gate.wait(10))  # the transaction stays open, its lock held
+
+    first = asyncio.create_task(db.transaction(approve_then_wait, tries=1))
+    await asyncio.sleep(0.5)
+    second = asyncio.create_task(db.transaction(lambda conn: apply_all(conn, [shipment], "notification"), tries=1))
+    await asyncio.sleep(0.5)
+    gate.set()
+    await asyncio.gather(first, second)
+    assert await kinds(db, "o1") == ["order_approved", "shipment_created"]
+    assert sorted(keeper.received) == ["Your order o1 is being shipped", "Your order o1 is confirmed"]
 
 
 async def test_a_send_that_fails_raises_and_records_nothing_and_the_event_again_sends_once(db, sink):

@@ -89,12 +89,12 @@ def apply_all(conn: Connection, deliveries: list[Delivery], consumer: str) -> li
     return applied
 
 
-def apply(conn: Connection, delivery: Delivery, consumer: str, effects: list[Effect]) -> bool:
-    """Applies the event in the caller's transaction unless its inbox shows it applied, its handler's effect added
-    to `effects`; whether it applied it."""
+def apply(conn: Connection, delivery: Delivery, consumer: str) -> bool:
+    """For a rebuild: applies the event unless its inbox shows it applied, and leaves out what its handler returns
+    (a rebuild makes read models again, never what the events made happen); whether it applied it."""
     if not inbox.first_times(conn, [(delivery.event_id, delivery.event_type)]):
         return False
-    _handle(conn, delivery, consumer, effects)
+    _handle(conn, delivery, consumer, effects=[])
     return True
 
 

@@ -82,7 +82,7 @@ def _apply(conn: Connection, name: str, handlers: Handlers, msg: Any) -> int:
     # writes (its inbox row first) are undone to a savepoint, and the rebuild goes on
     conn.exec_driver_sql("SAVEPOINT rebuild_event")
     try:
-        applied = apply(conn, delivery, name, effects=[])  # read models only: what events made happen, never again
+        applied = apply(conn, delivery, name)
     except (Poison, ValidationError) as e:
         conn.exec_driver_sql("ROLLBACK TO SAVEPOINT rebuild_event")
         log.warning("the %s rebuild skipped event %s: %s", name, delivery.event_id, e.__class__.__name__)
