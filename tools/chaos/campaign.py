@@ -147,20 +147,38 @@ async def _stir(shop: ShopClient, replicas: Replicas, path: EventPath, rng: rand
     crashes: dict[str, str] = {}  # crash rules not yet seen to fire: what they crash, by id
     targets, steps = faults.targets(), faults.step_names()
     while not stop.is_set():
-        path.relay_crashes_due += await _tally(shop, report, crashes)  # a relay that published nothing: again
+        unfired = await _tally(shop, report, crashes)  # (read before adding: the path may ask for one meanwhile)
+        path.relay_crashes_due += unfired  # a relay that published nothing while its rule stood: again
         for _ in range(rng.randint(1, 3)):
             await shop.add_fault(**faults.random_rule(rng, targets))
         if rng.random() < 0.15:
             crashes[(await shop.add_fault(**faults.crash_rule(rng, steps)))["id"]] = "orchestrator"
-        while path.relay_crashes_due > 0:
-            crashes[await path.add_relay_crash(shop)] = "relay"
+        await _add_relay_crashes(shop, path, crashes)
         if rng.random() < 0.2:
             await replicas.kill_one()
         try:
             await asyncio.wait_for(stop.wait(), rng.uniform(0.5, 2.0))
         except TimeoutError:
             pass
+    await _add_relay_crashes(shop, path, crashes)  # (asked for as the last orders went in)
+    await _relay_crashes_fired(shop, crashes)
     await _tally(shop, report, crashes)
+
+
+async def _add_relay_crashes(shop: ShopClient, path: EventPath, crashes: dict[str, str]) -> None:
+    while path.relay_crashes_due > 0:
+        crashes[await path.add_relay_crash(shop)] = "relay"
+
+
+async def _relay_crashes_fired(shop: ShopClient, crashes: dict[str, str], within: float = 15.0) -> None:
+    """Waits (bounded) until the relay crash rules that stand have fired (the crashed service's rules are gone
+    with it): one asked for as the last orders were placed would otherwise meet the last tally unfired."""
+    standing = {rule_id for rule_id, kind in crashes.items() if kind == "relay"}
+    deadline = time.monotonic() + within
+    while standing and time.monotonic() < deadline:
+        standing &= {rule["id"] for rule in await shop.items("/v1/admin/faults")}
+        if standing:
+            await asyncio.sleep(0.2)
 
 
 async def _tally(shop: ShopClient, report: Report, crashes: dict[str, str]) -> int:

@@ -73,10 +73,13 @@ async def follow_order_saga(order_id: IdPath, user: CurrentUser, b: Backends) ->
     await visible_order(b, order_id, user)
 
     async def events() -> AsyncIterator[str]:
-        stream = b.orchestrator.stub.WatchSaga(orchestrator_pb2.GetSagaRequest(order_id=order_id), timeout=600,
-                                               metadata=b.orchestrator.metadata)
-        async for saga in stream:
-            yield f"event: saga\ndata: {as_seen_by(user, saga_out(saga)).model_dump_json()}\n\n"
+        watch = b.orchestrator.stub.WatchSaga(orchestrator_pb2.GetSagaRequest(order_id=order_id), timeout=600,
+                                              metadata=b.orchestrator.metadata)
+        try:
+            async for saga in watch:
+                yield f"event: saga\ndata: {as_seen_by(user, saga_out(saga)).model_dump_json()}\n\n"
+        finally:  # ended, or its client went away: counted no more now, not once the collector frees it
+            WATCHING[user.user_id].discard(stream)
 
     admit(user, stream := events())
     return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
