@@ -35,7 +35,7 @@ from .connection import stop
 from .delivery import Delivery, Effect, Handler, Handlers, Poison, apply_all, lock
 from .streams import DEFAULT_STREAMS, Streams
 
-if TYPE_CHECKING:  # imported as the consumer first connects: see relay.Relay._jetstream
+if TYPE_CHECKING:  # imported as the consumer first connects: see connection.py
     from nats.aio.client import Client
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext

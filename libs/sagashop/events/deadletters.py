@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from . import connection
 from .streams import MAX_AGE, Streams
 
-if TYPE_CHECKING:  # the client is imported by whoever connects: see relay.Relay._jetstream
+if TYPE_CHECKING:  # the client is imported by whoever connects: see connection.py
     from nats.js import JetStreamContext
 
 KEEP = MAX_AGE  # as long as the events stream keeps an event: a letter is no use after its event is gone

@@ -35,7 +35,7 @@ from .connection import stop as stop  # a part stops its relay as it started it:
 from .outbox import on_commit, outbox
 from .streams import DEFAULT_STREAMS, MAX_AGE, Streams
 
-if TYPE_CHECKING:  # imported as the relay first connects: see `_jetstream`
+if TYPE_CHECKING:  # imported as the relay first connects: see connection.py
     from nats.aio.client import Client
     from nats.js import JetStreamContext
 
