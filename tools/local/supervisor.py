@@ -7,7 +7,6 @@ supervisord (a daemon with config files of its own): what we need is ~100 lines 
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -21,8 +20,8 @@ STOP_GRACE = 10.0
 
 
 class Part:
-    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], prefix: str, nice: int = 0) -> None:
-        self.name, self.argv, self.env, self.prefix, self.nice = name, list(argv), dict(env), prefix, nice
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], prefix: str) -> None:
+        self.name, self.argv, self.env, self.prefix = name, list(argv), dict(env), prefix
         self.process: asyncio.subprocess.Process | None = None
         self.task: asyncio.Task[None] | None = None
         self.restarts = 0
@@ -53,10 +52,9 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
 
-    def run(self, name: str, argv: Sequence[str], env: Mapping[str, str], *, nice: int = 0) -> Part:
-        """Starts `argv` with exactly `env` and keeps it running until `stop`; `nice` > 0: at that lower CPU
-        priority (set before it starts its threads, which inherit it)."""
-        part = Part(name, argv, env, self.prefixes[name], nice)
+    def run(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> Part:
+        """Starts `argv` with exactly `env` and keeps it running until `stop`."""
+        part = Part(name, argv, env, self.prefixes[name])
         part.task = asyncio.create_task(self._keep_running(part))
         return part
 
@@ -68,9 +66,6 @@ class Supervisor:
                 *part.argv, env=part.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop the processes in order
             )
-            if part.nice:
-                with contextlib.suppress(OSError):  # gone already: it is restarted
-                    os.setpriority(os.PRIO_PROCESS, part.process.pid, part.nice)
             if self.stopping.is_set():  # `stop` came while it was starting, and found no process to signal
                 part.process.send_signal(signal.SIGTERM)
             pid_file = self.pid_dir / f"{part.name}.pid" if self.pid_dir else None

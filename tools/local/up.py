@@ -9,7 +9,7 @@ import sys
 
 from sagashop.backends import Backends
 from sagashop.kit.errors import DomainError
-from sagashop.kit.settings import EVENT_CONSUMERS, INTERNAL_SECRET_FILE, PARTS, SERVICES, Settings
+from sagashop.kit.settings import INTERNAL_SECRET_FILE, PARTS, SERVICES, Settings
 from sagashop.v1 import inventory_pb2
 
 from ..shopclient import ShopClient
@@ -21,10 +21,6 @@ from .supervisor import Part, Supervisor
 
 READY_WITHIN = 120.0
 PID_DIR = "run"  # in the data directory: `<process>.pid` of each process up runs, while it runs
-# the parts that work off the request path (the event consumers, and the mail sink they send to) run at a lower CPU
-# priority: on a machine the checkout saturates, it goes first, and they catch up once it is quieter (their lag,
-# sagashop_consumer_lag, grows meanwhile). In Kubernetes each is a pod of its own, with its own CPU request.
-BACKGROUND_NICE = 10
 METRICS_OFFSET = 1000  # each gRPC part serves its metrics on its port + 1000 (user 51051, ...)
 DEMO_CATALOG = [  # sku, name, price in cents, stock
     ("LAMP", "Desk lamp", 3_900, 50),
@@ -67,12 +63,12 @@ async def run(settings: Settings) -> None:
                 raise NotReady(f"the NATS server on 127.0.0.1:{nats.port} did not start; see its log above (another "
                                "server on that port? SAGASHOP_NATS_PORT chooses another)")
         if sink:
-            servers.append(supervisor.run(mailsink.NAME, sink.argv(), part_env(), nice=BACKGROUND_NICE))
+            servers.append(supervisor.run(mailsink.NAME, sink.argv(), part_env()))
             if not await sink.until_ready(servers[-1], supervisor.stopping):
                 raise NotReady(f"the SMTP sink on 127.0.0.1:{sink.port} did not start; see its log above (another "
                                "server on that port? SAGASHOP_SMTP_PORT chooses another)")
-        parts = [supervisor.run(part, command(part), part_env(None, **env, **metrics_port(settings, part)),
-                                nice=BACKGROUND_NICE if part in EVENT_CONSUMERS else 0) for part in PARTS]
+        parts = [supervisor.run(part, command(part), part_env(None, **env, **metrics_port(settings, part)))
+                 for part in PARTS]
         url = f"http://127.0.0.1:{settings.gateway_port}"
         if not await until_ready(url, supervisor.stopping):
             raise NotReady(f"not ready after {READY_WITHIN:.0f}s; see the logs above")
