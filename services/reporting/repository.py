@@ -30,7 +30,7 @@ metadata = sa.MetaData()
 order_events = sa.Table(
     "order_events", metadata,
     sa.Column("event_id", sa.String, primary_key=True), sa.Column("order_id", sa.String),
-    sa.Column("event_type", sa.String), sa.Column("occurred_at", sa.DateTime(timezone=True)),
+    sa.Column("event_type", sa.String), sa.Column("occurred_at", sa.DateTime(timezone=True), index=True),
     sa.Column("payload", sa.Text),
 )
 sales = sa.Table(
@@ -49,9 +49,7 @@ compensations = sa.Table(
     sa.Column("day", sa.Date, primary_key=True), sa.Column("kind", sa.String, primary_key=True),
     sa.Column("n", sa.BigInteger),
 )
-as_of = sa.Table("as_of", metadata, sa.Column("id", sa.Integer, primary_key=True),
-                 sa.Column("occurred_at", sa.DateTime(timezone=True)))
-READ_MODELS = (order_events, sales, outcomes, compensations, as_of)
+READ_MODELS = (order_events, sales, outcomes, compensations)
 P = sa.bindparam
 
 
@@ -76,8 +74,6 @@ RECORD_EVENT = _by_dialect(order_events)
 ADD_SALES = _by_dialect(sales, units=_add, revenue_cents=_add)
 ADD_OUTCOME = _by_dialect(outcomes, orders=_add)
 ADD_COMPENSATION = _by_dialect(compensations, n=_add)
-LATER = {"postgresql": sa.func.greatest, "sqlite": sa.func.max}  # the larger of two values
-NEWER = {name: _by_dialect(as_of, occurred_at=lambda a, b, f=f: f(a, b))[name] for name, f in LATER.items()}
 
 SALES_IN = (sa.select(sales.c.sku, sales.c.currency, sa.func.sum(sales.c.units).label("units"),
                       sa.func.sum(sales.c.revenue_cents).label("revenue_cents"))
@@ -87,7 +83,7 @@ OUTCOMES_IN = (sa.select(outcomes.c.outcome, outcomes.c.reason, sa.func.sum(outc
                .where(outcomes.c.day.between(P("p_from"), P("p_to"))).group_by(outcomes.c.outcome, outcomes.c.reason))
 COMPENSATIONS_IN = (sa.select(compensations.c.kind, sa.func.sum(compensations.c.n).label("n"))
                     .where(compensations.c.day.between(P("p_from"), P("p_to"))).group_by(compensations.c.kind))
-AS_OF = sa.select(as_of.c.occurred_at)
+AS_OF = sa.select(sa.func.max(order_events.c.occurred_at))  # the newest event applied (by its index)
 EVENTS_OF = (sa.select(order_events).where(order_events.c.order_id == P("p_order_id"))
              .order_by(order_events.c.occurred_at, order_events.c.event_id))
 
@@ -101,13 +97,10 @@ class AboutOrder(Payload):
 
 
 def _record(conn: Connection, event: Envelope[Any]) -> None:
-    """The event in the order's timeline, and `as_of` moved to it if it is the newest."""
-    occurred_at = event.occurred_at.astimezone(UTC)
-    dialect = conn.dialect.name
-    conn.execute(RECORD_EVENT[dialect], {
+    """The event in the order's timeline."""
+    conn.execute(RECORD_EVENT[conn.dialect.name], {
         "event_id": event.event_id, "order_id": event.payload.order_id, "event_type": event.event_type,
-        "occurred_at": occurred_at, "payload": event.payload.model_dump_json()})
-    conn.execute(NEWER[dialect], {"id": 1, "occurred_at": occurred_at})
+        "occurred_at": event.occurred_at.astimezone(UTC), "payload": event.payload.model_dump_json()})
 
 
 def _sold(conn: Connection, day: date, lines: list[PricedItem], currency: str, sign: int) -> None:

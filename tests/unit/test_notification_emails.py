@@ -1,5 +1,9 @@
 """The emails' texts, built from the events alone, and the SMTP URL the notification service sends through."""
 
+from dataclasses import replace
+from email import message_from_bytes
+from email.policy import default
+
 import pytest
 
 from sagashop.events.catalog import PricedItem
@@ -56,6 +60,20 @@ def test_an_email_sent_again_has_the_same_id_and_message_id():
     msg = message(first, "shop <orders@sagashop.local>")
     assert msg["Message-ID"] == f"<{first.id}@sagashop>"
     assert (msg["To"], msg["From"]) == ("Ada <ada@example.com>", "shop <orders@sagashop.local>")
+
+
+def test_a_name_and_subject_beyond_ascii_read_back_as_written():
+    zoe = Customer("u2", "zoe@example.com", "Zoë Ünderwood, Jr.")
+    email = replace(domain.shipment_created(zoe, "o-1", "TRK-42"), subject="Unterwegs — o-1")
+    received = message_from_bytes(message(email, "shop <orders@sagashop.local>").as_bytes(), policy=default)
+    assert (received["To"], received["Subject"]) == ('"Zoë Ünderwood, Jr." <zoe@example.com>', "Unterwegs — o-1")
+    assert received.get_content() == email.body and email.body.startswith("Hello Zoë Ünderwood, Jr.,")
+
+
+@pytest.mark.parametrize("name", ["Ada\r\nBcc: someone@example.com", "Ada\nBcc: someone@example.com"])
+def test_a_line_break_in_a_header_is_refused_not_sent_as_a_header_of_its_own(name):
+    with pytest.raises(ValueError, match="line break"):
+        message(domain.shipment_created(Customer("u3", "ada@example.com", name), "o-1", "TRK-42"), "shop <a@b.c>")
 
 
 @pytest.mark.parametrize(("url", "server"), [
