@@ -11,7 +11,6 @@ import signal
 import sys
 import uuid
 from email.parser import BytesHeaderParser
-from email.policy import default
 from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -28,7 +27,7 @@ READY_WITHIN = 30.0
 
 def file_name(content: bytes) -> str:
     """`<message-id>.eml`; a Message-ID that is no safe file name (or none) is named by its hash (or the content's)."""
-    headers = BytesHeaderParser(policy=default).parsebytes(content)
+    headers = BytesHeaderParser().parsebytes(content)  # compat32: a fifth of the default policy's CPU
     message_id = str(headers.get("Message-ID", "")).strip().removeprefix("<").removesuffix(">")
     if SAFE_ID.fullmatch(message_id):
         return f"{message_id}.eml"
