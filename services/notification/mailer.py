@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 from .domain import Email
 
 TIMEOUT_SECONDS = 10.0  # of the connection and of each SMTP command
+REMEMBERED = 4096  # ids of the emails sent last, not sent again by this process (see Mailer)
 PORTS = {"smtp": 25, "smtps": 465}
 FORM = "smtp://[user:password@]host[:port] or smtps://[user:password@]host[:port]"
 UTF8 = Charset("utf-8")
@@ -91,7 +92,11 @@ class Mailer:
     """Sends over one SMTP session kept open from send to send (a session per email cost more CPU, on both ends,
     than the emails). A session the server closed while idle is found out by the next send, which then starts a
     new one and sends once more; any other failure (a refusal, no answer in time: the message may have been taken)
-    is raised, the session dropped."""
+    is raised, the session dropped.
+
+    It remembers the ids of the last REMEMBERED emails it sent and does not send one of them again: the consumer
+    sends a batch's emails before its commit, and if a later one fails, the batch rolls back and its events are
+    applied again one by one, asking for the emails already sent once more."""
 
     def __init__(self, url: str | None, sender: str, timeout: float = TIMEOUT_SECONDS) -> None:
         """`url`: SAGASHOP_SMTP_URL, checked now (BadSmtpUrl); None sends nothing, each send fails."""
@@ -101,29 +106,37 @@ class Mailer:
         self.context = ssl.create_default_context()
         self.session: smtplib.SMTP | None = None
         self.lock = threading.Lock()  # sends come from the database's worker threads
+        self.sent: dict[str, None] = {}  # ids, oldest first
 
     def send(self, email: Email) -> None:
         """Sends `email`, or raises (OSError, smtplib.SMTPException, NoSmtpServer)."""
         if self.server is None:
             raise NoSmtpServer("SAGASHOP_SMTP_URL is not set: no email can be sent")
-        msg = message(email, self.sender)
         with self.lock:
-            if self.session is not None:
-                try:
-                    self.session.send_message(msg)
-                    return
-                except (smtplib.SMTPServerDisconnected, ConnectionError) as e:  # closed while idle: not sent
-                    log.info("the SMTP session was closed (%s): sending in a new one", type(e).__name__)
-                    self._close()
-                except BaseException:  # the server's answer, or no answer in time: the consumer tries again later
-                    self._close()
-                    raise
-            self.session = self._open(self.server)
+            if email.id in self.sent:
+                return
+            self._send(self.server, message(email, self.sender))
+            self.sent[email.id] = None
+            if len(self.sent) > REMEMBERED:
+                del self.sent[next(iter(self.sent))]
+
+    def _send(self, server: SmtpServer, msg: Message) -> None:
+        if self.session is not None:
             try:
                 self.session.send_message(msg)
-            except BaseException:
+                return
+            except (smtplib.SMTPServerDisconnected, ConnectionError) as e:  # closed while idle: not sent
+                log.info("the SMTP session was closed (%s): sending in a new one", type(e).__name__)
+                self._close()
+            except BaseException:  # the server's answer, or no answer in time: the consumer tries again later
                 self._close()
                 raise
+        self.session = self._open(server)
+        try:
+            self.session.send_message(msg)
+        except BaseException:
+            self._close()
+            raise
 
     def close(self) -> None:
         with self.lock:

@@ -3,7 +3,9 @@ often and in whatever order the events come; a failed send or an unknown custome
 the consumer delivers the event again."""
 
 import asyncio
+import contextlib
 import random
+import smtplib
 import threading
 from email import message_from_bytes
 from email.policy import default
@@ -92,8 +94,9 @@ def registered(user_id: str = "u1") -> UserRegistered:
     return UserRegistered(user_id=user_id, email=f"{user_id}@example.com", name="Ada")
 
 
-def approved(order_id: str) -> OrderApproved:
-    return OrderApproved(order_id=order_id, charged_cents=7_800, tracking_number=f"TRK-{order_id}", **ORDER)
+def approved(order_id: str, user_id: str = "u1") -> OrderApproved:
+    return OrderApproved(order_id=order_id, charged_cents=7_800, tracking_number=f"TRK-{order_id}",
+                         **{**ORDER, "user_id": user_id})
 
 
 def shipped(order_id: str) -> ShipmentCreated:
@@ -202,6 +205,46 @@ async def test_a_send_that_fails_raises_and_records_nothing_and_the_event_again_
 
     await deliver(db, url, approved("o1"), approved("o1"))
     assert await kinds(db, "o1") == ["order_approved"]
+    assert keeper.received == ["Your order o1 is confirmed"]
+
+
+class RefusingKeeper(CountingKeeper):
+    """A sink that refuses every message to REFUSED (a mailbox that is full, say)."""
+
+    REFUSED = "u2@example.com"
+
+    async def handle_RCPT(self, server: smtp.SMTP, session: smtp.Session, envelope: smtp.Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address == self.REFUSED:
+            return "552 mailbox full"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+async def test_an_email_sent_before_a_later_one_of_its_batch_failed_is_not_sent_again(db, tmp_path):
+    """The consumer's batch: o1's email goes out, o2's is refused, so the batch rolls back and the consumer applies
+    the two again one by one (as consumer.py does): o1's is recorded then, and not sent a second time."""
+    keeper = RefusingKeeper(tmp_path / "mail")
+    keeper.received, keeper.sessions = [], []
+    controller = Controller(keeper, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    mailer = Mailer(f"smtp://127.0.0.1:{controller.port}", "sagashop <orders@sagashop.local>")
+    try:
+        await deliver(db, f"smtp://127.0.0.1:{controller.port}", registered("u1"), registered("u2"))
+        handlers = Notifier(mailer).handlers()
+        batch = [Delivery.read(envelope(approved(order, user)).model_dump_json().encode(), "test", {}, seq, handlers)
+                 for seq, (order, user) in enumerate((("o1", "u1"), ("o2", "u2")), 10)]
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            await db.transaction(lambda conn: apply_all(conn, batch, "notification"), tries=1)
+        assert (await kinds(db, "o1"), keeper.received) == ([], ["Your order o1 is confirmed"])
+
+        for one in batch:
+            with contextlib.suppress(smtplib.SMTPRecipientsRefused):
+                await db.transaction(lambda conn, d=one: apply_all(conn, [d], "notification"), tries=1)
+    finally:
+        await asyncio.to_thread(mailer.close)
+        controller.stop()
+    assert (await kinds(db, "o1"), await kinds(db, "o2")) == (["order_approved"], [])
     assert keeper.received == ["Your order o1 is confirmed"]
 
 
