@@ -1,4 +1,5 @@
-"""A bounded soak: a minute of steady orders with faults on; afterwards nothing is lost and no part's memory grew."""
+"""A bounded soak: half a minute of steady orders with faults on; afterwards nothing is lost and no part's memory
+grew (the long campaign in the README runs longer, on PostgreSQL)."""
 
 import json
 import subprocess
@@ -7,20 +8,20 @@ import sys
 import pytest
 
 
-def test_a_minute_of_orders_under_faults_loses_nothing_and_memory_stays_flat(faulty, request):
+def test_half_a_minute_of_orders_under_faults_loses_nothing_and_memory_stays_flat(faulty, request):
     """The saga's faults only: the event path's are test_chaos.py's (on both shops), and its audit runs here too."""
     if "postgres" in request.node.callspec.id:
         pytest.skip("one soak (on SQLite) fits CI's time; the long campaign in the README runs on PostgreSQL")
     shop = faulty
     soak = subprocess.run(
-        [sys.executable, "-m", "tools.cli", "chaos", "--url", shop.url, "--orders", "240", "--concurrency", "8",
-         "--seed", "11", "--duration", "60", "--replicas", "0", "--event-rounds", "0", "--json"],
+        [sys.executable, "-m", "tools.cli", "chaos", "--url", shop.url, "--orders", "120", "--concurrency", "8",
+         "--seed", "11", "--duration", "30", "--replicas", "0", "--event-rounds", "0", "--json"],
         env=shop.env, capture_output=True, text=True, timeout=600)
 
     assert soak.returncode == 0, soak.stdout[-3000:] + soak.stderr[-3000:]
     report = json.loads(soak.stdout)
     assert report["violations"] == []
-    assert sum(report["outcomes"].values()) == 240
+    assert sum(report["outcomes"].values()) == 120
     memory = report["memory_mib"]
     assert set(memory) >= {"gateway", "orchestrator", "inventory", "payment"}
     for part, samples in memory.items():
