@@ -2,10 +2,10 @@
 grew (the long campaign in the README runs longer, on PostgreSQL)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
+
+from tests.faults.conftest import chaos
 
 
 def test_half_a_minute_of_orders_under_faults_loses_nothing_and_memory_stays_flat(faulty, request):
@@ -13,10 +13,8 @@ def test_half_a_minute_of_orders_under_faults_loses_nothing_and_memory_stays_fla
     if "postgres" in request.node.callspec.id:
         pytest.skip("one soak (on SQLite) fits CI's time; the long campaign in the README runs on PostgreSQL")
     shop = faulty
-    soak = subprocess.run(
-        [sys.executable, "-m", "tools.cli", "chaos", "--url", shop.url, "--orders", "120", "--concurrency", "8",
-         "--seed", "11", "--duration", "30", "--replicas", "0", "--event-rounds", "0", "--json"],
-        env=shop.env, capture_output=True, text=True, timeout=600)
+    soak = chaos(shop, "--orders", "120", "--concurrency", "8", "--seed", "11", "--duration", "30", "--replicas", "0",
+                 "--event-rounds", "0", "--json")
 
     assert soak.returncode == 0, soak.stdout[-3000:] + soak.stderr[-3000:]
     report = json.loads(soak.stdout)
