@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -22,6 +23,7 @@ from tools.local.parts import free_port, free_ports, popen
 from tools.shopclient import ShopClient, order_body
 
 T = TypeVar("T")
+CAMPAIGN_WITHIN = 270.0  # under the suite's 300 s per test: a campaign still running then fails with what it said
 
 
 def start_shop(tmp: Path, database_url: str | None,
@@ -236,6 +238,26 @@ class Shop:
         assert sold == (quantity if approved else 0)
         assert self.net_charged(order["id"]) == (order["total_cents"] if approved else 0)
         assert len(self.shipments(order["id"])) == (1 if approved else 0)
+
+    def chaos(self, *options: str) -> subprocess.CompletedProcess[str]:
+        """`sagashop chaos` against the shop as a user runs it. One still running after CAMPAIGN_WITHIN seconds is
+        interrupted (it stops its replicas and clears its faults, as on Ctrl-C) and the test fails with what it
+        printed and the end of the shop's log: where it stood."""
+        command = [sys.executable, "-m", "tools.cli", "chaos", "--url", self.url, *options]
+        with subprocess.Popen(command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+            try:
+                out, err = run.communicate(timeout=CAMPAIGN_WITHIN)
+            except subprocess.TimeoutExpired:
+                run.send_signal(signal.SIGINT)
+                try:
+                    out, err = run.communicate(timeout=20)
+                except subprocess.TimeoutExpired:
+                    run.kill()
+                    out, err = run.communicate()
+                raise AssertionError(
+                    f"the campaign ran past {CAMPAIGN_WITHIN:g} s; it printed:\n{out[-3000:]}{err[-3000:]}\n"
+                    f"the end of the shop's log:\n{self.log.read_text(errors='replace')[-8000:]}") from None
+        return subprocess.CompletedProcess(command, run.returncode, out, err)
 
     def spawn(self, part: str, log: Any, **env: str) -> tuple[subprocess.Popen[bytes], int]:
         """Another `sagashop serve PART` process beside the shop (same databases), on a free port; once it serves."""

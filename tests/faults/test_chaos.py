@@ -2,7 +2,6 @@
 
 import json
 
-from tests.faults.conftest import chaos
 from tools.chaos.eventpath import KINDS
 
 
@@ -11,8 +10,8 @@ def test_a_short_chaos_campaign_leaves_stock_money_shipments_and_the_event_side_
     publish and mark, a consumer replica killed, a poison event, the mail sink down. The event consumers then agree
     with the orders, the dead letters are the poison event's, and a rebuild changes nothing."""
     shop = faulty
-    campaign = chaos(shop, "--orders", "40", "--concurrency", "8", "--seed", "7", "--duration", "30", "--replicas",
-                     "1", "--event-rounds", "1", "--outage", "3", "--json")
+    campaign = shop.chaos("--orders", "40", "--concurrency", "8", "--seed", "7", "--duration", "30", "--replicas",
+                          "1", "--event-rounds", "1", "--outage", "3", "--json")
 
     assert campaign.returncode == 0, campaign.stdout + campaign.stderr
     report = json.loads(campaign.stdout)
@@ -34,8 +33,8 @@ def test_a_campaign_whose_sagas_outlive_their_reservations_sells_no_unit_twice(f
     """An inventory replica of the campaign's own sweeps reservations after half a second: faults and kills hold
     sagas up for longer, and the audit still finds each SKU's units sold once, to the approved orders."""
     shop = faulty
-    campaign = chaos(shop, "--orders", "40", "--concurrency", "8", "--seed", "11", "--duration", "20", "--replicas",
-                     "1", "--reservation-ttl", "0.5", "--event-rounds", "0")
+    campaign = shop.chaos("--orders", "40", "--concurrency", "8", "--seed", "11", "--duration", "20", "--replicas",
+                          "1", "--reservation-ttl", "0.5", "--event-rounds", "0")
 
     assert campaign.returncode == 0, campaign.stdout + campaign.stderr
     assert "reservations swept after 0.5s" in campaign.stdout

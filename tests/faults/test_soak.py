@@ -5,16 +5,14 @@ import json
 
 import pytest
 
-from tests.faults.conftest import chaos
-
 
 def test_half_a_minute_of_orders_under_faults_loses_nothing_and_memory_stays_flat(faulty, request):
     """The saga's faults only: the event path's are test_chaos.py's (on both shops), and its audit runs here too."""
     if "postgres" in request.node.callspec.id:
         pytest.skip("one soak (on SQLite) fits CI's time; the long campaign in the README runs on PostgreSQL")
     shop = faulty
-    soak = chaos(shop, "--orders", "120", "--concurrency", "8", "--seed", "11", "--duration", "30", "--replicas", "0",
-                 "--event-rounds", "0", "--json")
+    soak = shop.chaos("--orders", "120", "--concurrency", "8", "--seed", "11", "--duration", "30", "--replicas", "0",
+                      "--event-rounds", "0", "--json")
 
     assert soak.returncode == 0, soak.stdout[-3000:] + soak.stderr[-3000:]
     report = json.loads(soak.stdout)
