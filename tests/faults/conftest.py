@@ -11,4 +11,3 @@ def faulty(shop: Shop) -> Iterator[Shop]:
     yield shop
     shop.ready_again()
     shop.clear_faults()
-
